@@ -1,0 +1,69 @@
+"""The one bridge between asyncio (aiortc, psycopg) and Twisted.
+
+Rules (see the project's style guide):
+
+* asyncio code lives in its own modules and crosses into Twisted only here;
+* never ``await`` a Deferred inside asyncio code: use :func:`as_future`;
+* never ``ensureDeferred`` a coroutine that awaits asyncio objects: use :func:`as_deferred`;
+* every Deferred that nobody waits on gets a logging errback: use :func:`background`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+T = TypeVar("T")
+
+log = Logger(namespace="beachmanager.aio")
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    from twisted.internet import reactor
+
+    loop = getattr(reactor, "_asyncioEventloop", None)
+    if loop is None:
+        raise RuntimeError("the asyncio reactor is not installed (use --reactor=beach-asyncio)")
+    return loop
+
+
+def as_deferred(coro: Coroutine[Any, Any, T]) -> Deferred[T]:
+    """Run an asyncio coroutine as a task on the reactor's loop; return a Deferred of its result."""
+    return Deferred.fromFuture(_loop().create_task(coro))
+
+
+def as_future(d: Deferred[T]) -> asyncio.Future[T]:
+    """Await a Deferred from asyncio code: ``await as_future(d)``."""
+    return d.asFuture(_loop())
+
+
+def from_twisted_coroutine(coro: Coroutine[Any, Any, T]) -> Deferred[T]:
+    """Run a coroutine that awaits only Deferreds (Twisted-style ``async def``)."""
+    return ensureDeferred(coro)
+
+
+def background(d: Deferred[Any], what: str, logger: Logger | None = None, **fields: Any) -> Deferred[None]:
+    """Let *d* run unattended: its failure is logged with *what* and never left dangling."""
+
+    def _failed(failure: Failure) -> None:
+        (logger or log).failure("background task failed: {what}", failure=failure, what=what, **fields)
+
+    return d.addErrback(_failed)
+
+
+def run_in_background(fn: Callable[..., Awaitable[Any]], what: str, *args: Any, **kwargs: Any) -> Deferred[None]:
+    """Call an ``async def`` that awaits Deferreds and log its failure (no dangling Deferreds)."""
+    return background(ensureDeferred(fn(*args, **kwargs)), what)
+
+
+def call_blocking(fn: Callable[..., T], *args: Any) -> Deferred[T]:
+    """Run CPU-heavy or blocking work (e.g. Argon2id) in the reactor's thread pool."""
+    from twisted.internet import reactor
+    from twisted.internet.threads import deferToThreadPool
+
+    return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)

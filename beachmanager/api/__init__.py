@@ -1,0 +1,1 @@
+"""HTTP routes: health, readiness, metrics, debug and the REST API."""

@@ -1,0 +1,31 @@
+"""Assemble the HTTP API: one Klein app, route modules installed in order.
+
+Klein is imported here, lazily: importing it installs the default reactor, so it
+must never load before ``--reactor=beach-asyncio`` has done its work.
+"""
+
+from __future__ import annotations
+
+from ..context import ManagerContext
+from . import health
+
+#: Route modules; each has ``install(app, ctx)``.
+ROUTE_MODULES = [health]
+
+
+def build_app(ctx: ManagerContext):
+    from klein import Klein
+
+    app = Klein()
+    for module in ROUTE_MODULES:
+        module.install(app, ctx)
+    return app
+
+
+def build_site(ctx: ManagerContext):
+    from twisted.web.server import Site
+
+    site = Site(build_app(ctx).resource())
+    site.displayTracebacks = False
+    site.noisy = False
+    return site

@@ -1,0 +1,41 @@
+"""Liveness, readiness, metrics and instance info: ``/healthz``, ``/readyz``, ``/metrics``, ``/debug/info``."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..context import ManagerContext
+from .responses import json_body, text_body
+
+
+def install(app, ctx: ManagerContext) -> None:
+    @app.route("/healthz", methods=["GET"])
+    def healthz(request):
+        return text_body(request, "OK")
+
+    @app.route("/readyz", methods=["GET"])
+    def readyz(request):
+        ready, children = ctx.root.readiness() if ctx.root is not None else (False, {})
+        if ready:
+            return json_body(request, {"status": "ready", "children": children})
+        not_ready = sorted(name for name, st in children.items() if not st["ready"])
+        return json_body(request, {"status": "not_ready", "not_ready": not_ready,
+                                   "children": children}, 503)
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics(request):
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+        return generate_latest(ctx.metrics.registry)
+
+    @app.route("/debug/info", methods=["GET"])
+    def debug_info(request):
+        cfg = ctx.config
+        return json_body(request, {
+            "instance_id": cfg.instance_id,
+            "impl": cfg.impl,
+            "version": ctx.version,
+            "uptime_seconds": round(ctx.uptime(), 3),
+            "capacity": cfg.capacity,
+            "stores": cfg.stores,
+            "road_url": cfg.road_url,
+        })

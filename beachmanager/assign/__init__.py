@@ -1,0 +1,1 @@
+"""Manager membership heartbeats, rendezvous hashing, capacity and reassignment."""

@@ -1,0 +1,1 @@
+"""Beach Gate / Clerk JWT verification against JWKS, and scope checks."""

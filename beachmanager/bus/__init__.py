@@ -1,0 +1,1 @@
+"""Topic pub/sub over Beach extension frames (namespace `manager`)."""

@@ -1,0 +1,1 @@
+"""Terminal mirror fed by the host's Hello/Grid/Snapshot/Delta frames."""

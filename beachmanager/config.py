@@ -1,0 +1,214 @@
+"""Every setting of the manager: command-line option, environment variable, default, parser.
+
+The table :data:`SETTINGS` is the single source: ``tap.Options`` is generated from
+it, ``tap.md`` documents it (a test keeps the two in step) and :class:`Config`
+carries the parsed values.  Precedence: command line, then environment, then default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message is one line naming the option and variable."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # attribute on Config, and the long option with "_" -> "-"
+    env: str | None
+    default: str | None
+    doc: str
+    parse: Callable[[str], Any] = str
+
+    @property
+    def option(self) -> str:
+        return self.key.replace("_", "-")
+
+
+# -- parsers: each raises ValueError with a short reason -------------------
+
+def positive_int(maximum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip(), 10)
+        except ValueError:
+            raise ValueError(f"must be a whole number, got {raw!r}") from None
+        if not 1 <= value <= maximum:
+            raise ValueError(f"must be between 1 and {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(maximum: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a number, got {raw!r}") from None
+        if not 0 < value <= maximum:
+            raise ValueError(f"must be above 0 and at most {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in schemes:
+            raise ValueError(f"must be a {'/'.join(schemes)} URL, got {redact_url(value)!r}")
+        if not parts.netloc and parts.scheme not in ("unix",):
+            raise ValueError(f"has no host, got {redact_url(value)!r}")
+        return value.rstrip("/") if parts.scheme.startswith("http") else value
+
+    return parse
+
+
+def identifier(raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 128 or not all(c.isalnum() or c in "-_.:" for c in value):
+        raise ValueError(f"must be 1-128 characters of letters, digits, '-', '_', '.', ':', got {raw!r}")
+    return value
+
+
+def server_endpoint(raw: str) -> str:
+    """A Twisted server endpoint string, checked by constructing it on a memory reactor."""
+    from twisted.internet.endpoints import serverFromString
+    from twisted.internet.testing import MemoryReactor
+
+    value = raw.strip()
+    try:
+        serverFromString(MemoryReactor(), value)
+    except Exception as e:  # serverFromString raises several types for bad strings
+        raise ValueError(f"is not a Twisted endpoint string ({e}), got {raw!r}") from None
+    return value
+
+
+def redact_url(value: str | None) -> str | None:
+    """The URL with any password replaced by ``***`` (never log credentials)."""
+    if not value:
+        return value
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+DEFAULT_INSTANCE_ID = "beach-manager-rewrite-1"
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("instance_id", "BEACH_MANAGER_INSTANCE_ID", DEFAULT_INSTANCE_ID,
+            "Identity of this instance for membership, assignment and logs.", identifier),
+    Setting("impl", "BEACH_MANAGER_IMPL", "rewrite",
+            "The legacy|rewrite toggle shared with launch scripts; reported on /debug/info.",
+            one_of("legacy", "rewrite")),
+    Setting("capacity", "BEACH_MANAGER_CAPACITY", "50",
+            "Most hosts this instance manages at once.", positive_int(100_000)),
+    Setting("road_url", "BEACH_ROAD_URL", "http://127.0.0.1:4132",
+            "Base URL of Beach Road (signaling); every Road URL is built from it.",
+            url("http", "https")),
+    Setting("redis_url", "REDIS_URL", None,
+            "Redis for the runtime cache and action queues; unset means in-memory (single instance).",
+            url("redis", "rediss", "unix")),
+    Setting("database_url", "DATABASE_URL", None,
+            "PostgreSQL for durable records; unset means in-memory (single instance).",
+            url("postgres", "postgresql")),
+    Setting("http_endpoint", "BEACH_MANAGER_HTTP_ENDPOINT", "tcp:8081:interface=127.0.0.1",
+            "Twisted server endpoint string for the HTTP API.", server_endpoint),
+    Setting("stop_timeout", "BEACH_MANAGER_STOP_TIMEOUT", "10",
+            "Seconds each part of the service may take to stop before it is abandoned.",
+            positive_float(600)),
+)
+
+SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+
+
+class Config(Mapping[str, Any]):
+    """Parsed settings; read them as attributes (``config.capacity``) or items."""
+
+    def __init__(self, values: Mapping[str, Any]):
+        self._values = dict(values)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def replace(self, **changes: Any) -> Config:
+        unknown = set(changes) - set(self._values)
+        if unknown:
+            raise KeyError(f"unknown settings: {sorted(unknown)}")
+        return Config({**self._values, **changes})
+
+    def describe(self) -> dict[str, Any]:
+        """The settings with credentials redacted, safe to log or serve."""
+        return {k: redact_url(v) if k.endswith("_url") else v for k, v in self._values.items()}
+
+    @property
+    def stores(self) -> dict[str, str]:
+        return {
+            "runtime": "redis" if self.redis_url else "memory",
+            "registry": "postgres" if self.database_url else "memory",
+        }
+
+
+def parse_setting(setting: Setting, raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return setting.parse(raw)
+    except ValueError as e:
+        where = f"--{setting.option}" + (f" / {setting.env}" if setting.env else "")
+        raise ConfigError(f"{where} {e}") from None
+
+
+def load(cli: Mapping[str, str | None] | None = None,
+         environ: Mapping[str, str] | None = None) -> Config:
+    """Resolve every setting from the command line, then *environ*, then its default."""
+    import os
+
+    cli = cli or {}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = cli.get(s.key)
+        if raw is None and s.env:
+            env_raw = environ.get(s.env)
+            raw = env_raw if env_raw not in (None, "") else None
+        if raw is None:
+            raw = s.default
+        values[s.key] = parse_setting(s, raw)
+    return Config(values)
+
+
+def defaults(**overrides: Any) -> Config:
+    """The default configuration (ignoring the environment), with *overrides* applied."""
+    return load({}, {}).replace(**overrides)

@@ -1,0 +1,1 @@
+"""Controller leases, the per-host action queue, delivery and ack matching."""

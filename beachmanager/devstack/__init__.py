@@ -1,0 +1,1 @@
+"""Development peers that speak the Beach wire protocol: a Road-compatible server and a host."""

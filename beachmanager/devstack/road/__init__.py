@@ -1,0 +1,1 @@
+"""A Beach Road-compatible signaling server (HTTP mailboxes + WebSocket rooms)."""

@@ -1,0 +1,115 @@
+"""The manager's root service and the assembly of its children.
+
+Children are added in start order; they stop in reverse order, one at a time:
+the HTTP API first (stop taking work), then the parts that drain, then the stores.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .config import Config
+from .context import ManagerContext
+from .service import OrderedMultiService, ReadyService
+from .telemetry.crash import CrashReporter
+from .telemetry.logs import bridge_stdlib_logging
+from .telemetry.metrics import Metrics
+
+
+def exit_process(reactor, code: int) -> None:
+    """Stop the reactor (running every shutdown trigger), then exit with *code*."""
+
+    def _hard_exit() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    reactor.addSystemEventTrigger("after", "shutdown", _hard_exit)
+    if reactor.running:
+        reactor.stop()
+    else:
+        reactor.callWhenRunning(reactor.stop)
+
+
+class ManagerService(OrderedMultiService):
+    """Root of the tree: logs start-up, installs the crash hook, exits on a fatal start error."""
+
+    log = Logger()
+
+    def __init__(self, ctx: ManagerContext, on_fatal=None):
+        super().__init__("beach-manager", ctx.clock, stop_timeout=ctx.config.stop_timeout)
+        self.ctx = ctx
+        ctx.root = self
+        self.on_fatal = on_fatal or (lambda code: exit_process(ctx.reactor, code))
+        self.fatal_error: Failure | None = None
+
+    def startService(self) -> None:
+        ctx, cfg = self.ctx, self.ctx.config
+        ctx.started_at = ctx.clock.seconds()
+        bridge_stdlib_logging()
+        ctx.crash.install(getattr(ctx.reactor, "_asyncioEventloop", None))
+        ctx.crash.add_state_provider("readiness", lambda: self.readiness()[1])
+        ctx.metrics.describe_instance(cfg.instance_id, cfg.impl, ctx.version)
+        self.log.info("starting beach-manager {version} as {manager_instance_id} (impl {impl}, "
+                      "capacity {capacity})", version=ctx.version, manager_instance_id=cfg.instance_id,
+                      impl=cfg.impl, capacity=cfg.capacity, settings=cfg.describe())
+        if cfg.stores == {"runtime": "memory", "registry": "memory"}:
+            self.log.warn("no REDIS_URL or DATABASE_URL: running as a single instance on in-memory "
+                          "stores (nothing survives a restart)")
+        else:
+            self.log.info("stores: runtime={runtime}, registry={registry}", **cfg.stores)
+        if cfg.impl == "legacy":
+            self.log.warn("BEACH_MANAGER_IMPL=legacy: launch scripts will route to the legacy "
+                          "manager; this process is the rewrite")
+        super().startService()
+        for child in self:
+            if isinstance(child, ReadyService) and child.critical:
+                child.whenReady().addErrback(self._fatal, child.name)
+
+    def _fatal(self, failure: Failure, name: str) -> None:
+        self.fatal_error = failure
+        self.log.critical("fatal start-up error in {service}: {error}; exiting with status 1",
+                          service=name, error=failure.getErrorMessage())
+        self.on_fatal(1)
+
+    def stopService(self):
+        self.ctx.crash.uninstall()
+        return super().stopService()
+
+
+def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None = None,
+                  on_fatal=None) -> ManagerService:
+    from .api.app import build_site
+    from .api.http_service import HttpService
+    from .telemetry.loop_lag import LoopLagMonitor
+
+    clock = clock or reactor
+    ctx = ManagerContext(config=config, reactor=reactor, clock=clock,
+                         metrics=metrics or Metrics(), crash=CrashReporter())
+    root = ManagerService(ctx, on_fatal=on_fatal)
+    for part in _store_services(config, clock):
+        part.setServiceParent(root)
+        ctx.parts[part.name] = part
+    LoopLagMonitor(clock, ctx.metrics.reactor_lag_seconds).setServiceParent(root)
+    http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(ctx))
+    http.setServiceParent(root)
+    ctx.parts["http"] = http
+    return root
+
+
+def _store_services(config: Config, clock) -> list[Any]:
+    parts: list[Any] = []
+    if config.database_url:
+        from .registry.postgres_conn import PostgresService
+
+        parts.append(PostgresService(config.database_url, clock))
+    if config.redis_url:
+        from .registry.redis_conn import RedisService
+
+        parts.append(RedisService(config.redis_url, clock))
+    return parts

@@ -1,0 +1,1 @@
+"""Sans-I/O secure signaling and secure transport: sealing, Noise XX, challenge, encrypted channel."""

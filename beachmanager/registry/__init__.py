@@ -1,0 +1,1 @@
+"""Persistence: PostgreSQL (migrations, row-level security) and the Redis runtime cache."""

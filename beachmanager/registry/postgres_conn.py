@@ -1,0 +1,71 @@
+"""The PostgreSQL pool service: psycopg 3 async pool opened and closed by the service lifecycle.
+
+The pool is pure asyncio; it crosses into Twisted only through :mod:`beachmanager._aio`.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from .._aio import as_deferred
+from ..config import redact_url
+from ..retry import backoff, retrying
+from ..service import ReadyService
+
+POOL_MIN = 1
+POOL_MAX = 10
+
+
+def make_pool(url: str, min_size: int = POOL_MIN, max_size: int = POOL_MAX):
+    from psycopg_pool import AsyncConnectionPool
+
+    return AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False,
+                               check=AsyncConnectionPool.check_connection, name="beach-manager")
+
+
+async def _ping(pool) -> None:
+    async with pool.connection(timeout=5) as conn:
+        await conn.execute("SELECT 1")
+
+
+class PostgresService(ReadyService):
+    """Owns the connection pool; ready once ``SELECT 1`` succeeds (retried with backoff)."""
+
+    log = Logger()
+
+    def __init__(self, url: str, clock: IReactorTime, max_size: int = POOL_MAX):
+        super().__init__("postgres", clock)
+        self.url = url
+        self.max_size = max_size
+        self.pool = None
+        self.last_error: str | None = None
+
+    def start(self) -> Deferred:
+        return ensureDeferred(self._astart())
+
+    async def _astart(self) -> None:
+        self.pool = make_pool(self.url, max_size=self.max_size)
+        await as_deferred(self.pool.open(wait=False))
+
+        def on_retry(attempt: int, e: Exception, wait: float) -> None:
+            self.last_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+            self.log.warn("postgres {url} not answering ({error}); retry {attempt} in {wait:.1f}s",
+                          url=redact_url(self.url), error=self.last_error, attempt=attempt, wait=wait)
+
+        await retrying(lambda: as_deferred(_ping(self.pool)), self.clock,
+                       delay=backoff(0.2, 5.0), on_retry=on_retry)
+        self.last_error = None
+
+    def stop(self) -> Deferred | None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            return as_deferred(pool.close(timeout=self.stop_timeout))
+        return None
+
+    def status(self) -> dict:
+        out = {**super().status(), "url": redact_url(self.url)}
+        if not self.ready and self.last_error:
+            out["error"] = self.last_error
+        return out

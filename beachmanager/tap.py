@@ -1,0 +1,71 @@
+"""``twistd beach-manager`` / ``twist beach-manager``: command-line options and the service tree.
+
+``makeService`` only builds services; all I/O starts when the tree is started.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+
+from twisted.python import usage
+
+from . import __version__
+from . import config as config_module
+from ._reactor import asyncio_reactor_problem, ensure_loop_current, installed_reactor
+from .config import SETTINGS, Config, ConfigError
+
+
+def _option_doc(setting: config_module.Setting) -> str:
+    default = setting.default if setting.default is not None else "unset"
+    env = f" [env {setting.env}]" if setting.env else ""
+    return f"{setting.doc}{env} [default: {default}]"
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run the Beach manager: it joins Beach hosts as a Beach client and runs the manager bus. "
+        "Every option may also be set by the environment variable named in its description; "
+        "the command line wins. Without REDIS_URL and DATABASE_URL it runs as a single instance "
+        "on in-memory stores. Needs --reactor=beach-asyncio."
+    )
+    optParameters = [[s.option, None, None, _option_doc(s)] for s in SETTINGS]
+
+    def __init__(self, environ: Mapping[str, str] | None = None, exit_on_error: bool = True):
+        super().__init__()
+        self.environ = os.environ if environ is None else environ
+        self.exit_on_error = exit_on_error
+        self.config: Config | None = None
+
+    def opt_version(self):
+        """Print the version and exit."""
+        print(f"beach-manager {__version__}")
+        sys.exit(0)
+
+    def postOptions(self) -> None:
+        cli = {s.key: self[s.option] for s in SETTINGS}
+        self.config = config_module.load(cli, self.environ)
+
+    def parseOptions(self, options=None):
+        try:
+            super().parseOptions(options)
+        except ConfigError as e:
+            if self.exit_on_error:
+                # One clear line, no usage dump: the value is wrong, not the syntax.
+                raise SystemExit(f"beach-manager: error: {e}") from None
+            raise
+
+
+def makeService(options: Options, reactor=None):
+    """Build the manager's service tree (no I/O happens until it starts)."""
+    if reactor is None:
+        problem = asyncio_reactor_problem(installed_reactor())
+        if problem:
+            raise SystemExit(f"beach-manager: error: {problem}")
+        reactor = installed_reactor()
+    ensure_loop_current(reactor)
+    from .manager import build_manager
+
+    return build_manager(options.config, reactor)

@@ -1,0 +1,1 @@
+"""Structured logs, the Prometheus metrics registry, phase tracing and the crash hook."""

@@ -1,0 +1,1 @@
+"""Road client, aiortc answerer and the attach state machine."""

@@ -1,0 +1,142 @@
+"""Real servers for tests: the machine's PostgreSQL/Redis (isolated per test) and throwaway ones.
+
+Tests that stop, restart or break a server must use a throwaway instance from
+here, never the machine's.  Everything is safe to run while other test runs use
+the same machine: databases and key prefixes are random, ports come from the OS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+MACHINE_PG = os.environ.get("BEACH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+MACHINE_REDIS = os.environ.get("BEACH_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def _psql(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@contextlib.contextmanager
+def temporary_database(server_url: str = MACHINE_PG) -> Iterator[str]:
+    """A fresh, empty database on *server_url*; dropped afterwards.  Yields its URL."""
+    name = "beach_test_" + uuid.uuid4().hex[:12]
+    _psql(server_url, f'CREATE DATABASE "{name}"')
+    base = server_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _psql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def redis_prefix() -> str:
+    return "beachtest:" + uuid.uuid4().hex[:12] + ":"
+
+
+# -- throwaway servers ---------------------------------------------------------
+
+@dataclass
+class Throwaway:
+    url: str
+    port: int
+    stop: callable
+    start: callable
+
+
+@contextlib.contextmanager
+def throwaway_redis() -> Iterator[Throwaway]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="beach-redis-")
+    proc: list[subprocess.Popen] = []
+
+    def start() -> None:
+        proc.append(subprocess.Popen(
+            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for_port(port)
+
+    def stop() -> None:
+        while proc:
+            p = proc.pop()
+            p.terminate()
+            p.wait(10)
+
+    start()
+    try:
+        yield Throwaway(f"redis://127.0.0.1:{port}/0", port, stop, start)
+    finally:
+        stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in sorted(os.listdir("/usr/lib/postgresql"), reverse=True) if os.path.isdir("/usr/lib/postgresql") else []:
+        cand = f"/usr/lib/postgresql/{d}/bin/{name}"
+        if os.path.exists(cand):
+            return cand
+    raise RuntimeError(f"{name} is not installed (Debian: apt-get install postgresql)")
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[Throwaway]:
+    """A private PostgreSQL cluster on a free port (initdb refuses root: run it as 'postgres')."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    port = free_port()
+    datadir = tempfile.mkdtemp(prefix="beach-pg-")
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(datadir, user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(run_as + [initdb, "-D", datadir, "-A", "trust", "-U", "postgres", "--no-sync"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    opts = f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
+
+    def start() -> None:
+        subprocess.run(run_as + [pg_ctl, "-D", datadir, "-o", opts, "-w", "-l", f"{datadir}/log", "start"],
+                       check=True, stdout=subprocess.DEVNULL)
+
+    def stop() -> None:
+        subprocess.run(run_as + [pg_ctl, "-D", datadir, "-m", "fast", "-w", "stop"],
+                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    start()
+    try:
+        yield Throwaway(f"postgresql://postgres@127.0.0.1:{port}/postgres", port, stop, start)
+    finally:
+        stop()
+        shutil.rmtree(datadir, ignore_errors=True)

@@ -1,0 +1,17 @@
+# Twisted drop-in for beach-manager.  It must stay lazy: importing it installs
+# no reactor and imports nothing from beachmanager until a command runs.
+from twisted.application.reactors import Reactor
+from twisted.application.service import ServiceMaker
+
+beachManager = ServiceMaker(
+    "beach-manager",
+    "beachmanager.tap",
+    "Manage Beach terminal hosts: join them as a Beach client and run the manager bus.",
+    "beach-manager",
+)
+
+beachAsyncio = Reactor(
+    "beach-asyncio",
+    "beachmanager._reactor",
+    "asyncio reactor on a fresh event loop that is made current (needed by aiortc and psycopg).",
+)
