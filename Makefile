@@ -1,0 +1,43 @@
+# beach-manager: `make run` starts the service on embedded defaults; `make test` runs every test.
+# Both build .venv on first use (a regular install, so twistd/twist find the drop-in).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEPS_STAMP := $(VENV)/.deps-installed
+PKG_STAMP  := $(VENV)/.pkg-installed
+SOURCES := $(shell find beachmanager twisted -name '*.py' -o -name '*.sql' 2>/dev/null)
+HTTP ?= tcp:8081:interface=127.0.0.1
+PYTEST_ARGS ?=
+
+.PHONY: run test install lint check-lines clean
+
+install: $(PKG_STAMP)
+
+$(DEPS_STAMP): setup.cfg pyproject.toml
+	@scripts/check-system run
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check '.[test,dev]'
+	@touch $@
+
+$(PKG_STAMP): $(DEPS_STAMP) $(SOURCES)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --force-reinstall .
+	@$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	@touch $@
+
+run: install
+	$(BIN)/twist --log-format=text --reactor=beach-asyncio beach-manager --http-endpoint=$(HTTP)
+
+check-lines:
+	@$(BIN)/python scripts/check_lines.py
+
+lint: install
+	$(BIN)/ruff check beachmanager twisted tests bench scripts/check_lines.py
+
+test: install check-lines lint
+	@scripts/check-system test
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

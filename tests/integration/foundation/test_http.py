@@ -1,0 +1,137 @@
+"""The foundation's HTTP endpoints over real HTTP on 127.0.0.1:0, with the real service tree."""
+
+import json
+
+import pytest
+import pytest_twisted
+import treq
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+
+from beachmanager import config
+from beachmanager.manager import build_manager
+from beachmanager.service import ReadyService
+from beachmanager.telemetry.metrics import PLAN_METRICS, Metrics
+
+
+class NeverReady(ReadyService):
+    critical = False
+
+    def __init__(self, clock):
+        super().__init__("slow-store", clock)
+        self.gate = Deferred()
+
+    def start(self):
+        return self.gate
+
+    def stop(self):
+        if not self.gate.called:
+            self.gate.cancel()
+
+
+@pytest.fixture
+def manager():
+    cfg = config.defaults(http_endpoint="tcp:0:interface=127.0.0.1", instance_id="mgr-test")
+    fatal = []
+    root = build_manager(cfg, reactor, metrics=Metrics(CollectorRegistry()), on_fatal=fatal.append)
+    root.fatal = fatal
+    yield root
+    if root.running:
+        pytest_twisted.blockon(root.stopService())
+
+
+def base_url(root):
+    host, port = root.ctx.parts["http"].address()
+    return f"http://{host}:{port}"
+
+
+@pytest_twisted.inlineCallbacks
+def test_health_ready_metrics_info(manager):
+    manager.startService()
+    yield manager.ctx.parts["http"].whenReady()
+    url = base_url(manager)
+
+    r = yield treq.get(url + "/healthz")
+    assert r.code == 200 and (yield r.text()) == "OK"
+
+    r = yield treq.get(url + "/readyz")
+    body = json.loads((yield r.text()))
+    assert r.code == 200 and body["status"] == "ready"
+    assert body["children"]["http"]["ready"]
+
+    r = yield treq.get(url + "/metrics")
+    assert r.code == 200 and r.headers.getRawHeaders("content-type")[0].startswith("text/plain")
+    families = {f.name for f in text_string_to_metric_families((yield r.text()))}
+    for name in PLAN_METRICS:
+        assert name in families or name.removesuffix("_total") in families, name
+
+    r = yield treq.get(url + "/debug/info")
+    info = json.loads((yield r.text()))
+    assert info["instance_id"] == "mgr-test" and info["impl"] == "rewrite"
+    assert info["stores"] == {"runtime": "memory", "registry": "memory"}
+    assert info["version"] and info["uptime_seconds"] >= 0
+    assert manager.fatal == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_readyz_is_503_naming_parts_not_ready(manager):
+    slow = NeverReady(reactor)
+    slow.setServiceParent(manager)
+    manager.startService()
+    yield manager.ctx.parts["http"].whenReady()
+    r = yield treq.get(base_url(manager) + "/readyz")
+    body = json.loads((yield r.text()))
+    assert r.code == 503
+    assert body == {"status": "not_ready", "not_ready": ["slow-store"], "children": body["children"]}
+    slow.gate.callback(None)
+    r = yield treq.get(base_url(manager) + "/readyz")
+    assert r.code == 200
+    yield r.text()
+
+
+@pytest_twisted.inlineCallbacks
+def test_port_in_use_is_fatal(manager):
+    manager.startService()
+    yield manager.ctx.parts["http"].whenReady()
+    host, port = manager.ctx.parts["http"].address()
+    cfg = config.defaults(http_endpoint=f"tcp:{port}:interface={host}")
+    fatal = []
+    second = build_manager(cfg, reactor, metrics=Metrics(CollectorRegistry()), on_fatal=fatal.append)
+    second.startService()
+    try:
+        with pytest.raises(Exception, match="cannot listen"):
+            yield second.ctx.parts["http"].whenReady()
+        assert fatal == [1]
+        assert "cannot listen" in second.fatal_error.getErrorMessage()
+    finally:
+        yield second.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_real_stores_are_used_and_a_dead_one_keeps_readyz_503():
+    from tests.support.servers import MACHINE_PG, MACHINE_REDIS, free_port
+
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    for redis_url, expect in ((MACHINE_REDIS, 200), (dead_redis, 503)):
+        cfg = config.defaults(http_endpoint="tcp:0:interface=127.0.0.1", redis_url=redis_url,
+                              database_url=MACHINE_PG)
+        root = build_manager(cfg, reactor, metrics=Metrics(CollectorRegistry()), on_fatal=list().append)
+        root.startService()
+        try:
+            yield root.ctx.parts["http"].whenReady()
+            if expect == 200:
+                yield root.ctx.parts["redis"].whenReady()
+                yield root.ctx.parts["postgres"].whenReady()
+            else:
+                yield root.ctx.parts["postgres"].whenReady()
+            r = yield treq.get(base_url(root) + "/readyz")
+            body = json.loads((yield r.text()))
+            assert r.code == expect, body
+            if expect == 503:
+                assert body["not_ready"] == ["redis"]
+            r = yield treq.get(base_url(root) + "/debug/info")
+            assert json.loads((yield r.text()))["stores"] == {"runtime": "redis", "registry": "postgres"}
+        finally:
+            yield root.stopService()
