@@ -33,7 +33,7 @@ check-lines:
 	@$(BIN)/python scripts/check_lines.py
 
 lint: install
-	$(BIN)/ruff check beachmanager twisted tests bench scripts/check_lines.py
+	$(BIN)/ruff check $(wildcard beachmanager twisted tests bench) scripts/check_lines.py
 
 test: install check-lines lint
 	@scripts/check-system test
