@@ -1,0 +1,144 @@
+"""The aiortc answerer against a real aiortc offerer in the same process (loopback UDP)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import pytest_twisted
+
+from beachmanager import _aio
+from beachmanager.transport.ice import IceSettings, candidate_count
+from beachmanager.transport.peer import AnswerPeer, PeerClosed, PeerError
+
+NO_STUN = IceSettings(disable_stun=True)
+
+
+def _split_candidates(sdp: str) -> tuple[str, list[dict]]:
+    """The offer without candidates, and its candidates as webrtc-rs trickles them."""
+    lines, cands = [], []
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=candidate:"):
+            cands.append({"candidate": line[2:], "sdp_mid": "", "sdp_mline_index": 0})
+        elif line != "a=end-of-candidates":
+            lines.append(line)
+    # A trickling offerer announces end-of-candidates too early in some stacks.
+    return "\r\n".join(lines).replace("a=sctp-port", "a=end-of-candidates\r\na=sctp-port", 1), cands
+
+
+async def _offerer(labels=("beach",)):
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    channels = {label: pc.createDataChannel(label, ordered=True) for label in labels}
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, channels
+
+
+async def _connect(peer: AnswerPeer, pc, trickle: bool):
+    from aiortc import RTCSessionDescription
+
+    offer = pc.localDescription.sdp
+    if trickle:
+        offer, cands = _split_candidates(offer)
+        # Half before the remote description (queued), half after.
+        for c in cands[: len(cands) // 2]:
+            await peer.add_candidate(c)
+        answer = await peer.answer(offer)
+        for c in cands[len(cands) // 2:]:
+            await peer.add_candidate(c)
+    else:
+        answer = await peer.answer(offer)
+    assert candidate_count(answer) > 0
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    await asyncio.wait_for(peer.wait_connected(), 10)
+
+
+@pytest.mark.parametrize("trickle", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_answers_and_exchanges_binary_messages(trickle):
+    async def scenario():
+        received, events = [], []
+        peer = AnswerPeer(NO_STUN, on_message=lambda label, data: received.append((label, data)),
+                          on_event=lambda name, **f: events.append((name, f)))
+        pc, channels = await _offerer(("beach", "beach-secure-handshake"))
+        try:
+            await _connect(peer, pc, trickle)
+            beach = await asyncio.wait_for(peer.wait_channel("beach"), 10)
+            assert beach.label == "beach"
+            await asyncio.wait_for(peer.wait_channel("beach-secure-handshake"), 10)
+            got = asyncio.get_running_loop().create_future()
+            channels["beach"].on("message", lambda m: got.done() or got.set_result(m))
+            peer.send("beach", b"\xa1hello")
+            assert await asyncio.wait_for(got, 10) == b"\xa1hello"
+            channels["beach"].send(b"from-host")
+            channels["beach"].send("text is dropped")
+            for _ in range(200):
+                if received and peer.text_dropped:
+                    break
+                await asyncio.sleep(0.01)
+            assert received == [("beach", b"from-host")]
+            assert peer.text_dropped == 1
+            with pytest.raises(TypeError):
+                peer.send("beach", "text")  # type: ignore[arg-type]
+            if trickle:
+                assert peer.candidates_added > 0
+            dc_events = [f for name, f in events if name == "dc_state_change"]
+            assert {"label": "beach", "new_state": "open", "seq": 1} in dc_events
+        finally:
+            await pc.close()
+        # The host went away: the loss is reported with a reason.
+        reason = await asyncio.wait_for(peer.wait_lost(), 10)
+        assert "closed" in reason or "failed" in reason
+        await peer.close()
+
+    await _aio.as_deferred(scenario())
+
+
+@pytest_twisted.ensureDeferred
+async def test_offer_without_data_channel_is_rejected():
+    async def scenario():
+        from aiortc import RTCConfiguration, RTCPeerConnection
+
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver("audio")
+        await pc.setLocalDescription(await pc.createOffer())
+        peer = AnswerPeer(NO_STUN, on_message=lambda *a: None, on_event=lambda *a, **k: None)
+        with pytest.raises(PeerError, match="no m=application"):
+            await peer.answer(pc.localDescription.sdp)
+        await peer.close()
+        await pc.close()
+
+    await _aio.as_deferred(scenario())
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_local_candidates_fails_clearly(monkeypatch):
+    import aioice.ice as aioice_ice
+
+    monkeypatch.setattr(aioice_ice, "get_host_addresses", lambda use_ipv4, use_ipv6: [])
+
+    async def scenario():
+        pc, _ = await _offerer()
+        peer = AnswerPeer(NO_STUN, on_message=lambda *a: None, on_event=lambda *a, **k: None)
+        with pytest.raises(PeerError, match="no usable local ICE candidates"):
+            await peer.answer(pc.localDescription.sdp)
+        await peer.close()
+        await pc.close()
+
+    await _aio.as_deferred(scenario())
+
+
+@pytest_twisted.ensureDeferred
+async def test_waiting_for_a_channel_fails_when_closed():
+    async def scenario():
+        peer = AnswerPeer(NO_STUN, on_message=lambda *a: None, on_event=lambda *a, **k: None)
+        waiter = asyncio.ensure_future(peer.wait_channel("beach"))
+        await asyncio.sleep(0)
+        await peer.close()
+        with pytest.raises(PeerClosed, match="closed by the manager"):
+            await waiter
+        with pytest.raises(PeerClosed):
+            await peer.wait_connected()
+
+    await _aio.as_deferred(scenario())
