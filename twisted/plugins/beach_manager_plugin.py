@@ -10,6 +10,20 @@ beachManager = ServiceMaker(
     "beach-manager",
 )
 
+beachRoadDev = ServiceMaker(
+    "beach-road-dev",
+    "beachmanager.devstack.road.tap",
+    "Development Beach Road: a Road-compatible signaling server held in memory.",
+    "beach-road-dev",
+)
+
+beachHostDev = ServiceMaker(
+    "beach-host-dev",
+    "beachmanager.devstack.host.tap",
+    "Development Beach host: a PTY served to WebRTC peers with cache sync and the manager bus.",
+    "beach-host-dev",
+)
+
 beachAsyncio = Reactor(
     "beach-asyncio",
     "beachmanager._reactor",
