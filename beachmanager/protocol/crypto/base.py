@@ -56,7 +56,8 @@ class Role(enum.Enum):
 
     @classmethod
     def coerce(cls, value: Any) -> Role:
-        """A Role from itself, its name/value (any case), ``offerer``/``answerer``, or 0/1."""
+        """A Role from itself, its value in any case, a Beach alias (``offerer``/``host`` initiate,
+        ``answerer``/``manager`` respond), or the challenge role byte 0/1."""
         if isinstance(value, Role):
             return value
         if isinstance(value, str):
@@ -72,8 +73,10 @@ class Role(enum.Enum):
 _ROLE_NAMES = {
     "initiator": Role.INITIATOR,
     "offerer": Role.INITIATOR,
+    "host": Role.INITIATOR,
     "responder": Role.RESPONDER,
     "answerer": Role.RESPONDER,
+    "manager": Role.RESPONDER,
 }
 
 

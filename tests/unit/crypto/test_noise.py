@@ -282,12 +282,17 @@ def test_out_of_turn_calls_are_rejected():
         i.write_message()
 
 
-@pytest.mark.parametrize("role", ["initiator", "INITIATOR", "offerer", 0, Role.INITIATOR])
-def test_role_spellings(role):
+@pytest.mark.parametrize("role", ["initiator", "INITIATOR", "offerer", "host", 0, Role.INITIATOR])
+def test_initiator_spellings(role):
     assert NoiseHandshake(role, HANDSHAKE_ID, HOST_PEER, MANAGER_PEER).role is Role.INITIATOR
 
 
-@pytest.mark.parametrize("role", ["host", "", 2, True, None])
+@pytest.mark.parametrize("role", ["responder", " Responder", "answerer", "manager", 1])
+def test_responder_spellings(role):
+    assert NoiseHandshake(role, HANDSHAKE_ID, MANAGER_PEER, HOST_PEER).role is Role.RESPONDER
+
+
+@pytest.mark.parametrize("role", ["server", "", 2, True, None])
 def test_unknown_role_is_rejected(role):
     with pytest.raises(CryptoError, match="role"):
         NoiseHandshake(role, HANDSHAKE_ID, HOST_PEER, MANAGER_PEER)
