@@ -1,0 +1,92 @@
+"""The Python beach-buggy: a terminal harness on the host's in-process bus.
+
+Wires :class:`~.subscriber.ActionSubscriber` (actions in, PTY writes) and
+:class:`~.publisher.Publisher` (acks, state, health out) to a bus and a terminal.
+The host knows nothing of managers: it hands the harness a bus with
+``subscribe(topic, handler)`` / ``publish(topic, payload)`` and a terminal; the
+harness calls :meth:`Harness.screen_changed` throttling into state messages.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..protocol import harness as hj
+from .publisher import DEFAULT_HEALTH_INTERVAL, DEFAULT_STATE_INTERVAL, Publisher
+from .subscriber import DEFAULT_DEDUP_SIZE, DEFAULT_MAX_QUEUE, TOPICS, ActionSubscriber
+
+
+class Bus(Protocol):
+    def subscribe(self, topic: str, handler: Callable[[str, bytes], None]) -> Callable[[], None]: ...
+
+    def publish(self, topic: str, payload: bytes) -> None: ...
+
+
+class Terminal(Protocol):
+    @property
+    def alive(self) -> bool: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def terminal_full(self) -> dict[str, Any]: ...
+
+
+def _rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+class Harness:
+    def __init__(self, bus: Bus, terminal: Terminal, clock, *, state_interval: float = DEFAULT_STATE_INTERVAL,
+                 health_interval: float = DEFAULT_HEALTH_INTERVAL, dedup_size: int = DEFAULT_DEDUP_SIZE,
+                 max_queue: int = DEFAULT_MAX_QUEUE):
+        self.bus = bus
+        self.terminal = terminal
+        self.clock = clock
+        self.publisher = Publisher(bus, clock, state=terminal.terminal_full, health=self.health,
+                                   state_interval=state_interval, health_interval=health_interval)
+        self.subscriber = ActionSubscriber(clock, write=terminal.write, ack=self.publisher.ack,
+                                           dedup_size=dedup_size, max_queue=max_queue)
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._rejects_reported = 0
+        self.started = False
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        self._unsubscribe = [self.bus.subscribe(topic, self.subscriber.handle) for topic in TOPICS]
+        self.publisher.start()
+
+    def stop(self) -> None:
+        self.started = False
+        for undo in self._unsubscribe:
+            undo()
+        self._unsubscribe = []
+        self.publisher.stop()
+        self.subscriber.stop()
+
+    def screen_changed(self) -> None:
+        if self.started:
+            self.publisher.screen_changed()
+
+    def health(self) -> hj.HealthHeartbeat:
+        warnings = []
+        depth = self.subscriber.queue_depth
+        if not self.terminal.alive:
+            warnings.append("terminal program is not running")
+        if depth >= self.subscriber.max_queue * 3 // 4:
+            warnings.append(f"action queue at {depth}/{self.subscriber.max_queue}")
+        rejects = self.subscriber.queue_full_rejects - self._rejects_reported
+        self._rejects_reported = self.subscriber.queue_full_rejects
+        if rejects:
+            warnings.append(f"{rejects} actions rejected on a full queue since the last report")
+        return hj.HealthHeartbeat(queue_depth=depth, cpu_load=None, memory_bytes=_rss_bytes(),
+                                  degraded=bool(warnings), warnings=tuple(warnings))
+
+    def status(self) -> dict[str, Any]:
+        return {**self.subscriber.status(), "state_sequence": self.publisher.state_sequence,
+                "published": dict(self.publisher.published)}

@@ -1,0 +1,202 @@
+"""The Python beach-buggy: every ack status, replay dedup, state and health emission (injected clock)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from twisted.internet.task import Clock
+
+from beachmanager.harness.buggy import Harness
+from beachmanager.protocol import harness as hj
+from beachmanager.protocol.extensions import (
+    LEGACY_ACTION_TOPIC,
+    TOPIC_ACK,
+    TOPIC_ACTION,
+    TOPIC_HEALTH,
+    TOPIC_STATE,
+)
+
+
+class FakeBus:
+    def __init__(self):
+        self.handlers = {}
+        self.sent = []
+
+    def subscribe(self, topic, handler):
+        self.handlers.setdefault(topic, []).append(handler)
+        return lambda: self.handlers[topic].remove(handler)
+
+    def publish(self, topic, payload):
+        self.sent.append((topic, json.loads(payload)))
+
+    def deliver(self, topic, payload):
+        for h in list(self.handlers.get(topic, [])):
+            h(topic, payload)
+
+    def of(self, topic):
+        return [p for t, p in self.sent if t == topic]
+
+
+class FakeTerminal:
+    def __init__(self):
+        self.written = []
+        self.alive = True
+        self.lines = ["$"]
+        self.fail = False
+
+    def write(self, data):
+        if self.fail:
+            raise OSError("pty closed")
+        self.written.append(data)
+
+    def terminal_full(self):
+        return {"type": "terminal_full", "lines": list(self.lines), "cursor": {"row": 0, "col": 1}}
+
+
+@pytest.fixture
+def rig():
+    clock = Clock()
+    clock.advance(1_700_000_000)
+    bus, term = FakeBus(), FakeTerminal()
+    h = Harness(bus, term, clock, max_queue=2)
+    h.start()
+    return clock, bus, term, h
+
+
+def action(aid, action_type="terminal_write", payload=None, expires_at=None):
+    body = {"id": aid, "action_type": action_type,
+            "payload": {"bytes": "echo hi\r"} if payload is None else payload, "expires_at": expires_at}
+    return json.dumps({"type": "action", "payload": body}).encode()
+
+
+def acks(bus):
+    return [a["payload"] for a in bus.of(TOPIC_ACK)]
+
+
+def test_terminal_write_acks_ok_after_writing(rig):
+    clock, bus, term, _ = rig
+    bus.deliver(TOPIC_ACTION, action("a-1"))
+    assert acks(bus) == [] and term.written == []  # queued, applied on the next turn
+    clock.advance(0)
+    assert term.written == [b"echo hi\r"]
+    [ack] = acks(bus)
+    assert ack["id"] == "a-1" and ack["status"] == "ok" and ack["error_code"] is None
+    assert ack["applied_at"] == {"secs_since_epoch": 1_700_000_000, "nanos_since_epoch": 0}
+    assert ack["latency_ms"] is None
+
+
+def test_legacy_topic_is_an_action_alias(rig):
+    clock, bus, term, _ = rig
+    bus.deliver(LEGACY_ACTION_TOPIC, action("legacy-1", payload={"bytes": "x"}))
+    clock.advance(0)
+    assert term.written == [b"x"] and acks(bus)[0]["status"] == "ok"
+
+
+@pytest.mark.parametrize("kind,payload", [("click", None), ("terminal_write", {"text": "x"}),
+                                          ("terminal_write", {"bytes": 5})])
+def test_unsupported_actions_are_rejected(rig, kind, payload):
+    clock, bus, term, _ = rig
+    bus.deliver(TOPIC_ACTION, action("r-1", kind, payload))
+    clock.advance(0)
+    [ack] = acks(bus)
+    assert ack["status"] == "rejected" and ack["error_code"] == "unsupported_action" and ack["error_message"]
+    assert term.written == []
+
+
+def test_expired_action_is_not_applied(rig):
+    clock, bus, term, _ = rig
+    bus.deliver(TOPIC_ACTION, action("e-1", expires_at={"secs_since_epoch": 1_699_999_999, "nanos_since_epoch": 0}))
+    bus.deliver(TOPIC_ACTION, action("e-2", expires_at=[1_700_000_060, 0]))  # still valid
+    clock.advance(0)
+    assert [(a["id"], a["status"]) for a in acks(bus)] == [("e-1", "expired"), ("e-2", "ok")]
+    assert term.written == [b"echo hi\r"]
+
+
+def test_replayed_action_is_reacked_not_reapplied(rig):
+    clock, bus, term, h = rig
+    bus.deliver(TOPIC_ACTION, action("d-1"))
+    bus.deliver(TOPIC_ACTION, action("d-1"))  # replay while still queued: no second ack yet
+    clock.advance(0)
+    bus.deliver(TOPIC_ACTION, action("d-1"))  # replay after: the same ack again
+    assert term.written == [b"echo hi\r"]
+    assert [a["id"] for a in acks(bus)] == ["d-1", "d-1"] and acks(bus)[0] == acks(bus)[1]
+    assert h.subscriber.replays == 2
+
+
+def test_dedup_memory_is_bounded():
+    clock, bus, term = Clock(), FakeBus(), FakeTerminal()
+    h = Harness(bus, term, clock, dedup_size=3)
+    h.start()
+    for i in range(5):
+        bus.deliver(TOPIC_ACTION, action(f"id-{i}", payload={"bytes": str(i)}))
+        clock.advance(0)
+    assert list(h.subscriber.seen) == ["id-2", "id-3", "id-4"]
+    bus.deliver(TOPIC_ACTION, action("id-0", payload={"bytes": "again"}))  # forgotten: applied again
+    clock.advance(0)
+    assert term.written[-1] == b"again"
+
+
+def test_queue_full_and_write_failure(rig):
+    clock, bus, term, h = rig
+    for i in range(3):
+        bus.deliver(TOPIC_ACTION, action(f"q-{i}"))
+    assert [(a["id"], a["error_code"]) for a in acks(bus)] == [("q-2", "queue_full")]
+    health = h.health()
+    assert health.queue_depth == 2 and health.degraded and any("full queue" in w for w in health.warnings)
+    term.fail = True
+    clock.advance(0)
+    assert [a["error_code"] for a in acks(bus)[1:]] == ["write_failed", "write_failed"]
+
+
+def test_unparsable_action_gets_no_ack(rig):
+    clock, bus, _, h = rig
+    bus.deliver(TOPIC_ACTION, b"{not json")
+    bus.deliver(TOPIC_ACTION, json.dumps({"type": "ack", "payload": {}}).encode())
+    clock.advance(0)
+    assert acks(bus) == [] and h.subscriber.unparsable == 2
+
+
+def test_state_throttled_with_sequence_from_one(rig):
+    clock, bus, term, h = rig
+    h.screen_changed()
+    [first] = bus.of(TOPIC_STATE)
+    assert first["type"] == "state" and first["payload"]["sequence"] == 1
+    assert first["payload"]["payload"] == {"type": "terminal_full", "lines": ["$"], "cursor": {"row": 0, "col": 1}}
+    term.lines = ["$ ls"]
+    for _ in range(5):
+        h.screen_changed()
+        clock.advance(0.01)
+    assert len(bus.of(TOPIC_STATE)) == 1  # within 100 ms of the first
+    clock.advance(0.06)
+    states = bus.of(TOPIC_STATE)
+    assert [s["payload"]["sequence"] for s in states] == [1, 2]
+    assert states[1]["payload"]["payload"]["lines"] == ["$ ls"]
+    clock.advance(1)
+    assert len(bus.of(TOPIC_STATE)) == 2  # quiet screen: nothing more
+
+
+def test_health_at_start_and_every_interval(rig):
+    clock, bus, term, h = rig
+    [first] = bus.of(TOPIC_HEALTH)
+    assert first["type"] == "health"
+    assert first["payload"]["queue_depth"] == 0 and first["payload"]["degraded"] is False
+    assert first["payload"]["warnings"] == [] and first["payload"]["memory_bytes"] > 0
+    term.alive = False
+    clock.advance(5)
+    second = bus.of(TOPIC_HEALTH)[1]["payload"]
+    assert second["degraded"] is True and second["warnings"] == ["terminal program is not running"]
+    h.stop()
+    clock.advance(20)
+    assert len(bus.of(TOPIC_HEALTH)) == 2
+    assert bus.handlers[TOPIC_ACTION] == []
+
+
+def test_published_payloads_parse_with_the_protocol_types(rig):
+    clock, bus, _, h = rig
+    bus.deliver(TOPIC_ACTION, action("p-1"))
+    clock.advance(0)
+    h.screen_changed()
+    for topic, value in bus.sent:
+        env = hj.from_value(value)
+        assert env.type == {TOPIC_ACK: "ack", TOPIC_STATE: "state", TOPIC_HEALTH: "health"}[topic]
