@@ -65,18 +65,21 @@ class QueueFull(QueueError):
 
 @dataclass(frozen=True)
 class NewAction:
-    """An action to enqueue: the ActionCommand JSON object, who sent it, when (epoch seconds)."""
+    """An action to enqueue: the ActionCommand JSON object, who sent it (lease token and its
+    private beach), when (epoch seconds)."""
 
     action_id: str
     command: dict[str, Any]
     controller_token: str | None = None
     enqueued_at: float = 0.0
+    beach: str | None = None
 
     def encode(self) -> dict[str, str]:
         return {"id": self.action_id,
                 "cmd": json.dumps(self.command, separators=(",", ":"), sort_keys=True),
                 "tok": self.controller_token or "",
-                "at": repr(float(self.enqueued_at))}
+                "at": repr(float(self.enqueued_at)),
+                "pb": self.beach or ""}
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,11 @@ class QueuedAction:
     command: dict[str, Any]
     controller_token: str | None
     enqueued_at: float
+    beach: str | None = None
+
+    def as_new(self) -> NewAction:
+        return NewAction(self.action_id, self.command, self.controller_token, self.enqueued_at,
+                         self.beach)
 
     @classmethod
     def decode(cls, host: str, entry_id: str, fields: dict[str, str]) -> QueuedAction:
@@ -98,7 +106,7 @@ class QueuedAction:
                 raise ValueError("command is not an object")
             return cls(host=host, entry_id=entry_id, action_id=str(fields["id"]), command=command,
                        controller_token=fields.get("tok") or None,
-                       enqueued_at=float(fields.get("at") or 0.0))
+                       enqueued_at=float(fields.get("at") or 0.0), beach=fields.get("pb") or None)
         except (KeyError, ValueError, TypeError) as e:
             raise QueueError(f"undecodable queue entry {entry_id} for host {host}: {e}") from None
 

@@ -68,7 +68,7 @@ class MemoryActionQueue:
             h.seq += 1
             entry_id = f"{h.seq}-0"
             h.entries[h.seq] = QueuedAction(host, entry_id, a.action_id, dict(a.command),
-                                            a.controller_token, a.enqueued_at)
+                                            a.controller_token, a.enqueued_at, a.beach)
             h.ids[a.action_id] = entry_id
             result.accepted.append(a.action_id)
             result.entries[a.action_id] = entry_id

@@ -2,7 +2,7 @@
 
 Keys per host (``{host}`` is a hash tag, so one host's keys share a cluster slot)::
 
-    <prefix>q:{host}        stream, one entry per action: id, cmd (JSON), tok, at
+    <prefix>q:{host}        stream, one entry per action: id, cmd (JSON), tok, at, pb
     <prefix>q:{host}:ids    hash action id -> entry id while queued, "done:<status>" after
     <prefix>q:{host}:done   list of finished ids, oldest first, capped (idempotency memory)
 
@@ -47,7 +47,7 @@ local stream, ids = KEYS[1], KEYS[2]
 local bound, group, ttl, n, force = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local fresh, dups = {}, {}
 for i = 0, n - 1 do
-  local base = 6 + i * 4
+  local base = 6 + i * 5
   if redis.call('HEXISTS', ids, ARGV[base]) == 1 then
     table.insert(dups, ARGV[base])
   else
@@ -65,7 +65,8 @@ local out = {'ok', 0, #dups}
 for _, d in ipairs(dups) do table.insert(out, d) end
 for _, base in ipairs(fresh) do
   local eid = redis.call('XADD', stream, 'MAXLEN', '~', math.max(bound, depth + #fresh), '*',
-    'id', ARGV[base], 'cmd', ARGV[base + 1], 'tok', ARGV[base + 2], 'at', ARGV[base + 3])
+    'id', ARGV[base], 'cmd', ARGV[base + 1], 'tok', ARGV[base + 2], 'at', ARGV[base + 3],
+    'pb', ARGV[base + 4])
   redis.call('HSET', ids, ARGV[base], eid)
   table.insert(out, ARGV[base])
   table.insert(out, eid)
@@ -162,7 +163,7 @@ class RedisActionQueue:
         args: list[Any] = [self.bound, self.group, self.ttl, len(actions), "1" if force else "0"]
         for a in actions:
             enc = a.encode()
-            args += [enc["id"], enc["cmd"], enc["tok"], enc["at"]]
+            args += [enc["id"], enc["cmd"], enc["tok"], enc["at"], enc["pb"]]
         reply = await self._eval(_ENQUEUE, [stream, ids], args)
         if reply[0] == "full":
             raise QueueFull(host, int(reply[1]), self.bound, len(actions))

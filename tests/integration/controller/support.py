@@ -18,7 +18,7 @@ from tests.support.servers import MACHINE_REDIS, redis_prefix
 def action(i, host_token="tok-a", **extra) -> NewAction:
     cmd = {"id": f"a-{i}", "action_type": "terminal_write",
            "payload": {"bytes": f"echo MARK-{i}\r"}, "expires_at": None, **extra}
-    return NewAction(f"a-{i}", cmd, host_token, time.time())
+    return NewAction(f"a-{i}", cmd, host_token, time.time(), "pb-1")
 
 
 def sleep(seconds: float):

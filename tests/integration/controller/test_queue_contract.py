@@ -34,7 +34,7 @@ async def test_enqueue_read_in_order_once(q):
     got = await q.read_new("h1", "m1", 10)
     assert [a.action_id for a in got] == ["a-1", "a-2"]
     assert got[0].command["payload"]["bytes"] == "echo MARK-1\r"
-    assert got[0].controller_token == "tok-a" and got[0].enqueued_at > 0
+    assert got[0].controller_token == "tok-a" and got[0].enqueued_at > 0 and got[0].beach == "pb-1"
     assert got[0].entry_id == r.entries["a-1"]
     assert await q.read_new("h1", "m1", 10) == []
     assert await q.read_new("h1", "m2", 10) == []  # one group: read once, whoever reads

@@ -1,0 +1,127 @@
+"""Controller JSON at the edges: validating submitted ActionCommands, building action
+envelopes, reading ActionAcks (reference ``wire-framing-and-bus.md`` §5).
+
+* An ActionCommand is ``{id, action_type, payload, expires_at}``; ``expires_at`` is a
+  serde SystemTime object ``{"secs_since_epoch", "nanos_since_epoch"}`` (a
+  ``[secs, nanos]`` pair is accepted too) or null.  Unknown fields are dropped.
+* Every bus payload is the envelope ``{"type": ..., "payload": ...}``.
+* Every error is :class:`CommandError` with a message fit for a 400 answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from .queue import MAX_ACTION_ID_LEN
+
+ACK_STATUSES = ("ok", "rejected", "expired", "preempted")
+#: Largest action payload accepted (serialized JSON bytes); the bus chunks at 14 KiB.
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_TYPE_LEN = 64
+
+
+class CommandError(ValueError):
+    """A submitted action or a received ack that does not have the required shape."""
+
+
+def system_time(seconds: float) -> dict[str, int]:
+    secs = math.floor(seconds)
+    nanos = min(999_999_999, max(0, round((seconds - secs) * 1e9)))
+    return {"secs_since_epoch": int(secs), "nanos_since_epoch": int(nanos)}
+
+
+def parse_system_time(value: Any, what: str) -> float | None:
+    """Epoch seconds from a SystemTime object or ``[secs, nanos]``; None for null."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if set(value) != {"secs_since_epoch", "nanos_since_epoch"}:
+            raise CommandError(f"{what} must be {{secs_since_epoch, nanos_since_epoch}}")
+        secs, nanos = value["secs_since_epoch"], value["nanos_since_epoch"]
+    elif isinstance(value, list | tuple) and len(value) == 2:
+        secs, nanos = value
+    else:
+        raise CommandError(f"{what} must be a SystemTime object, [secs, nanos] or null")
+    for part in (secs, nanos):
+        if isinstance(part, bool) or not isinstance(part, int) or part < 0:
+            raise CommandError(f"{what} parts must be whole numbers >= 0")
+    if nanos > 999_999_999 or secs > 2**63:
+        raise CommandError(f"{what} is out of range")
+    return secs + nanos / 1e9
+
+
+def parse_command(raw: Any, index: int = 0) -> dict[str, Any]:
+    """One submitted ActionCommand, normalized to ``{id, action_type, payload, expires_at}``."""
+    where = f"actions[{index}]"
+    if not isinstance(raw, dict):
+        raise CommandError(f"{where} must be an object")
+    action_id = raw.get("id")
+    if not isinstance(action_id, str) or not action_id or len(action_id) > MAX_ACTION_ID_LEN:
+        raise CommandError(f"{where}.id must be a string of 1 to {MAX_ACTION_ID_LEN} characters")
+    if not action_id.isprintable():
+        raise CommandError(f"{where}.id must be printable")
+    action_type = raw.get("action_type")
+    if not isinstance(action_type, str) or not action_type or len(action_type) > MAX_TYPE_LEN:
+        raise CommandError(f"{where}.action_type must be a string of 1 to {MAX_TYPE_LEN} characters")
+    payload = raw.get("payload")
+    if len(json.dumps(payload, separators=(",", ":"))) > MAX_PAYLOAD_BYTES:
+        raise CommandError(f"{where}.payload is larger than {MAX_PAYLOAD_BYTES} bytes")
+    expires = raw.get("expires_at")
+    parse_system_time(expires, f"{where}.expires_at")
+    if isinstance(expires, list | tuple):
+        expires = {"secs_since_epoch": expires[0], "nanos_since_epoch": expires[1]}
+    return {"id": action_id, "action_type": action_type, "payload": payload, "expires_at": expires}
+
+
+def expires_at(command: dict[str, Any]) -> float | None:
+    try:
+        return parse_system_time(command.get("expires_at"), "expires_at")
+    except CommandError:
+        return None
+
+
+def action_envelope(command: dict[str, Any]) -> bytes:
+    """The ``beach.manager.action`` payload for one command."""
+    body = {"type": "action", "payload": {
+        "id": command["id"], "action_type": command["action_type"],
+        "payload": command.get("payload"), "expires_at": command.get("expires_at")}}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def parse_envelope(data: bytes, expected: str) -> Any:
+    """The payload of a ``{"type": expected, "payload": ...}`` envelope."""
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CommandError(f"not JSON: {e}") from None
+    if not isinstance(body, dict) or "payload" not in body:
+        raise CommandError("not an envelope {type, payload}")
+    kind = body.get("type", expected)
+    if kind != expected:
+        raise CommandError(f"envelope type {kind!r}, expected {expected!r}")
+    return body["payload"]
+
+
+def parse_ack(raw: Any) -> dict[str, Any]:
+    """An ActionAck: ``{id, status, applied_at?, latency_ms?, error_code?, error_message?}``."""
+    if not isinstance(raw, dict):
+        raise CommandError("an ack must be an object")
+    action_id, status = raw.get("id"), raw.get("status")
+    if not isinstance(action_id, str) or not action_id or len(action_id) > MAX_ACTION_ID_LEN:
+        raise CommandError("ack id must be a non-empty string")
+    if status not in ACK_STATUSES:
+        raise CommandError(f"ack status must be one of {', '.join(ACK_STATUSES)}")
+    applied = raw.get("applied_at")
+    try:
+        applied_at = parse_system_time(applied, "applied_at")
+    except CommandError:
+        applied_at = None
+    latency = raw.get("latency_ms")
+    out = {"id": action_id, "status": status, "applied_at": applied_at,
+           "latency_ms": latency if isinstance(latency, int) and not isinstance(latency, bool) else None}
+    for key in ("error_code", "error_message"):
+        value = raw.get(key)
+        out[key] = value[:512] if isinstance(value, str) else None
+    return out
