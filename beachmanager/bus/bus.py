@@ -129,10 +129,10 @@ class HostBus:
             raise TypeError("bus payloads are bytes")
         lane = self.table.lane(namespace, topic) or "control_ordered"
         if self._sender is None:
-            self._drop(namespace, topic, "not_connected")
+            self.count_drop(namespace, topic, "not_connected")
             return False
         if not self._sender(namespace, topic, bytes(payload)):
-            self._drop(namespace, topic, "backpressure")
+            self.count_drop(namespace, topic, "backpressure")
             return False
         self.sent_frames += 1
         self.sent_bytes += len(payload)
@@ -159,7 +159,7 @@ class HostBus:
                        direction="in", **self._fields())
         if lane is None:
             reason = "unknown_topic" if self.table.knows_namespace(namespace) else "unknown_namespace"
-            self._drop(namespace, topic, reason)
+            self.count_drop(namespace, topic, reason)
             if (namespace, topic) not in self._warned and len(self._warned) < 256:
                 self._warned.add((namespace, topic))
                 self.log.warn("bus: {reason} {namespace}/{topic} from the host ({size} bytes) "
@@ -168,7 +168,7 @@ class HostBus:
             return 0
         handlers = list(self._handlers.get((namespace, topic), ()))
         if not handlers:
-            self._drop(namespace, topic, "no_subscriber")
+            self.count_drop(namespace, topic, "no_subscriber")
             return 0
         message = BusMessage(self.host_session_id, namespace, topic, bytes(payload), lane)
         handled = 0
@@ -177,13 +177,13 @@ class HostBus:
                 handler(message)
                 handled += 1
             except Exception:
-                self._drop(namespace, topic, "handler_error")
+                self.count_drop(namespace, topic, "handler_error")
                 self.log.failure("bus handler for {namespace}/{topic} failed", namespace=namespace,
                                  topic=topic, **self._fields())
         return handled
 
     # -- state ---------------------------------------------------------------------------------
-    def _drop(self, namespace: str, topic: str, reason: str) -> None:
+    def count_drop(self, namespace: str, topic: str, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
         if self.metrics is not None:
             ns_l, topic_l = self.table.metric_topic(namespace, topic)
