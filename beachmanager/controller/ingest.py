@@ -1,0 +1,210 @@
+"""Ingestion: final acks made durable, host state and health kept hot.
+
+:class:`AckWriter` takes every :class:`~.delivery.FinalAck` from the delivery engine
+into a bounded buffer and, in batches, (1) appends it to the action log of the
+registry store (idempotent on the action id), (2) removes it from the queue
+(XACK + delete) and (3) publishes its view to the runtime cache; then it observes
+``action_latency_seconds`` (accepted to ack stored).  The queue entry is removed only
+after the log write, so a crash or a store outage never loses an ack: a failed
+batch is retried with backoff, and an ack that overflowed the buffer is still
+pending in the queue, gets claimed again and comes back as a repeat.
+
+:class:`Ingest` handles the host's ``beach.manager.ack|state|health`` payloads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from ..telemetry.logs import fields
+from .commands import CommandError, parse_ack, parse_envelope, parse_system_time
+from .delivery import FinalAck, final_view
+
+DEFAULT_BUFFER = 20_000
+BATCH = 256
+
+
+class AckWriter:
+    log = Logger()
+
+    def __init__(self, queue, clock: IReactorTime, *, store=None, cache=None, metrics=None,
+                 bound: int = DEFAULT_BUFFER, record: Callable[[FinalAck], Any] | None = None):
+        self.queue, self.clock, self.store, self.cache = queue, clock, store, cache
+        self.metrics = metrics
+        self.bound = bound
+        self.record = record
+        self.buffer: deque[FinalAck] = deque()
+        self.running = False
+        self._wake: Deferred | None = None
+        self._loop: Deferred | None = None
+        self.written = 0
+        self.overflowed = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self.running = True
+        self._loop = ensureDeferred(self._run())
+        self._loop.addErrback(lambda f: self.log.failure("ack writer stopped", failure=f))
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop after writing what is buffered (up to *drain_timeout* seconds)."""
+        deadline = self.clock.seconds() + drain_timeout
+        while self.buffer and self.clock.seconds() < deadline and self.failures == 0:
+            await deferLater(self.clock, 0.01, lambda: None)
+        self.running = False
+        self._poke()
+        if self._loop is not None:
+            await self._loop
+
+    def submit(self, final: FinalAck) -> None:
+        if len(self.buffer) >= self.bound:
+            self.overflowed += 1
+            if self.overflowed in (1, 100) or self.overflowed % 10_000 == 0:
+                self.log.warn("ack buffer full ({bound}): {action_id} stays pending in the queue and "
+                              "will be written when it is claimed again ({n} so far)",
+                              bound=self.bound, action_id=final.action.action_id, n=self.overflowed,
+                              **fields(host_session_id=final.host))
+            return
+        self.buffer.append(final)
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None and not self._wake.called:
+            d, self._wake = self._wake, None
+            d.callback(None)
+
+    async def _run(self) -> None:
+        while self.running:
+            if not self.buffer:
+                self._wake = Deferred()
+                await self._wake
+                continue
+            batch = [self.buffer[i] for i in range(min(BATCH, len(self.buffer)))]
+            try:
+                await self._write(batch)
+            except Exception as e:
+                self.failures += 1
+                self.last_error = str(e) or type(e).__name__
+                if self.failures in (1, 10) or self.failures % 100 == 0:
+                    self.log.warn("writing {n} acks failed ({error}); retrying (attempt {attempt})",
+                                  n=len(batch), error=self.last_error, attempt=self.failures)
+                await deferLater(self.clock, min(5.0, 0.05 * 2 ** min(self.failures, 7)), lambda: None)
+                continue
+            for _ in batch:
+                self.buffer.popleft()
+            if self.failures:
+                self.log.info("acks written again after {n} failed attempts", n=self.failures)
+            self.failures = 0
+            self.last_error = None
+
+    async def _write(self, batch: list[FinalAck]) -> None:
+        if self.store is not None:
+            for final in batch:
+                await self._log(final)
+        by_host: dict[str, list[tuple[str, str, str]]] = {}
+        for final in batch:
+            by_host.setdefault(final.host, []).append(
+                (final.action.action_id, final.action.entry_id, final.status))
+        for host, done in by_host.items():
+            await self.queue.finish(host, done)
+        if self.cache is not None:
+            await self.cache.put_acks([(f.host, f.action.action_id, final_view(f)) for f in batch])
+        now = self.clock.seconds()
+        for final in batch:
+            if final.repeat:
+                continue
+            self.written += 1
+            if self.metrics is not None:
+                self.metrics.action_latency_seconds.observe(max(0.0, now - final.action.enqueued_at))
+            if self.record is not None:
+                self.record(final)
+
+    async def _log(self, final: FinalAck) -> None:
+        from ..registry.store import ActionRecord, SessionNotFound, Tenant
+
+        if not final.action.beach:
+            return
+        cmd = final.action.command
+        record = ActionRecord(host_session_id=final.host, action_id=final.action.action_id,
+                              action_type=str(cmd.get("action_type")), payload=cmd.get("payload"),
+                              enqueued_at_ms=round(final.action.enqueued_at * 1000),
+                              controller_token=final.action.controller_token, status=final.status,
+                              acked_at_ms=round(final.acked_at * 1000))
+        try:
+            await self.store.record_action(Tenant(final.action.beach), record)
+        except SessionNotFound:
+            # the session was deleted meanwhile: nothing to log it under, never retry forever
+            self.log.info("action {action_id} finished for a session that no longer exists",
+                          action_id=final.action.action_id, **fields(host_session_id=final.host))
+
+    def status(self) -> dict[str, Any]:
+        out = {"buffered": len(self.buffer), "written": self.written, "overflowed": self.overflowed}
+        if self.last_error:
+            out["error"] = self.last_error
+        return out
+
+
+class Ingest:
+    """Turns a host's ack/state/health payloads into engine calls and hot snapshots."""
+
+    log = Logger()
+
+    def __init__(self, engine, cache, clock: IReactorTime, manager_instance_id: str | None = None):
+        self.engine, self.cache, self.clock = engine, cache, clock
+        self.manager_instance_id = manager_instance_id
+        self.last_state_seq: dict[str, int] = {}
+        self.rejected = 0
+
+    def _bad(self, host: str, what: str, e: Exception) -> None:
+        self.rejected += 1
+        if self.rejected in (1, 10) or self.rejected % 1000 == 0:
+            self.log.warn("ignored a malformed {what} from the host: {error} ({n} so far)", what=what,
+                          error=str(e), n=self.rejected,
+                          **fields(host_session_id=host, manager_instance_id=self.manager_instance_id))
+
+    def on_ack(self, host: str, data: bytes) -> None:
+        try:
+            ack = parse_ack(parse_envelope(data, "ack"))
+        except CommandError as e:
+            self._bad(host, "ack", e)
+            return
+        self.engine.on_ack(host, ack)
+
+    def on_state(self, host: str, data: bytes) -> None:
+        try:
+            diff = parse_envelope(data, "state")
+            if not isinstance(diff, dict) or not isinstance(diff.get("sequence"), int):
+                raise CommandError("a state diff needs an integer sequence")
+            parse_system_time(diff.get("emitted_at"), "emitted_at")
+        except CommandError as e:
+            self._bad(host, "state", e)
+            return
+        seq = diff["sequence"]
+        last = self.last_state_seq.get(host)
+        if last is not None and 1 < seq <= last:
+            return  # older than what we hold (a restarted harness starts again at 1)
+        self.last_state_seq[host] = seq
+        self._keep(host, "state", diff)
+
+    def on_health(self, host: str, data: bytes) -> None:
+        try:
+            health = parse_envelope(data, "health")
+            if not isinstance(health, dict) or not isinstance(health.get("warnings", []), list):
+                raise CommandError("a health heartbeat is an object with a warnings list")
+        except CommandError as e:
+            self._bad(host, "health", e)
+            return
+        self._keep(host, "health", {**health, "received_at_ms": round(self.clock.seconds() * 1000)})
+
+    def _keep(self, host: str, kind: str, value: Any) -> None:
+        d = ensureDeferred(self.cache.put_snapshot(host, kind, value))
+        d.addErrback(lambda f: self.log.warn("keeping the {kind} of a host failed: {error}", kind=kind,
+                                             error=f.getErrorMessage(), **fields(host_session_id=host)))

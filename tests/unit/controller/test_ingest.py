@@ -1,0 +1,143 @@
+"""Ack writer (durable before dequeue, retried, bounded) and host payload ingestion."""
+
+import json
+
+from prometheus_client import CollectorRegistry
+from twisted.internet.defer import ensureDeferred, fail, succeed
+from twisted.internet.task import Clock
+
+from beachmanager.controller.delivery import FinalAck
+from beachmanager.controller.ingest import AckWriter, Ingest
+from beachmanager.controller.queue import NewAction
+from beachmanager.controller.queue_memory import MemoryActionQueue
+from beachmanager.controller.runtime import MemoryRuntimeCache
+from beachmanager.registry.store import StoreUnavailable
+from beachmanager.telemetry.metrics import Metrics
+
+
+class FlakyStore:
+    def __init__(self, failures=0):
+        self.failures = failures
+        self.records = {}
+
+    def record_action(self, tenant, record):
+        if self.failures:
+            self.failures -= 1
+            return fail(StoreUnavailable("database down"))
+        key = (tenant.private_beach_id, record.host_session_id, record.action_id)
+        fresh = key not in self.records
+        self.records.setdefault(key, record)
+        return succeed(fresh)
+
+
+def setup(failures=0, bound=100):
+    clock = Clock()
+    clock.advance(1000)
+    queue = MemoryActionQueue(clock)
+    store = FlakyStore(failures)
+    cache = MemoryRuntimeCache(clock)
+    metrics = Metrics(CollectorRegistry())
+    writer = AckWriter(queue, clock, store=store, cache=cache, metrics=metrics, bound=bound)
+    writer.start()
+    return clock, queue, store, cache, metrics, writer
+
+
+def enqueue_and_read(clock, queue, n):
+    actions = [NewAction(f"a-{i}", {"id": f"a-{i}", "action_type": "terminal_write",
+                                    "payload": {"bytes": "x"}, "expires_at": None},
+                         "tok", clock.seconds(), "pb-1") for i in range(n)]
+    ensureDeferred(queue.enqueue("h1", actions))
+    return ensureDeferred(queue.read_new("h1", "m1", n)).result
+
+
+def final(action, clock, status="ok", repeat=False):
+    return FinalAck("h1", action, status, clock.seconds(), 1, clock.seconds(), repeat=repeat)
+
+
+def latency_count(metrics):
+    return metrics.registry.get_sample_value("action_latency_seconds_count")
+
+
+def test_acks_are_logged_then_dequeued_then_cached():
+    clock, queue, store, cache, metrics, writer = setup()
+    actions = enqueue_and_read(clock, queue, 3)
+    clock.advance(0.004)
+    for a in actions:
+        writer.submit(final(a, clock))
+    assert len(store.records) == 3
+    rec = store.records[("pb-1", "h1", "a-0")]
+    assert rec.status == "ok" and rec.acked_at_ms == round(clock.seconds() * 1000)
+    assert ensureDeferred(queue.depth("h1")).result == 0
+    assert ensureDeferred(queue.lookup("h1", "a-0")).result == "done:ok"
+    view = ensureDeferred(cache.get_ack("h1", "a-1")).result
+    assert view["status"] == "acked" and view["ack_status"] == "ok" and view["latency_ms"] == 4.0
+    assert latency_count(metrics) == 3
+    # a repeat (claimed again after a lost write) is written again but not measured twice
+    writer.submit(final(actions[0], clock, repeat=True))
+    assert latency_count(metrics) == 3 and writer.written == 3
+
+
+def test_store_outage_loses_no_ack_and_keeps_entries_until_logged():
+    clock, queue, store, cache, metrics, writer = setup(failures=5)
+    actions = enqueue_and_read(clock, queue, 2)
+    for a in actions:
+        writer.submit(final(a, clock))
+    assert store.records == {} and writer.failures == 1
+    assert ensureDeferred(queue.depth("h1")).result == 2  # still queued: nothing lost on a crash now
+    for _ in range(200):
+        clock.advance(0.5)
+    assert len(store.records) == 2 and writer.failures == 0
+    assert ensureDeferred(queue.depth("h1")).result == 0
+    assert writer.status() == {"buffered": 0, "written": 2, "overflowed": 0}
+
+
+def test_buffer_is_bounded_and_overflow_stays_in_the_queue():
+    clock, queue, store, cache, metrics, writer = setup(failures=1000, bound=2)
+    actions = enqueue_and_read(clock, queue, 3)
+    for a in actions:
+        writer.submit(final(a, clock))
+    assert len(writer.buffer) == 2 and writer.overflowed == 1
+    assert ensureDeferred(queue.depth("h1")).result == 3
+
+
+class FakeEngine:
+    def __init__(self):
+        self.acks = []
+
+    def on_ack(self, host, ack):
+        self.acks.append((host, ack))
+
+
+def env(kind, payload):
+    return json.dumps({"type": kind, "payload": payload}).encode()
+
+
+def test_ingest_routes_acks_and_keeps_latest_state_and_health():
+    clock = Clock()
+    clock.advance(50)
+    cache = MemoryRuntimeCache(clock)
+    engine = FakeEngine()
+    ingest = Ingest(engine, cache, clock)
+    ingest.on_ack("h1", env("ack", {"id": "a-1", "status": "ok", "applied_at":
+                                    {"secs_since_epoch": 1, "nanos_since_epoch": 0}, "latency_ms": None}))
+    assert engine.acks == [("h1", {"id": "a-1", "status": "ok", "applied_at": 1.0, "latency_ms": None,
+                                   "error_code": None, "error_message": None})]
+    for bad in (b"not json", env("ack", {"id": "a-2", "status": "maybe"}), env("state", {"id": "x"}),
+                env("ack", [1])):
+        ingest.on_ack("h1", bad)
+    assert len(engine.acks) == 1 and ingest.rejected == 4
+
+    t = {"secs_since_epoch": 5, "nanos_since_epoch": 0}
+    ingest.on_state("h1", env("state", {"sequence": 2, "emitted_at": t, "payload": {"lines": ["b"]}}))
+    ingest.on_state("h1", env("state", {"sequence": 1 + 0, "emitted_at": t, "payload": {"lines": ["r"]}}))
+    assert ensureDeferred(cache.get_snapshot("h1", "state")).result["payload"] == {"lines": ["r"]}
+    ingest.on_state("h1", env("state", {"sequence": 3, "emitted_at": t, "payload": {"lines": ["c"]}}))
+    ingest.on_state("h1", env("state", {"sequence": 2, "emitted_at": t, "payload": {"lines": ["old"]}}))
+    assert ensureDeferred(cache.get_snapshot("h1", "state")).result["sequence"] == 3
+    ingest.on_state("h1", env("state", {"sequence": "x", "emitted_at": t, "payload": {}}))
+    assert ingest.rejected == 5
+
+    ingest.on_health("h1", env("health", {"queue_depth": 0, "degraded": False, "warnings": []}))
+    health = ensureDeferred(cache.get_snapshot("h1", "health")).result
+    assert health["degraded"] is False and health["received_at_ms"] == 50_000
+    assert ensureDeferred(cache.get_snapshot("h2", "health")).result is None
