@@ -57,6 +57,7 @@ MAX_U64 = (1 << 64) - 1
 MAX_U32 = (1 << 32) - 1
 _MAX_SYSTEMTIME_SECS = (1 << 63) - 1  # UNIX_EPOCH + Duration must fit a timespec
 _NANOS = 1_000_000_000
+MAX_DEPTH = 127  # serde_json (recursion limit 128) rejects the 128th nesting level
 
 
 class HarnessError(ProtocolError):
@@ -298,6 +299,18 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _check_depth(value: Any) -> None:
+    """Reject nesting deeper than serde_json's recursion limit."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict | list):
+            if depth > MAX_DEPTH:
+                raise HarnessError(f"JSON nested too deeply (over {MAX_DEPTH} levels)")
+            children = v.values() if isinstance(v, dict) else v
+            stack.extend((child, depth + 1) for child in children)
+
+
 def _check_strings(value: Any) -> None:
     """Reject lone surrogates (from ``\\ud800`` escapes), which serde_json refuses."""
     stack = [value]
@@ -338,6 +351,8 @@ def _loads(data: bytes | str) -> Any:
         raise HarnessError("JSON nested too deeply") from None
     if "\\u" in text or "\\U" in text:
         _check_strings(value)
+    if text.count("[") + text.count("{") > MAX_DEPTH:
+        _check_depth(value)
     return value
 
 
