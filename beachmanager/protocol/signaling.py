@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .crypto.policy import SECURE_PEER_LABELS
+
 #: Largest WebSocket text message or HTTP SDP body a decoder accepts (bytes of UTF-8).
 MAX_MESSAGE_BYTES = 256 * 1024
 
@@ -39,9 +41,7 @@ TRANSPORT_WEBRTC = "webrtc"
 TRANSPORTS = ("webrtc", "web_transport", "direct")
 
 #: Peer labels for which a host runs the Noise handshake and encrypts ``beach`` (§4.1).
-SECURE_LABELS = frozenset(
-    {"mgr-actions", "pb-controller", "mgr-acks", "mgr-state", "private-beach-dashboard", "beach-manager"}
-)
+SECURE_LABELS = SECURE_PEER_LABELS
 
 SDP_TYPES = ("offer", "answer")
 

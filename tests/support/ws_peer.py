@@ -58,6 +58,9 @@ class WsPeer:
     def _closed(self):
         if not self._open.called:
             self._open.errback(ConnectionError(f"cannot connect to {self.url}"))
+        waiters, self._waiters = list(self._waiters), deque()
+        for d in waiters:
+            d.errback(ConnectionError("websocket closed"))
         if not self.closed.called:
             self.closed.callback(None)
 

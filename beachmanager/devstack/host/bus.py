@@ -1,0 +1,81 @@
+"""The host's in-process bus: topics in, topics out, over every ready peer.
+
+* A peer's inbound ``Extension`` frame is delivered to local subscribers of its
+  topic (the frame's ``kind``), with the namespace and the peer id recorded.
+* :meth:`LocalBus.publish` delivers to local subscribers (as upstream's bus does)
+  and sends an ``Extension`` frame in namespace ``manager`` to every attached peer.
+
+The host does not interpret topics; the harness subscribes to what it consumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.logger import Logger
+
+from ...protocol.extensions import NAMESPACE
+from ...protocol.frames import Extension
+
+Handler = Callable[[str, bytes], None]
+
+
+class LocalBus:
+    log = Logger()
+
+    def __init__(self, namespace: str = NAMESPACE):
+        self.namespace = namespace
+        self._handlers: dict[str, list[Handler]] = {}
+        self._sinks: dict[str, Callable[[Extension], None]] = {}
+        self.delivered = 0
+        self.unrouted = 0
+        self.sent = 0
+
+    def subscribe(self, topic: str, handler: Handler) -> Callable[[], None]:
+        self._handlers.setdefault(topic, []).append(handler)
+
+        def unsubscribe() -> None:
+            handlers = self._handlers.get(topic, [])
+            if handler in handlers:
+                handlers.remove(handler)
+
+        return unsubscribe
+
+    def attach(self, peer_id: str, send: Callable[[Extension], None]) -> None:
+        """Send published topics to this peer from now on."""
+        self._sinks[peer_id] = send
+
+    def detach(self, peer_id: str) -> None:
+        self._sinks.pop(peer_id, None)
+
+    @property
+    def peers(self) -> list[str]:
+        return list(self._sinks)
+
+    def _local(self, topic: str, payload: bytes) -> None:
+        handlers = self._handlers.get(topic)
+        if not handlers:
+            self.unrouted += 1
+            return
+        for handler in list(handlers):
+            self.delivered += 1
+            try:
+                handler(topic, payload)
+            except Exception:
+                self.log.failure("bus handler for {topic} failed", topic=topic)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        frame = Extension(self.namespace, topic, payload)
+        for peer_id, send in list(self._sinks.items()):
+            try:
+                send(frame)
+                self.sent += 1
+            except Exception as e:
+                self.log.warn("cannot send {topic} to peer {peer}: {error}", topic=topic, peer=peer_id, error=str(e))
+        self._local(topic, payload)
+
+    def from_peer(self, peer_id: str, frame: Extension) -> None:
+        """An Extension frame a peer sent."""
+        self.log.debug("extension {namespace}/{topic} ({size} bytes) from {peer}", namespace=frame.namespace,
+                       topic=frame.kind, size=len(frame.payload), peer=peer_id)
+        self._local(frame.kind, frame.payload)

@@ -1,0 +1,49 @@
+"""Options of the development host (defaults follow upstream hosts where they have one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...protocol.crypto import InsecureOverrides
+from .link import EXT_HEADER_CLIENT
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    road_url: str
+    #: argv of the program on the PTY; ``None`` is the user's shell.
+    command: tuple[str, ...] | None = None
+    cols: int = 80
+    rows: int = 24
+    #: Join code to register with; ``None`` lets Road generate one (upstream hosts send one).
+    join_code: str | None = None
+    #: Host session id; ``None`` is a fresh UUIDv4.
+    session_id: str | None = None
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    # -- transport ---------------------------------------------------------------------
+    heartbeat_interval: float = 15.0
+    extension_header: int = EXT_HEADER_CLIENT
+    honour_resize: bool = False
+    ping_interval: float = 30.0
+    poll_interval: float = 0.25
+    answer_timeout: float = 120.0
+    dc_open_timeout: float = 15.0
+    ready_timeout: float = 10.0
+    #: Most client peers negotiating or served at once (upstream: 128 negotiators).
+    max_peers: int = 128
+    #: Leave aiortc's candidates in the offer SDP as well as trickling them.
+    candidates_in_offer: bool = False
+    #: ``aiortc.RTCIceServer`` objects; empty means host candidates only.
+    ice_servers: tuple[Any, ...] = ()
+    overrides: InsecureOverrides = field(default_factory=InsecureOverrides)
+    # -- terminal and harness ---------------------------------------------------------------
+    history_limit: int = 1000
+    #: Delay that coalesces PTY output into one round of deltas.
+    flush_delay: float = 0.01
+    harness: bool = True
+    state_interval: float = 0.1
+    health_interval: float = 5.0
+    #: Stop the host when the PTY program exits (the ``twistd`` behaviour).
+    exit_with_command: bool = False
