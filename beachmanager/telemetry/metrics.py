@@ -71,6 +71,11 @@ class Metrics:
         self.assignment_rebalance_total = Counter(
             "assignment_rebalance_total", "Hosts whose owning manager changed, by reason",
             ["reason"], registry=r)
+        self.assignment_refused_total = Counter(
+            "assignment_refused_total", "Hosts refused because every serving instance was full",
+            registry=r)
+        self.assigned_hosts = Gauge(
+            "assigned_hosts", "Hosts this instance owns now", registry=r)
         self.http_fallback_total = Counter(
             "http_fallback_total", "Downgrades to HTTP (kept at zero: the bus has no HTTP fallback)",
             registry=r)
@@ -89,6 +94,7 @@ class Metrics:
         self.extension_sent_bytes_total.labels(namespace="manager", topic="beach.manager.action")
         self.extension_dropped_total.labels(namespace="manager", topic="unknown", reason="unknown_topic")
         self.assignment_rebalance_total.labels(reason="failover")
+        self.assignment_rebalance_total.labels(reason="drain")
 
     def describe_instance(self, instance_id: str, impl: str, version: str) -> None:
         self.info.info({"instance_id": instance_id, "impl": impl, "version": version})
