@@ -101,6 +101,29 @@ def server_endpoint(raw: str) -> str:
     return value
 
 
+def flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def text(raw: str) -> str:
+    """A short single-line value (an issuer, an audience)."""
+    value = raw.strip()
+    if not value or len(value) > 512 or any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(f"must be 1-512 printable characters without spaces, got {raw!r}")
+    return value
+
+
+def join_code_keys(raw: str):
+    from .registry.join_codes import parse_keys  # cryptography only; no reactor
+
+    return parse_keys(raw)
+
+
 def redact_url(value: str | None) -> str | None:
     """The URL with any password replaced by ``***`` (never log credentials)."""
     if not value:
@@ -136,6 +159,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stop_timeout", "BEACH_MANAGER_STOP_TIMEOUT", "10",
             "Seconds each part of the service may take to stop before it is abandoned.",
             positive_float(600)),
+    # -- auth (beachmanager/auth): authorities are tried in this order, Gate first
+    Setting("beach_gate_jwks_url", "BEACH_GATE_JWKS_URL", None,
+            "JWKS of Beach Gate; its tokens are tried first.", url("http", "https")),
+    Setting("beach_gate_issuer", "BEACH_GATE_ISSUER", None,
+            "Required iss of Beach Gate tokens; unset means not checked.", text),
+    Setting("beach_gate_audience", "BEACH_GATE_AUDIENCE", None,
+            "Required aud of Beach Gate tokens; unset means not checked.", text),
+    Setting("clerk_jwks_url", "CLERK_JWKS_URL", None,
+            "JWKS of Clerk; tried after Beach Gate.", url("http", "https")),
+    Setting("clerk_issuer", "CLERK_ISSUER", None,
+            "Required iss of Clerk tokens; unset means not checked.", text),
+    Setting("clerk_audience", "CLERK_AUDIENCE", None,
+            "Required aud of Clerk tokens; unset means not checked.", text),
+    Setting("auth_bypass", "AUTH_BYPASS", "0",
+            "Development only: accept every request without a token, with every scope.", flag),
+    Setting("beach_env", "BEACH_ENV", "development",
+            "Deployment environment; production refuses AUTH_BYPASS.",
+            one_of("development", "test", "staging", "production")),
+    Setting("join_code_key", "BEACH_MANAGER_JOIN_CODE_KEY", None,
+            "Keys encrypting stored join codes: comma-separated base64 of 32 bytes, the first "
+            "encrypts. Required with DATABASE_URL in production.", join_code_keys),
 )
 
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
@@ -206,6 +250,8 @@ def load(cli: Mapping[str, str | None] | None = None,
         if raw is None:
             raw = s.default
         values[s.key] = parse_setting(s, raw)
+    if values.get("auth_bypass") and values.get("beach_env") == "production":
+        raise ConfigError("--auth-bypass / AUTH_BYPASS is refused when BEACH_ENV=production")
     return Config(values)
 
 

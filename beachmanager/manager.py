@@ -95,6 +95,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     for part in _store_services(config, clock):
         part.setServiceParent(root)
         ctx.parts[part.name] = part
+    _add_registry_and_auth(ctx, root)
     LoopLagMonitor(clock, ctx.metrics.reactor_lag_seconds).setServiceParent(root)
     http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(ctx))
     http.setServiceParent(root)
@@ -102,12 +103,29 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     return root
 
 
+def _add_registry_and_auth(ctx: ManagerContext, root: ManagerService) -> None:
+    """The registry (PostgreSQL or memory), controller leases and the JWT auth part."""
+    from .auth.service import AuthService
+    from .controller.leases import Leases
+    from .registry.service import build_registry
+
+    registry = build_registry(ctx.config, ctx.clock, ctx.parts.get("postgres"))
+    auth = AuthService(ctx.config, ctx.reactor, ctx.clock, ctx.metrics)
+    for part in (registry, auth):
+        part.setServiceParent(root)
+        ctx.parts[part.name] = part
+    ctx.parts["leases"] = Leases(registry.store, ctx.clock)
+
+
 def _store_services(config: Config, clock) -> list[Any]:
     parts: list[Any] = []
     if config.database_url:
+        from .registry.migrate import enter_app_role, migrate_in_thread
         from .registry.postgres_conn import PostgresService
 
-        parts.append(PostgresService(config.database_url, clock))
+        url = config.database_url
+        parts.append(PostgresService(url, clock, prepare=lambda: migrate_in_thread(url),
+                                     configure=enter_app_role))
     if config.redis_url:
         from .registry.redis_conn import RedisService
 

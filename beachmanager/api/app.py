@@ -7,16 +7,17 @@ must never load before ``--reactor=beach-asyncio`` has done its work.
 from __future__ import annotations
 
 from ..context import ManagerContext
-from . import health
+from . import health, leases, openapi, sessions
 
-#: Route modules; each has ``install(app, ctx)``.
-ROUTE_MODULES = [health]
+#: Route modules; each has ``install(app, ctx)``.  Every route needs a row in
+#: ``api.route_table`` (scope or PUBLIC); the guard refuses routes without one.
+ROUTE_MODULES = [health, openapi, sessions, leases]
 
 
 def build_app(ctx: ManagerContext):
-    from klein import Klein
+    from .auth_guard import guarded_app  # imports Klein
 
-    app = Klein()
+    app = guarded_app(ctx)
     for module in ROUTE_MODULES:
         module.install(app, ctx)
     return app

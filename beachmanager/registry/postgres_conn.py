@@ -18,11 +18,12 @@ POOL_MIN = 1
 POOL_MAX = 10
 
 
-def make_pool(url: str, min_size: int = POOL_MIN, max_size: int = POOL_MAX):
+def make_pool(url: str, min_size: int = POOL_MIN, max_size: int = POOL_MAX, configure=None):
     from psycopg_pool import AsyncConnectionPool
 
     return AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False,
-                               check=AsyncConnectionPool.check_connection, name="beach-manager")
+                               check=AsyncConnectionPool.check_connection, configure=configure,
+                               name="beach-manager")
 
 
 async def _ping(pool) -> None:
@@ -31,14 +32,22 @@ async def _ping(pool) -> None:
 
 
 class PostgresService(ReadyService):
-    """Owns the connection pool; ready once ``SELECT 1`` succeeds (retried with backoff)."""
+    """Owns the connection pool; ready once ``SELECT 1`` succeeds (retried with backoff).
+
+    ``prepare()`` (a Deferred-returning callable, e.g. migrations) runs before the pool
+    opens, retried while the server does not answer; ``configure`` is the pool's
+    per-connection hook (an asyncio coroutine function, e.g. ``SET ROLE``).
+    """
 
     log = Logger()
 
-    def __init__(self, url: str, clock: IReactorTime, max_size: int = POOL_MAX):
+    def __init__(self, url: str, clock: IReactorTime, max_size: int = POOL_MAX,
+                 prepare=None, configure=None):
         super().__init__("postgres", clock)
         self.url = url
         self.max_size = max_size
+        self.prepare = prepare
+        self.configure = configure
         self.pool = None
         self.last_error: str | None = None
 
@@ -46,13 +55,18 @@ class PostgresService(ReadyService):
         return ensureDeferred(self._astart())
 
     async def _astart(self) -> None:
-        self.pool = make_pool(self.url, max_size=self.max_size)
-        await as_deferred(self.pool.open(wait=False))
-
         def on_retry(attempt: int, e: Exception, wait: float) -> None:
             self.last_error = str(e).splitlines()[0] if str(e) else type(e).__name__
             self.log.warn("postgres {url} not answering ({error}); retry {attempt} in {wait:.1f}s",
                           url=redact_url(self.url), error=self.last_error, attempt=attempt, wait=wait)
+
+        if self.prepare is not None:
+            import psycopg
+
+            await retrying(self.prepare, self.clock, delay=backoff(0.2, 5.0), on_retry=on_retry,
+                           should_retry=lambda e: isinstance(e, psycopg.OperationalError))
+        self.pool = make_pool(self.url, max_size=self.max_size, configure=self.configure)
+        await as_deferred(self.pool.open(wait=False))
 
         await retrying(lambda: as_deferred(_ping(self.pool)), self.clock,
                        delay=backoff(0.2, 5.0), on_retry=on_retry)

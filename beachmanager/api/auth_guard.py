@@ -1,0 +1,90 @@
+"""The zero-trust guard: every request to a non-public route is authenticated and scope-checked.
+
+:func:`guarded_app` makes the Klein app; its ``execute_endpoint`` (the single point
+every matched request passes) looks up the matched rule in
+:mod:`~beachmanager.api.route_table`, authenticates the bearer token, checks the
+route's scope and, for routes naming a private beach, that the token may use it,
+before the handler runs.  Routes missing from the table are refused.  Unmatched
+paths and methods get JSON 404/405 answers.
+
+Imported lazily (it imports Klein, which installs a reactor).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from ..auth.principal import AuthFailure, Principal
+from ..context import ManagerContext
+from .errors import error_response
+from .responses import error_body
+from .route_table import lookup
+
+log = Logger(namespace="beachmanager.api.auth_guard")
+
+
+def principal_of(request) -> Principal:
+    """The authenticated caller of a guarded request (set by the guard before the handler runs)."""
+    return request.beach_principal
+
+
+class GuardedKlein(Klein):
+    def __init__(self, ctx: ManagerContext):
+        super().__init__()
+        self.ctx = ctx
+
+        @self.handle_errors(NotFound)
+        def not_found(request, failure):
+            return error_body(request, 404, "not_found", "no such route", "route_not_found")
+
+        @self.handle_errors(MethodNotAllowed)
+        def not_allowed(request, failure):
+            allowed = failure.value.valid_methods or []
+            request.setHeader(b"allow", ", ".join(sorted(allowed)).encode())
+            return error_body(request, 405, "method_not_allowed", "this route does not take that method",
+                              "method_not_allowed")
+
+    def execute_endpoint(self, endpoint: str, request, *args: Any, **kwargs: Any):
+        from klein.interfaces import IKleinRequest
+
+        rule, _ = IKleinRequest(request).mapper.match(return_rule=True)
+        method = request.method.decode("ascii", "replace")
+        row = lookup(method, rule.rule)
+        if row is not None and row.public:
+            return super().execute_endpoint(endpoint, request, *args, **kwargs)
+        route = f"{method} {rule.rule}"
+        return ensureDeferred(self._guarded(row, route, endpoint, request, args, kwargs))
+
+    async def _guarded(self, row, route: str, endpoint: str, request, args, kwargs):
+        auth = self.ctx.parts.get("auth")
+        try:
+            if auth is None:
+                raise RuntimeError("no auth part: refusing every protected route")
+            principal = await auth.authenticate(request.getHeader(b"authorization"), route)
+            if row is None:  # even a wildcard token (or the dev bypass) may not call it
+                log.error("route {route} is not in the route table: refused", route=route)
+                raise auth.refuse(AuthFailure("missing_scope", "this route is not in the route table",
+                                              kid=principal.kid, authority=principal.authority), route)
+            auth.authorize(principal, row.scope, route)
+            if "private_beach_id" in kwargs:
+                auth.check_beach(principal, kwargs["private_beach_id"], route)
+        except AuthFailure as e:
+            return error_response(request, e)
+        except Exception as e:  # fail closed
+            return error_response(request, e)
+        if principal.authority == "bypass":
+            request.setHeader(b"x-beach-auth-bypass", b"1")
+        request.beach_principal = principal
+        result = super().execute_endpoint(endpoint, request, *args, **kwargs)
+        if isinstance(result, Deferred):
+            result = await result
+        return result
+
+
+def guarded_app(ctx: ManagerContext) -> GuardedKlein:
+    return GuardedKlein(ctx)

@@ -1,0 +1,122 @@
+"""JSON shapes of the REST API (legacy names), as schemas used to validate and to document."""
+
+from __future__ import annotations
+
+from ..registry.store import EVENT_TYPES, HARNESS_TYPES, TRANSPORT_MODES
+from .schema import id_schema
+
+SESSION_ID = id_schema("Host session id (Beach Road session id)")
+PRIVATE_BEACH_ID = id_schema("Private beach id")
+ACCOUNT_ID = {"type": "string", "minLength": 1, "maxLength": 128, "description": "Account id"}
+SHORT_TEXT = {"type": "string", "maxLength": 256}
+MAX_TTL_MS = 86_400_000
+
+REGISTER_REQUEST = {
+    "type": "object",
+    "required": ["session_id", "private_beach_id"],
+    "properties": {
+        "session_id": SESSION_ID,
+        "private_beach_id": PRIVATE_BEACH_ID,
+        "harness_type": {"type": ["string", "null"], "enum": [*HARNESS_TYPES, None]},
+        "capabilities": {"type": ["array", "null"], "maxItems": 64,
+                         "items": {"type": "string", "minLength": 1, "maxLength": 64}},
+        "location_hint": {"type": ["string", "null"], "maxLength": 256},
+        "metadata": {"type": ["object", "null"], "description": "Free-form JSON object (bounded by the body size)"},
+        "version": {"type": ["string", "null"], "maxLength": 64},
+        "viewer_passcode": {"type": ["string", "null"], "minLength": 1, "maxLength": 256,
+                            "description": "Stored encrypted, never returned"},
+        "transport_mode": {"type": ["string", "null"], "enum": [*TRANSPORT_MODES, None]},
+    },
+}
+REGISTER_RESPONSE = {
+    "type": "object",
+    "properties": {
+        "harness_id": {"type": "string", "format": "uuid"},
+        "controller_token": {"type": "string", "format": "uuid"},
+        "lease_ttl_ms": {"type": "integer"},
+        "state_cache_url": {"type": "null"},
+        "transport_hints": {"type": "object"},
+    },
+}
+
+SESSION_SUMMARY = {
+    "type": "object",
+    "properties": {
+        "session_id": SESSION_ID, "private_beach_id": PRIVATE_BEACH_ID,
+        "harness_type": {"type": ["string", "null"]},
+        "capabilities": {"type": "array", "items": {"type": "string"}},
+        "location_hint": {"type": ["string", "null"]}, "metadata": {"type": ["object", "null"]},
+        "version": {"type": ["string", "null"]}, "harness_id": {"type": "string", "format": "uuid"},
+        "controller_token": {"type": ["string", "null"],
+                             "description": "Only shown to callers holding pb:control.write"},
+        "controller_expires_at_ms": {"type": ["integer", "null"]},
+        "pending_actions": {"type": "integer"}, "pending_unacked": {"type": "integer"},
+        "last_health": {"type": ["object", "null"]},
+        "attach_method": {"type": "string", "enum": ["register", "code"]},
+        "attach_state": {"type": "string"},
+    },
+}
+SESSION_LIST = {"type": "array", "items": SESSION_SUMMARY}
+
+ATTACH_BY_CODE_REQUEST = {
+    "type": "object",
+    "required": ["session_id", "code"],
+    "properties": {"session_id": SESSION_ID,
+                   "code": {"type": "string", "minLength": 1, "maxLength": 256,
+                            "description": "Join code, verified with Beach Road"}},
+}
+ATTACH_BY_CODE_RESPONSE = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}, "attach_method": {"type": "string", "enum": ["code"]},
+                   "session": SESSION_SUMMARY},
+}
+
+LEASE_REQUEST = {
+    "type": "object",
+    "properties": {
+        "requesting_account_id": {**ACCOUNT_ID, "type": ["string", "null"],
+                                  "description": "Controller account (default: the caller's)"},
+        "ttl_ms": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**53,
+                   "description": f"Default 30000; raised to at least 1000, lowered to at most {MAX_TTL_MS}"},
+        "reason": {**SHORT_TEXT, "type": ["string", "null"], "maxLength": 128},
+    },
+}
+LEASE_RESPONSE = {
+    "type": "object",
+    "properties": {"controller_token": {"type": "string", "format": "uuid"},
+                   "expires_at_ms": {"type": "integer"}},
+}
+RELEASE_REQUEST = {
+    "type": "object",
+    "required": ["controller_token"],
+    "properties": {"controller_token": {"type": "string", "minLength": 1, "maxLength": 128}},
+}
+RELEASE_RESPONSE = {"type": "object", "properties": {"released": {"type": "boolean"}}}
+
+CONTROLLER_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "event_type": {"type": "string", "enum": sorted(EVENT_TYPES)},
+        "controller_token": {"type": "string"}, "timestamp_ms": {"type": "integer"},
+        "reason": {"type": "string"}, "controller_account_id": {"type": "string"},
+        "issued_by_account_id": {"type": "string"},
+    },
+}
+CONTROLLER_EVENTS = {"type": "array", "items": CONTROLLER_EVENT}
+EVENT_QUERY = {
+    "event_type": {"type": "string", "enum": sorted(EVENT_TYPES)},
+    "since_ms": {"type": "integer", "minimum": 0, "maximum": 2**53},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "Default 200"},
+}
+TENANT_QUERY = {
+    "private_beach_id": {**PRIVATE_BEACH_ID,
+                         "description": "Needed only when the session belongs to several private beaches"},
+}
+
+ERROR = {
+    "type": "object",
+    "required": ["error", "message", "error_code"],
+    "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                   "error_code": {"type": "string"}},
+}

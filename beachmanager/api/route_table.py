@@ -1,0 +1,105 @@
+"""The one table of HTTP routes: who may call each, and what it takes and gives.
+
+Every route registered on the Klein app must have exactly one row here (a test walks
+the router and fails otherwise); the auth guard enforces ``scope`` on every request
+(a route missing from the table is refused) and ``/openapi.json`` is generated from
+the rows.  ``scope=PUBLIC`` marks the three probe endpoints that need no token.
+
+Adding a route: add its row (method, werkzeug path, scope, summary, schemas) here and
+register the handler in a route module listed in ``api.app.ROUTE_MODULES``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import models as m
+
+PUBLIC = None
+
+#: Scopes invented here (not in the legacy manager): API description and debug routes.
+SCOPE_MANAGER_READ = "pb:manager.read"
+SCOPE_MANAGER_DEBUG = "pb:manager.debug"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # werkzeug rule, e.g. /sessions/<session_id>/controller/lease
+    scope: str | None
+    summary: str
+    request: dict[str, Any] | None = None  # JSON body schema
+    query: dict[str, dict[str, Any]] = field(default_factory=dict)
+    response: dict[str, Any] | None = None  # 200 body schema (JSON)
+    content_type: str = "application/json"
+    errors: tuple[int, ...] = ()
+
+    @property
+    def public(self) -> bool:
+        return self.scope is PUBLIC
+
+    @property
+    def path_params(self) -> list[str]:
+        return [p.split(":")[-1] for p in re.findall(r"<([^>]+)>", self.path)]
+
+    @property
+    def openapi_path(self) -> str:
+        return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", self.path)
+
+
+ROUTES: tuple[Route, ...] = (
+    # -- probes (public) -------------------------------------------------------
+    Route("GET", "/healthz", PUBLIC, "Liveness: plain-text OK", content_type="text/plain"),
+    Route("GET", "/readyz", PUBLIC, "Readiness of every part (503 naming the parts not ready)",
+          response={"type": "object"}, errors=(503,)),
+    Route("GET", "/metrics", PUBLIC, "Prometheus metrics", content_type="text/plain"),
+    # -- manager ----------------------------------------------------------------
+    Route("GET", "/debug/info", SCOPE_MANAGER_DEBUG, "Instance id, impl, version, uptime, stores",
+          response={"type": "object"}),
+    Route("GET", "/openapi.json", SCOPE_MANAGER_READ, "This API description (OpenAPI 3.1)",
+          response={"type": "object"}),
+    Route("GET", "/debug/transports", SCOPE_MANAGER_DEBUG,
+          "Every managed host's transport: status, phase, ids, heartbeat, byte counts",
+          response={"type": "object"}, errors=(503,)),
+    Route("GET", "/debug/transports/<host_session_id>", SCOPE_MANAGER_DEBUG,
+          "One host's transport with its phase timeline (never payloads)",
+          response={"type": "object"}, errors=(404,)),
+    Route("GET", "/debug/hosts/<host_session_id>/cache", SCOPE_MANAGER_DEBUG,
+          "One host's terminal mirror: text rows, viewport, cursor, sync state",
+          response={"type": "object"}, errors=(404,)),
+    # -- sessions ---------------------------------------------------------------
+    Route("POST", "/sessions/register", "pb:sessions.register",
+          "Register a host session (harness); revokes other leases and issues a registration lease",
+          request=m.REGISTER_REQUEST, response=m.REGISTER_RESPONSE, errors=(400, 413, 415, 503)),
+    Route("GET", "/private-beaches/<private_beach_id>/sessions", "pb:sessions.read",
+          "Sessions of a private beach", response=m.SESSION_LIST, errors=(400, 503)),
+    Route("POST", "/private-beaches/<private_beach_id>/sessions/attach-by-code", "pb:sessions.write",
+          "Attach a host by its join code (verified with Beach Road), then hand it to the attach machinery",
+          request=m.ATTACH_BY_CODE_REQUEST, response=m.ATTACH_BY_CODE_RESPONSE,
+          errors=(400, 403, 413, 415, 502, 503, 504)),
+    # -- controller leases ------------------------------------------------------
+    Route("POST", "/sessions/<session_id>/controller/lease", "pb:control.write",
+          "Acquire or renew a controller lease (same token for the same account and reason)",
+          request=m.LEASE_REQUEST, query=m.TENANT_QUERY, response=m.LEASE_RESPONSE,
+          errors=(400, 404, 409, 413, 415, 503)),
+    Route("DELETE", "/sessions/<session_id>/controller/lease", "pb:control.write",
+          "Release a controller lease (409 when the token names no lease of this session)",
+          request=m.RELEASE_REQUEST, query=m.TENANT_QUERY, response=m.RELEASE_RESPONSE,
+          errors=(400, 404, 409, 413, 415, 503)),
+    Route("GET", "/sessions/<session_id>/controller-events", "pb:sessions.read",
+          "Controller events of a session, newest first",
+          query={**m.EVENT_QUERY, **m.TENANT_QUERY}, response=m.CONTROLLER_EVENTS, errors=(400, 404, 409, 503)),
+)
+
+_BY_KEY: dict[tuple[str, str], Route] = {(r.method, r.path): r for r in ROUTES}
+assert len(_BY_KEY) == len(ROUTES), "duplicate row in the route table"
+
+
+def lookup(method: str, path: str) -> Route | None:
+    """The row for a request method (HEAD counts as GET) and a werkzeug rule string."""
+    method = method.upper()
+    if method == "HEAD":
+        method = "GET"
+    return _BY_KEY.get((method, path))

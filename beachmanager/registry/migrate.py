@@ -1,0 +1,67 @@
+"""Schema migrations (yoyo-migrations, SQL files in ``migrations/``) and the service's database role.
+
+Migrations run at start-up with the ``DATABASE_URL`` user, which must be allowed to
+create schemas and roles (the owner).  Every pooled connection then switches to
+:data:`APP_ROLE`, which owns nothing, so row-level security applies to all the
+service's queries.  yoyo is synchronous: :func:`migrate_in_thread` runs it in the
+reactor's thread pool; its lock table keeps concurrent managers from racing.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from urllib.parse import urlsplit
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from .._aio import call_blocking
+
+#: The role the service's queries run as (created by the first migration).
+APP_ROLE = "beach_manager_app"
+#: Where the tables live.
+SCHEMA = "beach_manager"
+
+log = Logger(namespace="beachmanager.registry.migrate")
+
+
+def migrations_path() -> str:
+    return str(resources.files(__package__).joinpath("migrations"))
+
+
+def yoyo_url(url: str) -> str:
+    """yoyo picks its driver from the scheme: ``postgresql+psycopg`` is psycopg 3."""
+    parts = urlsplit(url)
+    return parts._replace(scheme="postgresql+psycopg").geturl()
+
+
+def apply_migrations(url: str) -> list[str]:
+    """Bring the database at *url* to the newest schema; the ids applied now (blocking)."""
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(yoyo_url(url))
+    try:
+        migrations = read_migrations(migrations_path())
+        with backend.lock(timeout=60):
+            todo = backend.to_apply(migrations)
+            backend.apply_migrations(todo)
+        return [m.id for m in todo]
+    finally:
+        backend.connection.close()
+
+
+def migrate_in_thread(url: str) -> Deferred:
+    def done(applied: list[str]) -> list[str]:
+        if applied:
+            log.info("applied schema migrations {migrations}", migrations=applied)
+        else:
+            log.info("schema is up to date")
+        return applied
+
+    return call_blocking(apply_migrations, url).addCallback(done)
+
+
+async def enter_app_role(conn) -> None:
+    """Pool ``configure`` hook (asyncio): run every query of this connection as :data:`APP_ROLE`."""
+    await conn.execute(f"SET ROLE {APP_ROLE}")
+    await conn.commit()

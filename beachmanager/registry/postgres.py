@@ -1,0 +1,166 @@
+"""The PostgreSQL registry: each call is one transaction, scoped to a tenant, retried on transient errors.
+
+Transient means the connection was lost or refused, the pool had no connection in
+time, or the server asked to retry (serialization failure, deadlock).  A retry
+repeats the whole transaction with the same :class:`~beachmanager.registry.store.Op`,
+and every write is idempotent on its natural id, so a retry after a commit whose
+answer was lost changes nothing.  When the attempts are spent the call fails with
+:class:`~beachmanager.registry.store.StoreUnavailable` (the API answers 503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from .._aio import as_deferred
+from ..retry import backoff, retrying
+from . import repository as repo
+from .join_codes import JoinCodeCipher
+from .store import (
+    DEFAULT_LEASE_TTL_MS,
+    REGISTER_REASON,
+    ActionRecord,
+    AttachState,
+    ControllerEvent,
+    Lease,
+    Op,
+    RegisterResult,
+    ReleaseOutcome,
+    Session,
+    SessionNotFound,
+    SessionRegistration,
+    StoreUnavailable,
+    Tenant,
+)
+
+T = TypeVar("T")
+
+#: Attempts per call and the wait for a pooled connection on each: about ten seconds in all,
+#: enough to ride out a database restart.
+ATTEMPTS = 8
+POOL_WAIT = 2.0
+
+
+def transient(e: Exception) -> bool:
+    import psycopg
+
+    return isinstance(e, psycopg.OperationalError)
+
+
+class PostgresStore:
+    name = "postgres"
+    log = Logger()
+
+    def __init__(self, pool_owner: Any, cipher: JoinCodeCipher, clock: IReactorTime,
+                 attempts: int = ATTEMPTS, delay: Callable[[int], float] | None = None,
+                 pool_wait: float = POOL_WAIT):
+        self.pool_owner = pool_owner  # has .pool (PostgresService)
+        self.cipher = cipher
+        self.clock = clock
+        self.attempts = attempts
+        self.delay = delay or backoff(0.05, 2.0)
+        self.pool_wait = pool_wait
+
+    # -- plumbing ------------------------------------------------------------
+    def _tx(self, what: str, tenant: Tenant | None, fn: Callable[..., Awaitable[T]], *args: Any) -> Deferred[T]:
+        async def attempt() -> T:
+            pool = self.pool_owner.pool
+            if pool is None:
+                raise StoreUnavailable("the database pool is not open")
+            async with pool.connection(timeout=self.pool_wait) as conn, conn.transaction():
+                if tenant is not None:
+                    await repo.enter_tenant(conn, tenant)
+                return await fn(conn, *args)
+
+        def on_retry(n: int, e: Exception, wait: float) -> None:
+            self.log.warn("registry {what}: transient database error ({error}); retry {attempt} in "
+                          "{wait:.2f}s", what=what, error=_first_line(e), attempt=n, wait=wait)
+
+        async def run() -> T:
+            try:
+                return await retrying(lambda: as_deferred(attempt()), self.clock, should_retry=transient,
+                                      delay=self.delay, attempts=self.attempts, on_retry=on_retry)
+            except Exception as e:
+                if transient(e):
+                    raise StoreUnavailable(f"database unavailable during {what}: {_first_line(e)}") from e
+                raise
+
+        return ensureDeferred(run())
+
+    # -- RegistryStore -------------------------------------------------------
+    def register_session(self, tenant: Tenant, reg: SessionRegistration, op: Op, now_ms: int,
+                         lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS) -> Deferred[RegisterResult]:
+        async def run(conn) -> RegisterResult:
+            session = await repo.upsert_registered(conn, self.cipher, tenant, reg, op, now_ms)
+            hs = reg.host_session_id
+            await repo.add_event(conn, tenant, hs, op, "registered", "registered", now_ms, reason=REGISTER_REASON)
+            await repo.revoke_for_register(conn, tenant, hs, now_ms)
+            lease = await repo.acquire_lease(conn, tenant, hs, tenant.account_id, REGISTER_REASON,
+                                             lease_ttl_ms, op, now_ms)
+            return RegisterResult(session, lease)
+
+        return self._tx("register_session", tenant, run)
+
+    def attach_session(self, tenant: Tenant, host_session_id: str, join_code: str, op: Op,
+                       now_ms: int) -> Deferred[Session]:
+        async def run(conn) -> Session:
+            session = await repo.upsert_attached(conn, self.cipher, tenant, host_session_id, join_code, op, now_ms)
+            await repo.add_event(conn, tenant, host_session_id, op, "registered", "registered", now_ms,
+                                 reason="attach_by_code")
+            return session
+
+        return self._tx("attach_session", tenant, run)
+
+    def set_attach_state(self, tenant: Tenant, host_session_id: str, state: AttachState,
+                         now_ms: int) -> Deferred[bool]:
+        return self._tx("set_attach_state", tenant, repo.set_attach_state, tenant, host_session_id, state, now_ms)
+
+    def get_session(self, tenant: Tenant, host_session_id: str) -> Deferred[Session | None]:
+        return self._tx("get_session", tenant, repo.get_session, tenant, host_session_id)
+
+    def list_sessions(self, tenant: Tenant) -> Deferred[list[Session]]:
+        return self._tx("list_sessions", tenant, repo.list_sessions, tenant)
+
+    def session_beaches(self, host_session_id: str) -> Deferred[list[str]]:
+        return self._tx("session_beaches", None, repo.session_beaches, host_session_id)
+
+    def join_code(self, tenant: Tenant, host_session_id: str) -> Deferred[str | None]:
+        return self._tx("join_code", tenant, repo.join_code, self.cipher, tenant, host_session_id)
+
+    def acquire_lease(self, tenant: Tenant, host_session_id: str, controller_account_id: str | None,
+                      reason: str | None, ttl_ms: int, op: Op, now_ms: int) -> Deferred[Lease]:
+        async def run(conn) -> Lease:
+            if await repo.get_session(conn, tenant, host_session_id, lock=True) is None:
+                raise SessionNotFound(host_session_id)
+            return await repo.acquire_lease(conn, tenant, host_session_id, controller_account_id, reason,
+                                            ttl_ms, op, now_ms)
+
+        return self._tx("acquire_lease", tenant, run)
+
+    def release_lease(self, tenant: Tenant, host_session_id: str, token: str, op: Op,
+                      now_ms: int) -> Deferred[ReleaseOutcome]:
+        return self._tx("release_lease", tenant, repo.release_lease, tenant, host_session_id, token, op, now_ms)
+
+    def find_lease(self, tenant: Tenant, host_session_id: str, token: str) -> Deferred[Lease | None]:
+        return self._tx("find_lease", tenant, repo.find_lease, tenant, host_session_id, token)
+
+    def live_leases(self, tenant: Tenant, now_ms: int) -> Deferred[list[Lease]]:
+        return self._tx("live_leases", tenant, repo.live_leases, tenant, now_ms)
+
+    def controller_events(self, tenant: Tenant, host_session_id: str, event_type: str | None = None,
+                          since_ms: int | None = None, limit: int = 200) -> Deferred[list[ControllerEvent]]:
+        return self._tx("controller_events", tenant, repo.controller_events, tenant, host_session_id,
+                        event_type, since_ms, limit)
+
+    def record_action(self, tenant: Tenant, action: ActionRecord) -> Deferred[bool]:
+        return self._tx("record_action", tenant, repo.record_action, tenant, action)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
