@@ -158,13 +158,14 @@ for _, v in ipairs(stranded) do table.insert(out, v) end
 return out
 """
 
-#: ARGV[4..]: host, expected owner ('' = whoever).  Returns {1, former owner} or {0, owner}.
+#: ARGV[4..]: host, expected owner ('' = whoever).  Returns {1, former owner, now_ms} or
+#: {0, owner, now_ms}.
 RELEASE = PRELUDE + r"""
 local host, expected = ARGV[4], ARGV[5]
 local cur = redis.call('HGET', P .. 'owner', host)
-if not cur or (expected ~= '' and cur ~= expected) then return {0, cur or ''} end
+if not cur or (expected ~= '' and cur ~= expected) then return {0, cur or '', NOW} end
 move(host, cur, nil, 'release')
-return {1, cur}
+return {1, cur, NOW}
 """
 
 #: ARGV[4..]: id, capacity, hosts...  Re-claims hosts that have no owner at all (the store
@@ -191,6 +192,15 @@ if redis.call('HGET', P .. 'owner', host) ~= id then return 0 end
 if ready == '1' then redis.call('HSET', P .. 'ready', host, id)
 else redis.call('HDEL', P .. 'ready', host) end
 return 1
+"""
+
+#: ARGV[4]: id.  Returns {record exists (0/1), host...}: what the instance owns, and whether
+#: the store still knows it (a missing record means Redis lost it or it expired).
+HOLDINGS = PRELUDE + r"""
+local id = ARGV[4]
+local out = {redis.call('EXISTS', ikey(id))}
+for _, host in ipairs(redis.call('SMEMBERS', hkey(id))) do table.insert(out, host) end
+return out
 """
 
 #: ARGV[4]: id.  Deletes the instance's record (its hosts, if any, become orphans at once).

@@ -187,6 +187,10 @@ class MemoryAssignmentStore:
     async def owned(self, instance_id: str) -> set[str]:
         return set(self._hosts.get(instance_id, ()))
 
+    async def holdings(self, instance_id: str) -> tuple[bool, set[str]]:
+        return (self._record(instance_id, self._now()) is not None,
+                set(self._hosts.get(instance_id, ())))
+
     async def lookup(self, host: str) -> Ownership | None:
         owner = self._owner.get(host)
         if owner is None:

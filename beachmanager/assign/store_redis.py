@@ -123,7 +123,7 @@ class RedisAssignmentStore:
         r = await self._eval(scripts.RELEASE, host, expected_owner or "")
         if not int(r[0]):
             return None
-        return Move(host, None, _text(r[1]), "release", 0)
+        return Move(host, None, _text(r[1]), "release", int(r[2]))
 
     async def adopt(self, instance_id: str, capacity: int, hosts: list[str]) -> list[Move]:
         if not hosts:
@@ -138,6 +138,11 @@ class RedisAssignmentStore:
     # -- reads -----------------------------------------------------------------------------
     async def owned(self, instance_id: str) -> set[str]:
         return {_text(h) for h in await self._cmd("SMEMBERS", f"{self.prefix}hosts:{instance_id}")}
+
+    async def holdings(self, instance_id: str) -> tuple[bool, set[str]]:
+        """(our membership record exists, hosts we own), read atomically."""
+        r = await self._eval(scripts.HOLDINGS, instance_id)
+        return bool(int(r[0])), {_text(h) for h in r[1:]}
 
     async def lookup(self, host: str) -> Ownership | None:
         owner = await self._cmd("HGET", self.prefix + "owner", host)

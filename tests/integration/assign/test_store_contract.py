@@ -178,3 +178,14 @@ async def test_fresh_start_clears_the_old_record_but_keeps_hosts(harness):
     hb = await join(s, "mgr-b", capacity=5, fresh=True, incarnation="i2")
     assert hb.existed and hb.load == 1 and hb.previous_incarnation == "i1"
     assert (await s.assign("h1")).status == "kept"
+
+
+@pytest_twisted.ensureDeferred
+async def test_holdings_say_whether_the_store_still_knows_us(harness):
+    s = harness.store
+    assert await s.holdings("mgr-a") == (False, set())
+    await join(s, "mgr-a")
+    await s.assign("h1")
+    assert await s.holdings("mgr-a") == (True, {"h1"})
+    await s.leave("mgr-a")
+    assert await s.holdings("mgr-a") == (False, {"h1"})

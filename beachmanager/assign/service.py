@@ -1,0 +1,482 @@
+"""The assignment service: which hosts this instance owns, kept true on every tick.
+
+* **Placement** (:meth:`AssignmentService.assign`): one atomic store call; sticky while
+  the owner lives; a full cluster raises :class:`CapacityExhausted` (HTTP 503) and counts
+  ``assignment_refused_total`` — nothing is queued.
+* **Tick** (every ``timings.tick`` s): sweep hosts away from members that missed two
+  heartbeats (``failover`` log with old/new ids and the hosts), then *reconcile*: attach
+  every host the store says we own, detach every host we hold but no longer own (a peer
+  took it while we were unreachable: the store is the only truth).
+* **Drain** (``stopService``, i.e. SIGTERM): publish ``DRAINING``, hand each host to the
+  next owner in its ranking, keep our transport until the new owner reports it ready
+  (make-before-break), leave when empty or when the drain time is spent (whatever is left
+  is orphaned at once and taken by the survivors' sweeps).
+
+The transport is reached through an :class:`Attacher`; readiness is published to the
+store so that any instance (and ``/debug/assignments``) can tell where a host is ready.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet import defer
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    DeferredLock,
+    ensureDeferred,
+)
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .._aio import background
+from ..retry import backoff, retrying
+from ..service import FatalStartupError, ReadyService, with_timeout
+from ..telemetry.logs import fields
+from ..telemetry.metrics import Metrics
+from .membership import STORE_TIMEOUT, Membership, Timings
+from .model import (
+    SERVING,
+    AssignmentUnavailable,
+    CapacityExhausted,
+    Decision,
+    Move,
+    Ownership,
+    SweepResult,
+)
+from .rendezvous import check_id
+
+#: Hosts named in one log line (the count is always complete).
+LOG_HOSTS = 50
+
+
+class Attacher(Protocol):
+    """What the assignment service needs from the transport."""
+
+    def attach(self, host_session_id: str) -> Deferred:
+        """Start managing *host_session_id*; fires when its transport is first ready."""
+
+    def detach(self, host_session_id: str) -> Deferred | None:
+        """Stop managing it and close its transport."""
+
+
+@dataclass
+class Slot:
+    """A host this instance holds: ``attaching``, ``ready``, ``retry`` or ``handing`` (moved
+    away during drain; kept until the new owner is ready)."""
+
+    host: str
+    state: str
+    since: float
+    row: Ownership | None = None
+    attempts: int = 0
+    retry_at: float = 0.0
+    error: str | None = None
+
+    def as_json(self, now: float) -> dict[str, Any]:
+        out = {"state": self.state, "for_seconds": round(now - self.since, 3), "attempts": self.attempts}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+class AssignmentService(ReadyService):
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, metrics: Metrics, *, instance_id: str, capacity: int,
+                 endpoint: Callable[[], str], timings: Timings, store_factory: Callable[[], Any],
+                 audit_factory: Callable[[], Any], attacher: Attacher | None = None,
+                 depends_on: Iterable[ReadyService] = (), drain_timeout: float = 9.0,
+                 audit_every: int | None = None):
+        super().__init__("assign", clock)
+        self.metrics = metrics
+        self.instance_id = instance_id
+        self.capacity = capacity
+        self.endpoint = endpoint
+        self.timings = timings
+        self.store_factory = store_factory
+        self.audit_factory = audit_factory
+        self.attacher = attacher
+        self.depends_on = list(depends_on)
+        self.drain_timeout = drain_timeout
+        self.audit_every = audit_every or max(1, round(timings.interval / timings.tick))
+        self.store = None
+        self.audit = None
+        self.membership: Membership | None = None
+        self.slots: dict[str, Slot] = {}
+        self.draining = False
+        self.listeners: list[tuple[Callable[[str], None], Callable[[str], None]]] = []
+        self._lock = DeferredLock()
+        self._loop: LoopingCall | None = None
+        self._ticks = 0
+        self._tick_error: str | None = None
+        self._retry_delay = backoff(0.5, 10.0)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> Deferred:
+        return ensureDeferred(self._astart())
+
+    async def _astart(self) -> None:
+        try:
+            self.timings.check()
+        except ValueError as e:
+            raise FatalStartupError(str(e)) from None
+        for dep in self.depends_on:
+            await dep.whenReady()
+        self.store = self.store_factory()
+        self.audit = self.audit_factory()
+        self.membership = Membership(self.store, self.audit, self.clock, instance_id=self.instance_id,
+                                     capacity=self.capacity, endpoint=self.endpoint,
+                                     timings=self.timings, on_store_lost=self._restore)
+
+        def on_retry(attempt: int, e: Exception, wait: float) -> None:
+            self.log.warn("assignment: cannot register {manager_instance_id} ({error}); retry "
+                          "{attempt} in {wait:.1f}s", manager_instance_id=self.instance_id,
+                          error=str(e) or type(e).__name__, attempt=attempt, wait=wait)
+
+        await retrying(self.membership.start, self.clock, delay=backoff(0.2, 5.0), on_retry=on_retry)
+        await self._tick_body()
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = self.clock
+        background(self._loop.start(self.timings.tick, now=False), "assignment tick loop", self.log)
+        self.log.info("assignment: {manager_instance_id} serving at {endpoint} with capacity "
+                      "{capacity}; heartbeat every {interval}s, dead after {dead_after}s",
+                      manager_instance_id=self.instance_id, endpoint=self.endpoint(),
+                      capacity=self.capacity, interval=self.timings.interval,
+                      dead_after=self.timings.dead_after)
+
+    def stop(self) -> Deferred | None:
+        if self.membership is None:
+            return None
+        return ensureDeferred(self._drain())
+
+    # -- public API ------------------------------------------------------------------------------
+    def owns(self, host_session_id: str) -> bool:
+        """Whether this instance holds the host now (local view, no I/O)."""
+        slot = self.slots.get(host_session_id)
+        return slot is not None and slot.state != "handing"
+
+    def owned_hosts(self) -> frozenset[str]:
+        return frozenset(h for h, s in self.slots.items() if s.state != "handing")
+
+    def add_listener(self, gained: Callable[[str], None], lost: Callable[[str], None]) -> None:
+        """Call *gained(host)* / *lost(host)* when this instance starts / stops owning a host."""
+        self.listeners.append((gained, lost))
+
+    async def assign(self, host_session_id: str, reason: str = "attach") -> Decision:
+        """Place *host_session_id* (sticky).  Raises CapacityExhausted or AssignmentUnavailable."""
+        check_id("host session id", host_session_id)
+        decision = await self._store(self.store.assign(host_session_id, reason))
+        if decision is None:
+            members = await self._members_quietly()
+            live = [m for m in members if m.live]
+            serving = [m for m in live if m.state == SERVING]
+            self.metrics.assignment_refused_total.inc()
+            self.log.warn("assignment refused for {host_session_id}: every serving instance is at "
+                          "capacity ({serving} serving of {live} live)", serving=len(serving),
+                          live=len(live), **fields(host_session_id=host_session_id,
+                                                   manager_instance_id=self.instance_id))
+            raise CapacityExhausted(host_session_id, len(live), len(serving))
+        if decision.move is not None:
+            self._record_moves([decision.move])
+        if decision.owner == self.instance_id and host_session_id not in self.slots:
+            background(self.reconcile(), "assignment reconcile", self.log)
+        return decision
+
+    async def release(self, host_session_id: str) -> Move | None:
+        """Let a host go (its session ended): no instance owns it afterwards."""
+        move = await self._store(self.store.release(host_session_id))
+        if move is not None:
+            self._record_moves([move])
+            background(self.reconcile(), "assignment reconcile", self.log)
+        return move
+
+    async def lookup(self, host_session_id: str) -> Ownership | None:
+        return await self._store(self.store.lookup(host_session_id))
+
+    async def members(self):
+        return await self._store(self.store.members())
+
+    async def endpoint_of(self, instance_id: str) -> str | None:
+        for m in await self.members():
+            if m.id == instance_id and m.live:
+                return m.endpoint
+        return None
+
+    def host_ready(self, host_session_id: str, ready: bool) -> None:
+        """The transport reports a change of readiness for a host it holds for us."""
+        slot = self.slots.get(host_session_id)
+        if slot is None or slot.state == "handing":
+            return
+        slot.state = "ready" if ready else "attaching"
+        slot.since = self.clock.seconds()
+        d = ensureDeferred(self._store(self.store.mark_ready(host_session_id, self.instance_id, ready)))
+        background(d, "assignment mark ready", self.log)
+
+    # -- tick --------------------------------------------------------------------------------------
+    def _tick(self) -> Deferred:
+        return ensureDeferred(self._tick_safely())
+
+    async def _tick_safely(self) -> None:
+        try:
+            await self._tick_body()
+        except Exception as e:
+            error = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if error != self._tick_error:
+                self.log.warn("assignment tick failed ({error}); retrying every {tick}s",
+                              error=error, tick=self.timings.tick)
+            self._tick_error = error
+        else:
+            if self._tick_error:
+                self.log.info("assignment tick recovered")
+            self._tick_error = None
+
+    async def _tick_body(self) -> None:
+        self._ticks += 1
+        if not self.draining:
+            result = await self._store(self.store.sweep())
+            if result.moves:
+                self._failover_log(result)
+        await self.reconcile()
+        if self._ticks % self.audit_every == 0:
+            self.audit.note_owned([s.row for s in self.slots.values() if s.row and s.state != "handing"])
+        await self.audit.flush()
+
+    def _failover_log(self, result: SweepResult) -> None:
+        for old, moves in result.by_old_owner().items():
+            new_ids = sorted({m.to for m in moves if m.to})
+            hosts = [m.host_session_id for m in moves]
+            self.log.warn("failover: {old_manager_instance_id} missed two heartbeats; {count} host(s) "
+                          "moved to {new_manager_instance_ids}: {hosts}", old_manager_instance_id=old,
+                          new_manager_instance_ids=new_ids, count=len(hosts), hosts=hosts[:LOG_HOSTS],
+                          **fields(manager_instance_id=self.instance_id))
+        self._record_moves(result.moves, log_each=False)
+        if result.stranded:
+            self.log.warn("failover: {count} orphaned host(s) wait for capacity: {hosts}",
+                          count=len(result.stranded), hosts=[h for h, _ in result.stranded][:LOG_HOSTS])
+
+    def _record_moves(self, moves: list[Move], log_each: bool = True) -> None:
+        for m in moves:
+            if m.from_ and m.to:
+                self.metrics.assignment_rebalance_total.labels(reason=m.reason).inc()
+            if log_each:
+                self.log.info("assignment: {host_session_id} -> {new_manager_instance_id} (from "
+                              "{old_manager_instance_id}, reason {reason})",
+                              new_manager_instance_id=m.to, old_manager_instance_id=m.from_,
+                              reason=m.reason, **fields(host_session_id=m.host_session_id,
+                                                        manager_instance_id=self.instance_id))
+        self.audit.note_moves(moves, self.instance_id)
+
+    # -- reconcile -----------------------------------------------------------------------------
+    def reconcile(self) -> Deferred:
+        """Make the hosts we hold match the hosts the store says we own (serialised)."""
+        return self._lock.run(lambda: ensureDeferred(self._reconcile()))
+
+    async def _reconcile(self) -> None:
+        registered, owned = await self._store(self.store.holdings(self.instance_id))
+        if not registered and not self.draining:
+            # The store lost our record (Redis restarted, or we stalled past the TTL): register
+            # again and restore what we hold before trusting its idea of what we own.
+            await self.membership.beat_safely()
+            registered, owned = await self._store(self.store.holdings(self.instance_id))
+        now = self.clock.seconds()
+        held = {h for h, s in self.slots.items() if s.state != "handing"}
+        gained, lost = sorted(owned - held), sorted(held - owned)
+        for host in lost:
+            self._lose(host)
+        if gained:
+            rows = await self._lookup_many(gained)
+            for host in gained:
+                if host in self.slots:  # was handing: it came back to us
+                    del self.slots[host]
+                self.slots[host] = Slot(host, "attaching", now, rows.get(host))
+            self.audit.note_owned([r for r in rows.values() if r is not None])
+            by_reason: dict[str, list[str]] = {}
+            for host in gained:
+                row = rows.get(host)
+                by_reason.setdefault(row.reason if row else "?", []).append(host)
+            for reason, hosts in by_reason.items():
+                self.log.info("assignment: {manager_instance_id} now owns {count} more host(s) "
+                              "(reason {reason}): {hosts}", count=len(hosts), reason=reason,
+                              hosts=hosts[:LOG_HOSTS], manager_instance_id=self.instance_id)
+            for host in gained:
+                self._start_attach(self.slots[host])
+                for on_gained, _ in self.listeners:
+                    _call_listener(on_gained, host, self.log)
+        for slot in list(self.slots.values()):
+            if slot.state == "retry" and slot.retry_at <= now:
+                self._start_attach(slot)
+        self.metrics.assigned_hosts.set(len(self.owned_hosts()))
+
+    def _lose(self, host: str) -> None:
+        slot = self.slots[host]
+        for _, on_lost in self.listeners:
+            _call_listener(on_lost, host, self.log)
+        if self.draining:
+            slot.state, slot.since = "handing", self.clock.seconds()
+            return
+        del self.slots[host]
+        self.log.warn("assignment: {manager_instance_id} no longer owns {host_session_id}; "
+                      "detaching", **fields(manager_instance_id=self.instance_id, host_session_id=host))
+        self._detach(host)
+
+    def _detach(self, host: str) -> None:
+        if self.attacher is not None:
+            d = self.attacher.detach(host)
+            if isinstance(d, Deferred):
+                background(d, "detach host", self.log, host_session_id=host)
+
+    def _start_attach(self, slot: Slot) -> None:
+        if self.attacher is None:
+            return
+        slot.state, slot.attempts = "attaching", slot.attempts + 1
+        host = slot.host
+
+        def ready(_):
+            cur = self.slots.get(host)
+            if cur is slot and slot.state == "attaching":
+                self.host_ready(host, True)
+
+        def failed(failure):
+            cur = self.slots.get(host)
+            if cur is not slot or slot.state == "handing":
+                return
+            wait = self._retry_delay(slot.attempts - 1)
+            slot.state, slot.retry_at = "retry", self.clock.seconds() + wait
+            slot.error = failure.getErrorMessage().splitlines()[0] if failure.getErrorMessage() else \
+                failure.type.__name__
+            self.log.warn("assignment: attach of {host_session_id} failed ({error}); retry in "
+                          "{wait:.1f}s", error=slot.error, wait=wait,
+                          **fields(host_session_id=host, manager_instance_id=self.instance_id))
+
+        try:
+            d = self.attacher.attach(host)
+        except Exception as e:
+            failed(Failure(e))
+            return
+        d.addCallbacks(ready, failed)
+        background(d, "attach host", self.log, host_session_id=host)
+
+    async def _lookup_many(self, hosts: list[str]) -> dict[str, Ownership | None]:
+        results = await DeferredList([ensureDeferred(self.store.lookup(h)) for h in hosts],
+                                     consumeErrors=True)
+        return {h: (r if ok else None) for h, (ok, r) in zip(hosts, results, strict=True)}
+
+    async def _restore(self) -> None:
+        """The store lost our records: re-claim the hosts we hold that nobody owns now."""
+        held = sorted(self.owned_hosts())
+        moves = await self._store(self.store.adopt(self.instance_id, self.capacity, held))
+        if moves:
+            self.log.warn("assignment: restored {count} host(s) to {manager_instance_id} after the "
+                          "shared store lost them", count=len(moves),
+                          manager_instance_id=self.instance_id)
+            self._record_moves(moves, log_each=False)
+
+    # -- drain -------------------------------------------------------------------------------------
+    async def _drain(self) -> None:
+        self.draining = True
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        await self._lock.acquire()  # let an in-flight reconcile finish
+        self._lock.release()
+        self.log.info("draining {manager_instance_id}: handing {count} host(s) to their next owners",
+                      manager_instance_id=self.instance_id, count=len(self.owned_hosts()))
+        await self.membership.drain()
+        deadline = self.clock.seconds() + self.drain_timeout
+        while True:
+            moved = 0
+            try:
+                result = await self._store(self.store.handover(self.instance_id))
+                moved = len(result.moves)
+                if result.moves:
+                    self._record_moves(result.moves)
+                await self.reconcile()
+                await self._finish_handing(force=False)
+            except Exception as e:
+                self.log.warn("drain step failed: {error}", error=str(e) or type(e).__name__)
+            if not self.slots:
+                break
+            if moved == 0 and all(s.state != "handing" for s in self.slots.values()):
+                self.log.warn("drain: no instance has room for {count} host(s); leaving them to "
+                              "the survivors' sweeps: {hosts}", count=len(self.slots),
+                              hosts=sorted(self.slots)[:LOG_HOSTS])
+                break
+            if self.clock.seconds() >= deadline:
+                self.log.warn("drain: time is up with {count} host(s) not yet handed over",
+                              count=len(self.slots))
+                break
+            await deferLater(self.clock, self.timings.tick)
+        await self._finish_handing(force=True)
+        try:
+            left = await self.membership.leave()
+            self.log.info("{manager_instance_id} left the membership ({left} host(s) orphaned)",
+                          manager_instance_id=self.instance_id, left=left)
+        except Exception as e:
+            self.membership.stop_loop()
+            self.log.warn("could not delete our membership record ({error}); it expires by TTL",
+                          error=str(e) or type(e).__name__)
+        for host in list(self.slots):
+            del self.slots[host]
+            self._detach(host)
+        await self.audit.flush()
+
+    async def _finish_handing(self, force: bool) -> None:
+        handing = [h for h, s in self.slots.items() if s.state == "handing"]
+        if not handing:
+            return
+        # Without a transport there is nothing to keep until the new owner is ready.
+        force = force or self.attacher is None
+        rows = {} if force else await self._lookup_many(handing)
+        for host in handing:
+            row = rows.get(host)
+            if force or row is None or row.ready:
+                del self.slots[host]
+                self._detach(host)
+                if not force:
+                    self.log.info("drain: {host_session_id} ready at {new_manager_instance_id}; "
+                                  "detached", new_manager_instance_id=row.owner if row else None,
+                                  **fields(host_session_id=host, manager_instance_id=self.instance_id))
+
+    # -- plumbing --------------------------------------------------------------------------------
+    async def _store(self, coro):
+        try:
+            return await with_timeout(ensureDeferred(coro), STORE_TIMEOUT, self.clock)
+        except AssignmentUnavailable:
+            raise
+        except Exception as e:
+            if isinstance(e, CancelledError | defer.TimeoutError | TimeoutError):
+                raise AssignmentUnavailable(f"the shared store did not answer in {STORE_TIMEOUT:g}s") \
+                    from None
+            raise
+
+    async def _members_quietly(self):
+        try:
+            return await self.members()
+        except Exception:
+            return []
+
+    def status(self) -> dict[str, Any]:
+        out = super().status()
+        out["instance_id"] = self.instance_id
+        out["owned"] = len(self.owned_hosts())
+        out["capacity"] = self.capacity
+        if self.membership is not None:
+            out["membership"] = self.membership.status()
+        if self.audit is not None:
+            out["audit"] = self.audit.status()
+        if self._tick_error:
+            out["error"] = self._tick_error
+        return out
+
+
+def _call_listener(fn: Callable[[str], None], host: str, log: Logger) -> None:
+    try:
+        fn(host)
+    except Exception:
+        log.failure("assignment listener failed for {host_session_id}", host_session_id=host)

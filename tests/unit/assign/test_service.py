@@ -1,0 +1,266 @@
+"""The assignment service on a Clock: several instances share the in-memory store.
+
+The transport is a recording double (the end-to-end tests use the real one); everything
+else — membership, sweeps, reconcile, drain, refusal — is the production code.
+"""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+
+from beachmanager.assign.audit import MemoryAudit
+from beachmanager.assign.membership import timings
+from beachmanager.assign.model import DRAINING, CapacityExhausted
+from beachmanager.assign.rendezvous import rank
+from beachmanager.assign.service import AssignmentService
+from beachmanager.assign.store_memory import MemoryAssignmentStore
+from beachmanager.telemetry.metrics import Metrics
+
+T = timings(5.0, 15.0)
+
+
+class RecordingAttacher:
+    """Attach succeeds at once (or waits for ``gate`` when ``hold`` is set)."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.events: list[tuple[float, str, str]] = []
+        self.hold = False
+        self.fail: set[str] = set()
+        self.gates: dict[str, Deferred] = {}
+
+    def attach(self, host):
+        self.events.append((self.clock.seconds(), "attach", host))
+        if host in self.fail:
+            raise RuntimeError("road said no")
+        if self.hold:
+            self.gates[host] = Deferred()
+            return self.gates[host]
+        return succeed(None)
+
+    def detach(self, host):
+        self.events.append((self.clock.seconds(), "detach", host))
+        return succeed(None)
+
+    def hosts(self, kind):
+        return [h for _, k, h in self.events if k == kind]
+
+
+class Cluster:
+    def __init__(self):
+        self.clock = Clock()
+        self.clock.advance(1_000)
+        self.store = MemoryAssignmentStore(self.clock, dead_after_ms=int(T.dead_after * 1000))
+        self.audit = MemoryAudit()
+        self.nodes: dict[str, AssignmentService] = {}
+
+    def start(self, instance_id, capacity=50, attach=True):
+        metrics = Metrics(CollectorRegistry())
+        svc = AssignmentService(
+            self.clock, metrics, instance_id=instance_id, capacity=capacity,
+            endpoint=lambda: f"http://{instance_id}:8081", timings=T,
+            store_factory=lambda: self.store, audit_factory=lambda: self.audit,
+            attacher=RecordingAttacher(self.clock) if attach else None)
+        svc.startService()
+        assert svc.ready, svc.start_error
+        self.nodes[instance_id] = svc
+        return svc
+
+    def run(self, seconds):
+        step = T.tick / 2
+        for _ in range(int(seconds / step)):
+            self.clock.advance(step)
+
+    def crash(self, svc):
+        """The process dies: no drain, no goodbye."""
+        svc._loop.stop()
+        svc.membership.stop_loop()
+
+
+def _run(coro):
+    return ensureDeferred(coro)
+
+
+def resolved(d):
+    out = []
+    d.addBoth(out.append)
+    assert out, "deferred did not fire"
+    if hasattr(out[0], "raiseException"):
+        out[0].raiseException()
+    return out[0]
+
+
+def rebalanced(svc, reason):
+    return svc.metrics.registry.get_sample_value("assignment_rebalance_total", {"reason": reason}) or 0
+
+
+@pytest.fixture
+def logged():
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def test_placement_attaches_on_the_owner_and_marks_it_ready():
+    c = Cluster()
+    a, b = c.start("mgr-a"), c.start("mgr-b")
+    hosts = [f"host-{n}" for n in range(20)]
+    for h in hosts:
+        d = resolved(_run(a.assign(h)))
+        assert d.owner == rank(h, ["mgr-a", "mgr-b"])[0]
+    c.run(1)
+    for svc in (a, b):
+        mine = {h for h in hosts if rank(h, ["mgr-a", "mgr-b"])[0] == svc.instance_id}
+        assert svc.owned_hosts() == mine
+        assert set(svc.attacher.hosts("attach")) == mine
+        assert svc.metrics.registry.get_sample_value("assigned_hosts") == len(mine)
+    assert all(resolved(_run(a.lookup(h))).ready for h in hosts)
+    # The audit mirror has one current row per host, written by its owner.
+    assert {h: r.owner for h, r in c.audit.assignments.items()} == {
+        h: rank(h, ["mgr-a", "mgr-b"])[0] for h in hosts}
+    assert [m.reason for m, _ in c.audit.events] == ["attach"] * 20
+
+
+def test_capacity_refusal_is_an_error_and_a_metric(logged):
+    c = Cluster()
+    a = c.start("mgr-a", capacity=2)
+    resolved(_run(a.assign("h1")))
+    resolved(_run(a.assign("h2")))
+    with pytest.raises(CapacityExhausted) as err:
+        resolved(_run(a.assign("h3")))
+    assert "1 serving instance(s) of 1 live, all at capacity" in str(err.value)
+    assert a.metrics.registry.get_sample_value("assignment_refused_total") == 1
+    assert any("assignment refused" in e.get("log_format", "") for e in logged)
+
+
+def test_a_dead_instance_hosts_move_to_survivors_within_dead_after_plus_two_ticks(logged):
+    c = Cluster()
+    a, b, d = c.start("mgr-a"), c.start("mgr-b"), c.start("mgr-c")
+    hosts = [f"host-{n}" for n in range(60)]
+    for h in hosts:
+        resolved(_run(b.assign(h)))
+    c.run(1)
+    doomed = set(a.owned_hosts())
+    assert doomed
+    c.crash(a)
+    died_at = c.clock.seconds()
+    # Until two heartbeats are missed, nothing moves.
+    c.run(T.dead_after - T.interval - 1)
+    assert b.owned_hosts() | d.owned_hosts() == set(hosts) - doomed
+    c.run(T.interval + 1 + 2 * T.tick)
+    assert b.owned_hosts() | d.owned_hosts() == set(hosts)
+    assert not b.owned_hosts() & d.owned_hosts()
+    taken = [(t, h) for svc in (b, d) for t, k, h in svc.attacher.events if k == "attach" and h in doomed]
+    assert {h for _, h in taken} == doomed
+    assert max(t for t, _ in taken) - died_at <= T.dead_after + T.interval + 2 * T.tick
+    # Each survivor takes the next host in the hash order among the living.
+    for h in doomed:
+        assert resolved(_run(b.lookup(h))).owner == rank(h, ["mgr-b", "mgr-c"])[0]
+        row = c.audit.assignments[h]
+        assert (row.reason, row.reassigned_from) == ("failover", "mgr-a")
+    assert rebalanced(b, "failover") + rebalanced(d, "failover") == len(doomed)
+    failover = [e for e in logged if e.get("log_format", "").startswith("failover:")]
+    assert failover and failover[0]["old_manager_instance_id"] == "mgr-a"
+    assert sum(e["count"] for e in failover) == len(doomed)
+    assert set(failover[0]["new_manager_instance_ids"]) <= {"mgr-b", "mgr-c"}
+
+
+def test_an_instance_that_stalled_detaches_hosts_taken_from_it():
+    c = Cluster()
+    a, b = c.start("mgr-a"), c.start("mgr-b")
+    for n in range(30):
+        resolved(_run(a.assign(f"host-{n}")))
+    c.run(1)
+    mine = set(a.owned_hosts())
+    a.membership.stop_loop()  # heartbeats stop, ticks go on (a partition, a stall)
+    c.run(T.dead_after + 1)
+    assert a.owned_hosts() == set()
+    assert set(a.attacher.hosts("detach")) == mine
+    assert b.owned_hosts() == {f"host-{n}" for n in range(30)}
+
+
+def test_drain_hands_over_make_before_break_and_leaves():
+    c = Cluster()
+    a, b = c.start("mgr-a"), c.start("mgr-b")
+    for n in range(40):
+        resolved(_run(a.assign(f"host-{n}")))
+    c.run(1)
+    mine = set(a.owned_hosts())
+    assert mine
+    b.attacher.hold = True  # the new owner's transports take a while to be ready
+    stopping = a.stopService()
+    c.run(T.tick * 3)
+    assert resolved(_run(a.members()))[0].state == DRAINING
+    assert b.owned_hosts() == {f"host-{n}" for n in range(40)}
+    assert a.attacher.hosts("detach") == []  # nothing detached before the new owner is ready
+    for host, gate in list(b.attacher.gates.items()):
+        if host in mine:
+            gate.callback(None)
+    c.run(T.tick * 3)
+    assert set(a.attacher.hosts("detach")) == mine
+    assert stopping.called
+    assert [m.id for m in resolved(_run(b.members()))] == ["mgr-b"]
+    assert rebalanced(a, "drain") == len(mine)
+    assert all(c.audit.assignments[h].owner == "mgr-b" for h in mine)
+
+
+def test_drain_with_nowhere_to_go_leaves_hosts_orphaned_for_later():
+    c = Cluster()
+    a = c.start("mgr-a")
+    for n in range(5):
+        resolved(_run(a.assign(f"h{n}")))
+    c.run(1)
+    stopping = a.stopService()
+    c.run(T.tick * 2)
+    assert stopping.called
+    assert set(a.attacher.hosts("detach")) == {f"h{n}" for n in range(5)}
+    # A newcomer sweeps the orphans at once (their owner left).
+    b = c.start("mgr-b")
+    c.run(1)
+    assert b.owned_hosts() == {f"h{n}" for n in range(5)}
+
+
+def test_failed_attach_is_retried_with_backoff():
+    c = Cluster()
+    a = c.start("mgr-a")
+    a.attacher.fail.add("flaky")
+    resolved(_run(a.assign("flaky")))
+    c.run(0.2)
+    assert a.slots["flaky"].state == "retry"
+    a.attacher.fail.clear()
+    c.run(15)
+    assert a.slots["flaky"].state == "ready"
+    assert a.attacher.hosts("attach").count("flaky") == 2
+
+
+def test_restart_with_the_same_id_clears_the_stale_record_and_keeps_its_hosts():
+    c = Cluster()
+    a = c.start("mgr-a")
+    for n in range(4):
+        resolved(_run(a.assign(f"h{n}")))
+    c.run(1)
+    c.crash(a)
+    again = c.start("mgr-a")
+    c.run(1)
+    assert again.owned_hosts() == {f"h{n}" for n in range(4)}
+    assert again.membership.last.existed is True
+
+
+def test_a_store_that_lost_everything_is_restored_from_what_we_hold():
+    c = Cluster()
+    a = c.start("mgr-a")
+    for n in range(3):
+        resolved(_run(a.assign(f"h{n}")))
+    c.run(1)
+    fresh = MemoryAssignmentStore(c.clock, dead_after_ms=int(T.dead_after * 1000))
+    a.store = a.membership.store = fresh  # Redis restarted without persistence
+    c.run(T.interval + 1)
+    assert resolved(_run(a.store.owned("mgr-a"))) == {"h0", "h1", "h2"}
+    assert a.owned_hosts() == {"h0", "h1", "h2"}
+    assert a.attacher.hosts("detach") == []
+    assert resolved(_run(a.lookup("h0"))).reason == "restore"
