@@ -1,0 +1,1 @@
+DROP TABLE beach_manager.manager_assignment_event;
