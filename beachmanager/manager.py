@@ -96,6 +96,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
         part.setServiceParent(root)
         ctx.parts[part.name] = part
     _add_registry_and_auth(ctx, root)
+    _add_controller(ctx, root)
     LoopLagMonitor(clock, ctx.metrics.reactor_lag_seconds).setServiceParent(root)
     http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(ctx))
     http.setServiceParent(root)
@@ -115,6 +116,15 @@ def _add_registry_and_auth(ctx: ManagerContext, root: ManagerService) -> None:
         part.setServiceParent(root)
         ctx.parts[part.name] = part
     ctx.parts["leases"] = Leases(registry.store, ctx.clock)
+
+
+def _add_controller(ctx: ManagerContext, root: ManagerService) -> None:
+    """Action queues, delivery over the bus and ack/state/health ingestion (``parts["controller"]``)."""
+    from .controller.service import ControllerService
+
+    controller = ControllerService(ctx)
+    controller.setServiceParent(root)
+    ctx.parts["controller"] = controller
 
 
 def _store_services(config: Config, clock) -> list[Any]:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import action_models as am
 from . import models as m
 
 PUBLIC = None
@@ -91,6 +92,20 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/sessions/<session_id>/controller-events", "pb:sessions.read",
           "Controller events of a session, newest first",
           query={**m.EVENT_QUERY, **m.TENANT_QUERY}, response=m.CONTROLLER_EVENTS, errors=(400, 404, 409, 503)),
+    # -- controller actions (api/actions.py) -------------------------------------
+    Route("POST", "/sessions/<session_id>/actions", "pb:control.write",
+          "Queue actions for the host (needs an active lease; 429 with Retry-After at the queue bound)",
+          request=am.ACTIONS_REQUEST, query=m.TENANT_QUERY, response=am.ACTIONS_RESPONSE,
+          errors=(400, 404, 409, 413, 415, 429, 503)),
+    Route("GET", "/sessions/<session_id>/actions/<action_id>", "pb:control.read",
+          "One action: queued, delivered, or acked with its status and latency",
+          query=m.TENANT_QUERY, response=am.ACTION_STATUS, errors=(400, 404, 409, 503)),
+    Route("GET", "/sessions/<session_id>/state", "pb:control.read",
+          "The host's latest state diff (null before the first)", query=m.TENANT_QUERY,
+          response=am.STATE_RESPONSE, errors=(400, 404, 409, 503)),
+    Route("GET", "/sessions/<session_id>/health", "pb:control.read",
+          "The host's latest health heartbeat (null before the first)", query=m.TENANT_QUERY,
+          response=am.HEALTH_RESPONSE, errors=(400, 404, 409, 503)),
 )
 
 _BY_KEY: dict[tuple[str, str], Route] = {(r.method, r.path): r for r in ROUTES}

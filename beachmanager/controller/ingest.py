@@ -23,8 +23,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from ..protocol import harness
 from ..telemetry.logs import fields
-from .commands import CommandError, parse_ack, parse_envelope, parse_system_time
 from .delivery import FinalAck, final_view
 
 DEFAULT_BUFFER = 20_000
@@ -153,7 +153,8 @@ class AckWriter:
 
 
 class Ingest:
-    """Turns a host's ack/state/health payloads into engine calls and hot snapshots."""
+    """Turns a host's ack/state/health (typed harness values, or raw envelopes) into engine
+    calls and hot snapshots."""
 
     log = Logger()
 
@@ -163,46 +164,55 @@ class Ingest:
         self.last_state_seq: dict[str, int] = {}
         self.rejected = 0
 
-    def _bad(self, host: str, what: str, e: Exception) -> None:
-        self.rejected += 1
-        if self.rejected in (1, 10) or self.rejected % 1000 == 0:
-            self.log.warn("ignored a malformed {what} from the host: {error} ({n} so far)", what=what,
-                          error=str(e), n=self.rejected,
-                          **fields(host_session_id=host, manager_instance_id=self.manager_instance_id))
-
+    # -- raw envelopes (bytes of a bus frame) -------------------------------------------------
     def on_ack(self, host: str, data: bytes) -> None:
-        try:
-            ack = parse_ack(parse_envelope(data, "ack"))
-        except CommandError as e:
-            self._bad(host, "ack", e)
-            return
-        self.engine.on_ack(host, ack)
+        value = self._open(host, data, harness.ACK)
+        if value is not None:
+            self.ack_value(host, value)
 
     def on_state(self, host: str, data: bytes) -> None:
+        value = self._open(host, data, harness.STATE)
+        if value is not None:
+            self.state_value(host, value)
+
+    def on_health(self, host: str, data: bytes) -> None:
+        value = self._open(host, data, harness.HEALTH)
+        if value is not None:
+            self.health_value(host, value)
+
+    def _open(self, host: str, data: bytes, kind: str) -> Any:
         try:
-            diff = parse_envelope(data, "state")
-            if not isinstance(diff, dict) or not isinstance(diff.get("sequence"), int):
-                raise CommandError("a state diff needs an integer sequence")
-            parse_system_time(diff.get("emitted_at"), "emitted_at")
-        except CommandError as e:
-            self._bad(host, "state", e)
-            return
-        seq = diff["sequence"]
+            env = harness.from_json(data)
+            if env.type != kind:
+                raise harness.HarnessError(f"envelope type {env.type!r}, expected {kind!r}")
+        except harness.HarnessError as e:
+            self.rejected += 1
+            if self.rejected in (1, 10) or self.rejected % 1000 == 0:
+                self.log.warn("ignored a malformed {kind} from the host: {error} ({n} so far)",
+                              kind=kind, error=str(e), n=self.rejected,
+                              **fields(host_session_id=host, manager_instance_id=self.manager_instance_id))
+            return None
+        return env.payload
+
+    # -- typed values (what the bus subscriber hands out) -------------------------------------
+    def ack_value(self, host: str, ack: harness.ActionAck) -> None:
+        self.engine.on_ack(host, {
+            "id": ack.id, "status": str(harness.AckStatus(ack.status).value),
+            "applied_at": ack.applied_at.to_seconds() if ack.applied_at else None,
+            "latency_ms": ack.latency_ms, "error_code": ack.error_code,
+            "error_message": ack.error_message})
+
+    def state_value(self, host: str, diff: harness.StateDiff) -> None:
+        seq = diff.sequence
         last = self.last_state_seq.get(host)
         if last is not None and 1 < seq <= last:
             return  # older than what we hold (a restarted harness starts again at 1)
         self.last_state_seq[host] = seq
-        self._keep(host, "state", diff)
+        self._keep(host, "state", harness.to_value(diff))
 
-    def on_health(self, host: str, data: bytes) -> None:
-        try:
-            health = parse_envelope(data, "health")
-            if not isinstance(health, dict) or not isinstance(health.get("warnings", []), list):
-                raise CommandError("a health heartbeat is an object with a warnings list")
-        except CommandError as e:
-            self._bad(host, "health", e)
-            return
-        self._keep(host, "health", {**health, "received_at_ms": round(self.clock.seconds() * 1000)})
+    def health_value(self, host: str, health: harness.HealthHeartbeat) -> None:
+        self._keep(host, "health", {**harness.to_value(health),
+                                    "received_at_ms": round(self.clock.seconds() * 1000)})
 
     def _keep(self, host: str, kind: str, value: Any) -> None:
         d = ensureDeferred(self.cache.put_snapshot(host, kind, value))

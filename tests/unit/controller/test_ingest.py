@@ -122,12 +122,12 @@ def test_ingest_routes_acks_and_keeps_latest_state_and_health():
                                     {"secs_since_epoch": 1, "nanos_since_epoch": 0}, "latency_ms": None}))
     assert engine.acks == [("h1", {"id": "a-1", "status": "ok", "applied_at": 1.0, "latency_ms": None,
                                    "error_code": None, "error_message": None})]
-    for bad in (b"not json", env("ack", {"id": "a-2", "status": "maybe"}), env("state", {"id": "x"}),
-                env("ack", [1])):
+    t = {"secs_since_epoch": 5, "nanos_since_epoch": 0}
+    for bad in (b"not json", env("ack", {"id": "a-2", "status": "maybe", "applied_at": t}),
+                env("state", {"sequence": 1, "emitted_at": t}), env("ack", [1])):
         ingest.on_ack("h1", bad)
     assert len(engine.acks) == 1 and ingest.rejected == 4
 
-    t = {"secs_since_epoch": 5, "nanos_since_epoch": 0}
     ingest.on_state("h1", env("state", {"sequence": 2, "emitted_at": t, "payload": {"lines": ["b"]}}))
     ingest.on_state("h1", env("state", {"sequence": 1 + 0, "emitted_at": t, "payload": {"lines": ["r"]}}))
     assert ensureDeferred(cache.get_snapshot("h1", "state")).result["payload"] == {"lines": ["r"]}
@@ -137,7 +137,8 @@ def test_ingest_routes_acks_and_keeps_latest_state_and_health():
     ingest.on_state("h1", env("state", {"sequence": "x", "emitted_at": t, "payload": {}}))
     assert ingest.rejected == 5
 
-    ingest.on_health("h1", env("health", {"queue_depth": 0, "degraded": False, "warnings": []}))
+    ingest.on_health("h1", env("health", {"queue_depth": 0, "cpu_load": None, "memory_bytes": None,
+                                          "degraded": False, "warnings": []}))
     health = ensureDeferred(cache.get_snapshot("h1", "health")).result
     assert health["degraded"] is False and health["received_at_ms"] == 50_000
     assert ensureDeferred(cache.get_snapshot("h2", "health")).result is None

@@ -1,0 +1,68 @@
+"""JSON schemas of the controller action routes (used to validate and to describe them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_ACTIONS = 500
+
+SYSTEM_TIME = {"type": ["object", "array", "null"],
+               "description": "serde SystemTime {secs_since_epoch, nanos_since_epoch}, [secs, nanos] or null"}
+
+ACTION_COMMAND: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "action_type"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 128,
+               "description": "Unique per host; resubmitting an id is idempotent"},
+        "action_type": {"type": "string", "minLength": 1, "maxLength": 64,
+                        "description": "e.g. terminal_write"},
+        "payload": {"description": "Action payload, e.g. {\"bytes\": \"echo hi\\r\"}"},
+        "expires_at": SYSTEM_TIME,
+    },
+}
+
+ACTIONS_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "required": ["controller_token", "actions"],
+    "properties": {
+        "controller_token": {"type": "string", "minLength": 1, "maxLength": 128,
+                             "description": "Token of an active controller lease on this session"},
+        "actions": {"type": "array", "maxItems": MAX_ACTIONS, "items": ACTION_COMMAND},
+    },
+}
+
+ACTIONS_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "accepted": {"type": "boolean"},
+        "action_ids": {"type": "array", "items": {"type": "string"},
+                       "description": "Every id of the request, in order, now queued or done"},
+        "enqueued": {"type": "array", "items": {"type": "string"}},
+        "duplicates": {"type": "array", "items": {"type": "string"},
+                       "description": "Ids already known (queued or finished): not added again"},
+        "queue_depth": {"type": "integer"},
+    },
+}
+
+ACTION_STATUS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "action_id": {"type": "string"},
+        "host_session_id": {"type": "string"},
+        "status": {"type": "string", "enum": ["queued", "delivered", "acked"]},
+        "ack_status": {"type": "string", "enum": ["ok", "rejected", "expired", "preempted"]},
+        "attempts": {"type": "integer"},
+        "latency_ms": {"type": "number", "description": "accepted to final ack"},
+        "enqueued_at_ms": {"type": "integer"},
+        "delivered_at_ms": {"type": "integer"},
+        "acked_at_ms": {"type": "integer"},
+        "error_code": {"type": "string"},
+        "error_message": {"type": "string"},
+    },
+}
+
+STATE_RESPONSE: dict[str, Any] = {"type": ["object", "null"],
+                                  "description": "The latest StateDiff {sequence, emitted_at, payload}, or null"}
+HEALTH_RESPONSE: dict[str, Any] = {"type": ["object", "null"],
+                                   "description": "The latest HealthHeartbeat (+ received_at_ms), or null"}

@@ -1,0 +1,109 @@
+"""Controller action routes (legacy paths and shapes).
+
+* ``POST /sessions/:id/actions`` ``{controller_token, actions: [ActionCommand]}``: 400 on an
+  empty or invalid list; 409 ``missing_lease`` / ``lease_expired`` / ``lease_revoked`` /
+  ``controller_mismatch`` when the token holds no active lease; 409
+  ``child_not_attached`` / ``child_offline`` from the host's transport; 429
+  ``too_many_requests`` with ``Retry-After`` at the queue bound; 503 when the queue's
+  store does not answer.  The answer names the accepted ids.
+* ``GET /sessions/:id/actions/:action_id``: queued, delivered, or acked with status and
+  latency; 404 ``action_not_found``.
+* ``GET /sessions/:id/state`` / ``GET /sessions/:id/health``: the latest StateDiff /
+  HealthHeartbeat of the host, or ``null``.
+"""
+
+from __future__ import annotations
+
+from ..context import ManagerContext
+from ..controller.bus_link import NOT_ATTACHED, OFFLINE
+from ..controller.commands import CommandError, parse_command
+from ..controller.queue import QueueFull, QueueUnavailable
+from . import action_models as am
+from .auth_guard import principal_of
+from .errors import ApiError, json_handler
+from .schema import read_json
+from .tenancy import session_tenant
+
+MAX_BODY = 2 * 1024 * 1024
+
+
+def controller_of(ctx: ManagerContext):
+    controller = ctx.parts.get("controller")
+    if controller is None or controller.engine is None:
+        raise ApiError(503, "the controller is not running yet", "controller_unavailable")
+    return controller
+
+
+def install(app, ctx: ManagerContext) -> None:
+    @app.route("/sessions/<session_id>/actions", methods=["POST"], endpoint="actions.submit")
+    @json_handler
+    async def submit(request, session_id):
+        principal = principal_of(request)
+        tenant = await session_tenant(ctx, request, principal, session_id)
+        body = read_json(request, am.ACTIONS_REQUEST, max_bytes=MAX_BODY)
+        raw = body["actions"]
+        if not raw:
+            raise ApiError(400, "actions must hold at least one action", "empty_actions")
+        try:
+            commands = [parse_command(a, i) for i, a in enumerate(raw)]
+        except CommandError as e:
+            raise ApiError(400, str(e), "invalid_action") from None
+        ids = [c["id"] for c in commands]
+        if len(set(ids)) != len(ids):
+            raise ApiError(400, "an action id appears twice in the request", "duplicate_action_id")
+        controller = controller_of(ctx)
+        token = body["controller_token"]
+        leases = ctx.parts.get("leases") or controller.leases
+        if leases is None:
+            raise ApiError(503, "no lease store: actions cannot be authorized", "controller_unavailable")
+        from ..controller.leases import LeaseError
+
+        try:
+            await leases.check(tenant, session_id, token)
+        except LeaseError as e:
+            raise ApiError(409, e.message, e.code) from None
+        state = controller.transport_state(session_id)
+        if state == NOT_ATTACHED:
+            raise ApiError(409, "the host is not attached to this manager", "child_not_attached")
+        if state == OFFLINE:
+            raise ApiError(409, "the host's transport is down; retry when it is back", "child_offline")
+        try:
+            done = await controller.submit(session_id, commands, controller_token=token,
+                                           beach=tenant.private_beach_id)
+        except QueueFull as e:
+            request.setHeader(b"retry-after", str(e.retry_after_seconds).encode())
+            raise ApiError(429, f"the host's action queue is full ({e.depth} of {e.bound}); retry "
+                           f"after {e.retry_after_seconds}s", "too_many_requests",
+                           queue_depth=e.depth, queue_bound=e.bound) from None
+        except QueueUnavailable as e:
+            request.setHeader(b"retry-after", b"1")
+            raise ApiError(503, f"the action queue is unavailable ({e}); retry the request",
+                           "queue_unavailable") from None
+        return 200, {"accepted": True, "action_ids": done.action_ids, "enqueued": done.enqueued,
+                     "duplicates": done.duplicates, "queue_depth": done.queue_depth}
+
+    @app.route("/sessions/<session_id>/actions/<action_id>", methods=["GET"], endpoint="actions.get")
+    @json_handler
+    async def get_action(request, session_id, action_id):
+        principal = principal_of(request)
+        await session_tenant(ctx, request, principal, session_id)
+        if not action_id or len(action_id) > 128:
+            raise ApiError(400, "action id must have 1 to 128 characters", "invalid_id")
+        view = await controller_of(ctx).describe(session_id, action_id)
+        if view is None:
+            raise ApiError(404, "no such action on this session", "action_not_found")
+        return 200, view
+
+    @app.route("/sessions/<session_id>/state", methods=["GET"], endpoint="actions.state")
+    @json_handler
+    async def get_state(request, session_id):
+        principal = principal_of(request)
+        await session_tenant(ctx, request, principal, session_id)
+        return 200, await controller_of(ctx).snapshot(session_id, "state")
+
+    @app.route("/sessions/<session_id>/health", methods=["GET"], endpoint="actions.health")
+    @json_handler
+    async def get_health(request, session_id):
+        principal = principal_of(request)
+        await session_tenant(ctx, request, principal, session_id)
+        return 200, await controller_of(ctx).snapshot(session_id, "health")
