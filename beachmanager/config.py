@@ -24,6 +24,9 @@ class Setting:
     default: str | None
     doc: str
     parse: Callable[[str], Any] = str
+    #: Given several times on the command line (or comma/space separated in the environment);
+    #: the value is a tuple of parsed items, empty by default.
+    repeatable: bool = False
 
     @property
     def option(self) -> str:
@@ -124,6 +127,18 @@ def join_code_keys(raw: str):
     return parse_keys(raw)
 
 
+def _transport_parser(name: str) -> Callable[[str], Any]:
+    """A parser from ``beachmanager.transport`` (stdlib-only modules), imported when used."""
+
+    def parse(raw: str) -> Any:
+        from importlib import import_module
+
+        module, _, func = name.rpartition(".")
+        return getattr(import_module(f"beachmanager.transport.{module}"), func)(raw)
+
+    return parse
+
+
 def redact_url(value: str | None) -> str | None:
     """The URL with any password replaced by ``***`` (never log credentials)."""
     if not value:
@@ -182,19 +197,48 @@ SETTINGS: tuple[Setting, ...] = (
             "encrypts. Required with DATABASE_URL in production.", join_code_keys),
 )
 
-# -- controller (beachmanager/controller): per-host action queues and delivery
+# -- transport (beachmanager/transport): which hosts, ICE, attach timing
 SETTINGS += (
-    Setting("action_queue_bound", "BEACH_ACTION_QUEUE_BOUND", "500",
-            "Most unfinished actions per host; beyond it POST /sessions/:id/actions answers 429.",
-            positive_int(100_000)),
-    Setting("action_inflight_window", "BEACH_ACTION_INFLIGHT_WINDOW", "32",
-            "Most actions delivered to one host and not yet acked.", positive_int(10_000)),
-    Setting("action_ack_timeout", "BEACH_ACTION_ACK_TIMEOUT", "5",
-            "Seconds to wait for an ack before delivering an action again (doubling, up to 8x).",
+    Setting("host", "BEACH_MANAGER_HOSTS", None,
+            "A host to manage, SESSION_ID:JOIN_CODE; repeat the option for more (the variable "
+            "takes a comma-separated list).", _transport_parser("targets.parse_target"),
+            repeatable=True),
+    Setting("hosts_file", "BEACH_MANAGER_HOSTS_FILE", None,
+            "A file of hosts to manage, one SESSION_ID:JOIN_CODE per line (# comments).",
+            _transport_parser("targets.parse_hosts_file")),
+    Setting("ice_servers", "BEACH_ICE_SERVERS", None,
+            "ICE servers as a JSON array of {urls, username?, credential?}; Google STUN is "
+            "appended unless disabled.", _transport_parser("ice.parse_ice_servers")),
+    Setting("webrtc_disable_stun", "BEACH_WEBRTC_DISABLE_STUN", "0",
+            "Do not append stun:stun.l.google.com:19302 to the ICE servers.", flag),
+    Setting("ice_transport_policy", "BEACH_ICE_TRANSPORT_POLICY", "all",
+            "ICE candidate policy: all, or relay (TURN only).", one_of("all", "relay")),
+    Setting("ice_public_ip", "BEACH_ICE_PUBLIC_IP", None,
+            "Advertise this address in host candidates (NAT 1:1, e.g. a container's public IP).",
+            _transport_parser("ice.parse_ip")),
+    Setting("ice_public_host", "BEACH_ICE_PUBLIC_HOST", None,
+            "Like BEACH_ICE_PUBLIC_IP, as a DNS name resolved at start-up.", text),
+    Setting("ice_host_addresses", "BEACH_ICE_HOST_ADDRESSES", None,
+            "Gather host candidates on exactly these local addresses (comma-separated; aioice "
+            "never uses 127.0.0.1 on its own).", _transport_parser("ice.parse_address_list")),
+    Setting("webrtc_poll_interval_ms", "BEACH_WEBRTC_POLL_INTERVAL_MS", "250",
+            "How often Road's offer mailbox is polled while attaching, in ms.",
+            positive_int(10_000)),
+    Setting("attach_phase_timeout", "BEACH_ATTACH_PHASE_TIMEOUT", "10",
+            "Seconds each attach phase (attach, answer, ice, dc_open, handshake, ready) may take.",
+            positive_float(300)),
+    Setting("attach_offer_timeout", "BEACH_ATTACH_OFFER_TIMEOUT", "20",
+            "Seconds to wait for the host to join the room and post its offer.",
+            positive_float(600)),
+    Setting("signaling_ping_interval", "BEACH_SIGNALING_PING_INTERVAL", "20",
+            "Seconds between pings on Road's WebSocket (Road evicts after 60 s of silence).",
+            positive_float(55)),
+    Setting("host_heartbeat_timeout", "BEACH_HOST_HEARTBEAT_TIMEOUT", "45",
+            "Seconds without any traffic from a ready host before its transport is redone "
+            "(hosts send a heartbeat every 15 s).", positive_float(3600)),
+    Setting("reconnect_max_delay", "BEACH_RECONNECT_MAX_DELAY", "30",
+            "Cap of the exponential backoff (with jitter) between attach attempts, in seconds.",
             positive_float(3600)),
-    Setting("action_claim_timeout", "BEACH_ACTION_CLAIM_TIMEOUT", "30",
-            "Seconds an action may stay pending with another manager before this one claims it.",
-            positive_float(86_400)),
 )
 
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
@@ -239,6 +283,10 @@ class Config(Mapping[str, Any]):
         }
 
 
+def _split_items(raw: str) -> list[str]:
+    return [item for item in raw.replace(",", " ").split() if item]
+
+
 def parse_setting(setting: Setting, raw: str | None) -> Any:
     if raw is None:
         return None
@@ -259,6 +307,12 @@ def load(cli: Mapping[str, str | None] | None = None,
     values: dict[str, Any] = {}
     for s in SETTINGS:
         raw = cli.get(s.key)
+        if s.repeatable:
+            items = list(raw or ())
+            if not items and s.env and environ.get(s.env):
+                items = _split_items(environ[s.env])
+            values[s.key] = tuple(parse_setting(s, item) for item in items)
+            continue
         if raw is None and s.env:
             env_raw = environ.get(s.env)
             raw = env_raw if env_raw not in (None, "") else None

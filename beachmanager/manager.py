@@ -96,7 +96,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
         part.setServiceParent(root)
         ctx.parts[part.name] = part
     _add_registry_and_auth(ctx, root)
-    _add_controller(ctx, root)
+    _add_hosts(ctx, root)
     LoopLagMonitor(clock, ctx.metrics.reactor_lag_seconds).setServiceParent(root)
     http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(ctx))
     http.setServiceParent(root)
@@ -118,13 +118,13 @@ def _add_registry_and_auth(ctx: ManagerContext, root: ManagerService) -> None:
     ctx.parts["leases"] = Leases(registry.store, ctx.clock)
 
 
-def _add_controller(ctx: ManagerContext, root: ManagerService) -> None:
-    """Action queues, delivery over the bus and ack/state/health ingestion (``parts["controller"]``)."""
-    from .controller.service import ControllerService
+def _add_hosts(ctx: ManagerContext, root: ManagerService) -> None:
+    """The hosts this manager joins as a Beach client: transports, mirrors, bus (``parts["hosts"]``)."""
+    from .transport.hosts import HostManager
 
-    controller = ControllerService(ctx)
-    controller.setServiceParent(root)
-    ctx.parts["controller"] = controller
+    hosts = HostManager(ctx)
+    hosts.setServiceParent(root)
+    ctx.parts["hosts"] = hosts
 
 
 def _store_services(config: Config, clock) -> list[Any]:

@@ -31,13 +31,14 @@ class Options(usage.Options):
         "the command line wins. Without REDIS_URL and DATABASE_URL it runs as a single instance "
         "on in-memory stores. Needs --reactor=beach-asyncio."
     )
-    optParameters = [[s.option, None, None, _option_doc(s)] for s in SETTINGS]
+    optParameters = [[s.option, None, None, _option_doc(s)] for s in SETTINGS if not s.repeatable]
 
     def __init__(self, environ: Mapping[str, str] | None = None, exit_on_error: bool = True):
         super().__init__()
         self.environ = os.environ if environ is None else environ
         self.exit_on_error = exit_on_error
         self.config: Config | None = None
+        self.repeated: dict[str, list[str]] = {}
 
     def opt_version(self):
         """Print the version and exit."""
@@ -45,7 +46,8 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self) -> None:
-        cli = {s.key: self[s.option] for s in SETTINGS}
+        cli = {s.key: self.repeated.get(s.key, []) if s.repeatable else self[s.option]
+               for s in SETTINGS}
         self.config = config_module.load(cli, self.environ)
 
     def parseOptions(self, options=None):
@@ -56,6 +58,19 @@ class Options(usage.Options):
                 # One clear line, no usage dump: the value is wrong, not the syntax.
                 raise SystemExit(f"beach-manager: error: {e}") from None
             raise
+
+
+def _repeatable_option(setting: config_module.Setting):
+    def handler(self, value: str) -> None:
+        self.repeated.setdefault(setting.key, []).append(value)
+
+    handler.__doc__ = _option_doc(setting) + " [repeatable]"
+    return handler
+
+
+for _setting in SETTINGS:  # one opt_ method per repeatable setting (usage.Options finds them)
+    if _setting.repeatable:
+        setattr(Options, "opt_" + _setting.key, _repeatable_option(_setting))
 
 
 def makeService(options: Options, reactor=None):

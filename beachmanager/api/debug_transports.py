@@ -1,0 +1,53 @@
+"""Debug views of the host transports and terminal mirrors (never payloads or join codes).
+
+* ``GET /debug/transports`` -- every managed host: status, phase, ids, heartbeat, byte counts;
+* ``GET /debug/transports/<host_session_id>`` -- the same for one host, plus the phase timeline,
+  signaling state and mirror summary;
+* ``GET /debug/hosts/<host_session_id>/cache`` -- the mirror: text rows, viewport, cursor, sync.
+"""
+
+from __future__ import annotations
+
+from ..context import ManagerContext
+from .responses import error_body, json_body
+
+MAX_ROWS = 2000
+
+
+def _hosts(ctx: ManagerContext):
+    return ctx.parts.get("hosts")
+
+
+def install(app, ctx: ManagerContext) -> None:
+    @app.route("/debug/transports", methods=["GET"], endpoint="debug.transports")
+    def transports(request):
+        hosts = _hosts(ctx)
+        if hosts is None:
+            return error_body(request, 503, "service_unavailable", "the hosts service is not running")
+        items = [m.status() for m in list(hosts.machines.values())]
+        return json_body(request, {"counts": hosts.counts(), "transports": items})
+
+    @app.route("/debug/transports/<host_session_id>", methods=["GET"], endpoint="debug.transport")
+    def transport(request, host_session_id):
+        hosts = _hosts(ctx)
+        state = hosts.transport_state(host_session_id, detail=True) if hosts is not None else None
+        if state is None:
+            return error_body(request, 404, "not_found", f"no managed host {host_session_id}",
+                              "host_not_managed")
+        return json_body(request, state)
+
+    @app.route("/debug/hosts/<host_session_id>/cache", methods=["GET"], endpoint="debug.host_cache")
+    def cache(request, host_session_id):
+        hosts = _hosts(ctx)
+        mirror = hosts.mirror(host_session_id) if hosts is not None else None
+        if mirror is None:
+            return error_body(request, 404, "not_found", f"no managed host {host_session_id}",
+                              "host_not_managed")
+        rows = mirror.text_rows()
+        return json_body(request, {
+            "host_session_id": host_session_id,
+            "summary": mirror.summary(),
+            "viewport": mirror.viewport(),
+            "rows": rows[-MAX_ROWS:],
+            "rows_truncated": max(0, len(rows) - MAX_ROWS),
+        })

@@ -1,0 +1,612 @@
+"""The attach state machine: join one host as a Beach client and keep the transport healthy.
+
+Phases of one attempt (reference ``road-signaling-and-webrtc-join.md`` §6)::
+
+    attach     POST /peer-sessions/attach; WebSocket join (label beach-manager); find the host
+    offer      poll the offer mailbox; open the sealed offer (Argon2id session key, HKDF)
+    answer     aiortc answer (candidates gathered here), sealed, posted to the mailbox
+    ice        the peer connection reaches "connected" (ICE + DTLS)
+    dc_open    the host's "beach" channel (and "beach-secure-handshake" when secure) is open
+    handshake  Noise XX responder + challenge frames; "beach" is encrypted from here
+    ready      "__ready__" sent; the host answers "__offer_ready__"
+
+Every phase is logged on entry (``attach_phase=pending``) and exit (``attach_phase=ok``) with
+the plan's fields and a per-attempt correlation id; a failure names its phase and the ids
+and counts ``attach_failure_total{phase}``.  Once ready, the attempt watches for loss: the
+data channel or peer connection closing or failing (ICE consent, a few seconds), the
+signaling socket closing or going deaf (eviction), the host leaving the room, host
+silence past ``heartbeat_timeout``, or a ``Shutdown`` frame.
+
+Any failure or loss is a full redo (new WebSocket, offer, keys) after a capped exponential
+backoff with jitter; the failure count resets only after a transport stayed up for
+``stable_after`` seconds, so a host that connects and drops at once cannot cause a storm.
+A rejected join code is permanent: the machine stops and says so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .. import _aio
+from ..bus.bus import HostBus
+from ..cache.mirror import TerminalMirror
+from ..protocol import crypto, frames
+from ..protocol import signaling as sig
+from ..retry import backoff
+from ..telemetry.logs import fields
+from .errors import AttachError, RoadError, TransportLost
+from .ice import IceSettings
+from .link import OFFER_READY, READY, HostLink
+from .peer import AnswerPeer, PeerClosed, PeerError
+from .road import LABEL, RoadHttp, SignalingSession
+
+BEACH = "beach"
+HANDSHAKE = crypto.HANDSHAKE_CHANNEL_LABEL
+TIMELINE = 64
+_transport_ids = itertools.count(1)
+
+
+@dataclass
+class AttachSettings:
+    road_url: str
+    ice: IceSettings = field(default_factory=IceSettings)
+    poll_interval: float = 0.25
+    phase_timeout: float = 10.0
+    offer_timeout: float = 20.0
+    ready_timeout: float = 10.0
+    ping_interval: float = 20.0
+    pong_timeout: float = 10.0
+    heartbeat_timeout: float = 45.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    stable_after: float = 30.0
+    overrides: crypto.InsecureOverrides = field(default_factory=crypto.InsecureOverrides)
+    manager_instance_id: str | None = None
+
+
+class _Attempt:
+    """Resources and ids of one attempt; torn down as a whole."""
+
+    def __init__(self, number: int):
+        self.number = number
+        self.correlation_id = secrets.token_hex(6)
+        self.transport_id = f"t{next(_transport_ids)}"
+        self.peer_session_id: str | None = None
+        self.handshake_id: str | None = None
+        self.host_peer_id: str | None = None
+        self.signaling: SignalingSession | None = None
+        self.peer: AnswerPeer | None = None
+        self.link: HostLink | None = None
+        self.handshake: crypto.SecureHandshake | None = None
+        self.handshake_d: Deferred = Deferred()
+        self.offer_ready_d: Deferred = Deferred()
+        self.lost_d: Deferred = Deferred()
+        self.key_d: Deferred | None = None
+        self.peer_lost: Deferred | None = None
+        self.waiting: Deferred | None = None  # what the attempt awaits now (cancelled on loss)
+        self.lost_reason: tuple[str, str] | None = None
+        self.watchdog = None
+        self.last_inbound: float = 0.0
+
+
+class AttachMachine:
+    """One managed host: attach, keep alive, redo on failure, expose mirror, bus and state."""
+
+    log = Logger()
+
+    def __init__(self, host_session_id: str, join_code: str, settings: AttachSettings, *,
+                 reactor, clock, road: RoadHttp, keys, metrics, bus: HostBus,
+                 mirror: TerminalMirror | None = None, jitter: Callable[[], float] | None = None):
+        self.host_session_id = host_session_id
+        self._join_code = join_code
+        self.settings = settings
+        self.reactor = reactor
+        self.clock = clock
+        self.road = road
+        self.keys = keys
+        self.metrics = metrics
+        self.bus = bus
+        self.mirror = mirror or TerminalMirror(clock.seconds)
+        self.secure = crypto.secure_transport_active(join_code, LABEL, settings.overrides)
+        self.sealed = crypto.signaling_sealed(join_code, settings.overrides)
+        kw = {"jitter": jitter} if jitter is not None else {}
+        self._delay = backoff(settings.backoff_initial, settings.backoff_max, **kw)
+        self.status_name = "idle"  # idle|attaching|ready|backoff|rejected|stopped
+        self.phase: str | None = None
+        self.attempts = 0
+        self.failures = 0  # consecutive, for the backoff
+        self.reconnects = 0
+        self.ready_at: float | None = None
+        self.last_error: dict[str, Any] | None = None
+        self.timeline: deque[dict[str, Any]] = deque(maxlen=TIMELINE)
+        self.current: _Attempt | None = None
+        self._loop_d: Deferred | None = None
+        self._step_d: Deferred | None = None
+        self._stopping = False
+        self._ready_waiters: list[Deferred] = []
+        #: ``fn(machine, old_status, new_status)`` on every status change.
+        self.on_status: list[Callable[[AttachMachine, str, str], Any]] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._loop_d is None:
+            self._loop_d = _aio.background(Deferred.fromCoroutine(self._run()),
+                                           "attach loop", self.log, **self._fields())
+
+    def stop(self) -> Deferred:
+        """Leave gracefully: close channels, the peer connection and the WebSocket."""
+        self._stopping = True
+        if self._step_d is not None:
+            self._step_d.cancel()
+        d, self._loop_d = self._loop_d, None
+        self._set_status("stopped")
+        self._fail_waiters(AttachError("attach", "the host was detached", code="stopped"))
+        return d if d is not None else Deferred.fromCoroutine(_nothing())
+
+    def when_ready(self) -> Deferred:
+        """Fires with this machine when the transport is (next) ready; fails if it never can be."""
+        if self.status_name == "ready":
+            return _succeed(self)
+        if self.status_name in ("rejected", "stopped"):
+            return _fail(AttachError(self.last_error["phase"] if self.last_error else "attach",
+                                     (self.last_error or {}).get("reason", self.status_name),
+                                     permanent=True,
+                                     code=(self.last_error or {}).get("code", self.status_name)))
+        d: Deferred = Deferred(lambda d: self._ready_waiters.remove(d)
+                               if d in self._ready_waiters else None)
+        self._ready_waiters.append(d)
+        return d
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            attempt = _Attempt(self.attempts + 1)
+            self.attempts += 1
+            self.current = attempt
+            if attempt.number > 1:
+                self.reconnects += 1
+                self.metrics.transport_reconnect_total.inc()
+                self._event("reconnect", "pending", attempt, reason=(self.last_error or {}).get("reason"))
+            permanent = False
+            self._step_d = Deferred.fromCoroutine(self._attempt(attempt))
+            try:
+                await self._step_d
+            except CancelledError:
+                pass
+            except AttachError as e:
+                permanent = e.permanent
+                self._attach_failed(attempt, e)
+            except TransportLost as e:
+                self._lost(attempt, e)
+            except Exception as e:  # a bug: log it loudly, count it, and keep going
+                self.log.failure("attach attempt crashed", **self._fields(attempt))
+                self._attach_failed(attempt, AttachError(self.phase or "attach",
+                                                         f"internal error: {e!r}", code="internal"))
+            finally:
+                self._step_d = None
+                await self._teardown(attempt)
+            if self._stopping:
+                break
+            if permanent:
+                self._set_status("rejected")
+                self._fail_waiters(AttachError(self.last_error["phase"], self.last_error["reason"],
+                                               permanent=True, code=self.last_error["code"]))
+                return
+            delay = self._delay(self.failures)
+            self.failures += 1
+            self._set_status("backoff")
+            self.log.info("retrying {host_session_id} in {delay:.2f}s (failure {failures})",
+                          delay=delay, failures=self.failures, **self._fields(attempt))
+            self._step_d = deferLater(self.clock, delay)
+            try:
+                await self._step_d
+            except CancelledError:
+                break
+            finally:
+                self._step_d = None
+
+    # -- one attempt ------------------------------------------------------------------------------
+    async def _attempt(self, a: _Attempt) -> None:
+        s = self.settings
+        self._set_status("attaching")
+        started = self.clock.seconds()
+        a.key_d = self.keys.get(self._join_code, self.host_session_id)  # Argon2id, in a thread
+
+        self._enter("attach", a)
+        a.peer_session_id = await self._timed(
+            a, _wrap_road(self.road.attach(self.host_session_id, self._join_code, _uuid()), "attach"),
+            s.phase_timeout, "attach", "Road's attach request")
+        a.signaling = SignalingSession(
+            reactor=self.reactor, clock=self.clock, road_url=s.road_url,
+            host_session_id=self.host_session_id, join_code=self._join_code,
+            peer_session_id=a.peer_session_id, ping_interval=s.ping_interval,
+            pong_timeout=s.pong_timeout, log_fields=self._fields(a),
+            metadata={"manager_instance_id": s.manager_instance_id} if s.manager_instance_id else None)
+        await self._timed(a, Deferred.fromCoroutine(a.signaling.open()), s.phase_timeout, "attach",
+                          "the signaling join")
+        a.signaling.lost.addCallback(
+            lambda reason: self._lose(a, f"signaling: {reason}", a.signaling.lost_code or "ws_lost"))
+        a.host_peer_id = await self._timed(a, Deferred.fromCoroutine(a.signaling.wait_host()),
+                                           s.offer_timeout, "attach", "the host to join the room")
+        self._exit("attach", a, my_peer_id=a.signaling.my_id)
+
+        self._enter("offer", a)
+        offer = await self._timed(a, Deferred.fromCoroutine(self._poll_offer(a)), s.offer_timeout,
+                                  "offer", "an offer from the host")
+        a.handshake_id = offer.handshake_id
+        session_key = await self._timed(a, a.key_d, s.phase_timeout, "offer", "the session key")
+        psk = crypto.derive_handshake_key(session_key, a.handshake_id)
+        offer_sdp = self._open_offer(offer, psk)
+        self._exit("offer", a, handshake_id=a.handshake_id, sealed=offer.sealed is not None)
+
+        self._enter("answer", a)
+        a.peer = await _aio.as_deferred(_make_peer(self, a))
+        a.peer_lost = _aio.as_deferred(a.peer.wait_lost())
+        a.peer_lost.addCallbacks(lambda reason: self._lose(a, reason, "peer_lost"), lambda f: None)
+        a.link = HostLink(lambda data: a.peer.send(BEACH, data), self.clock.seconds,
+                          on_text=lambda text: self._on_text(a, text),
+                          on_frame=lambda frame: self._on_frame(a, frame),
+                          buffered=lambda: a.peer.buffered_amount(BEACH) if a.peer else 0)
+        if self.secure:
+            a.handshake = crypto.SecureHandshake(crypto.Role.RESPONDER, psk, a.handshake_id,
+                                                 a.signaling.my_id, a.host_peer_id)
+        for cand in a.signaling.take_candidates(a.handshake_id,
+                                                lambda c: self._remote_candidate(a, psk, c)):
+            self._remote_candidate(a, psk, cand)
+        answer_sdp = await self._timed(a, _aio.as_deferred(a.peer.answer(offer_sdp)),
+                                       s.phase_timeout, "answer", "building the answer")
+        payload = self._answer_payload(a, psk, answer_sdp)
+        tries = await self._timed(a, _wrap_road(self.road.post_answer(a.peer_session_id, payload),
+                                                "answer"), s.phase_timeout, "answer",
+                                  "posting the answer")
+        self._exit("answer", a, post_tries=tries)
+
+        self._enter("ice", a)
+        await self._timed(a, _aio.as_deferred(a.peer.wait_connected()), s.phase_timeout, "ice",
+                          "ICE and DTLS")
+        self._exit("ice", a)
+
+        self._enter("dc_open", a)
+        labels = [BEACH, HANDSHAKE] if self.secure else [BEACH]
+        for label in labels:
+            await self._timed(a, _aio.as_deferred(a.peer.wait_channel(label)), s.phase_timeout,
+                              "dc_open", f"the {label!r} data channel")
+        self._exit("dc_open", a, channels=labels)
+
+        self._enter("handshake", a)
+        if self.secure:
+            await self._timed(a, a.handshake_d, s.phase_timeout, "handshake",
+                              "the Noise handshake and challenge")
+        self._exit("handshake", a, secure=self.secure)
+
+        self._enter("ready", a)
+        a.link.send_text(READY)
+        try:
+            await self._timed(a, a.offer_ready_d, s.ready_timeout, "ready", "__offer_ready__")
+        except AttachError as e:
+            if e.code == "timeout":
+                raise AttachError("ready", f"the host negotiated but sent no __offer_ready__ within "
+                                  f"{s.ready_timeout:.0f}s (an upstream host serves only its first "
+                                  f"peer: is another manager or viewer attached?)",
+                                  code="no_offer_ready") from None
+            raise
+        elapsed = self.clock.seconds() - started
+        self.metrics.transport_rtc_ready_seconds.observe(elapsed)
+        self._exit("ready", a, rtc_ready_seconds=round(elapsed, 4))
+        self._became_ready(a)
+        reason = await a.lost_d
+        raise TransportLost(reason[0], reason[1])
+
+    async def _poll_offer(self, a: _Attempt) -> sig.WebRtcSdpPayload:
+        while True:
+            try:
+                offer = await self.road.poll_offer(a.peer_session_id, a.signaling.my_id)
+            except RoadError as e:
+                raise AttachError("offer", str(e), code="road_error") from None
+            if offer is not None:
+                if offer.from_peer == a.host_peer_id and offer.type == "offer":
+                    return offer
+                self.log.info("discarding an offer from {from_peer} (the host is {host_peer})",
+                              from_peer=offer.from_peer, host_peer=a.host_peer_id, **self._fields(a))
+                continue
+            await deferLater(self.clock, self.settings.poll_interval)
+
+    def _open_offer(self, offer: sig.WebRtcSdpPayload, psk: bytes) -> str:
+        if offer.sealed is None:
+            if not offer.sdp:
+                raise AttachError("offer", "the offer has neither SDP nor a sealed SDP", code="bad_offer")
+            return offer.sdp
+        try:
+            plain = crypto.open_sealed(psk, offer.handshake_id, "offer",
+                                       crypto.sdp_components(offer.from_peer, offer.to_peer, "offer"),
+                                       offer.sealed.to_json())
+            return plain.decode("utf-8")
+        except (crypto.CryptoError, UnicodeDecodeError) as e:
+            raise AttachError("offer", f"cannot open the sealed offer ({e}): wrong join code?",
+                              permanent=False, code="offer_unsealable") from None
+
+    def _answer_payload(self, a: _Attempt, psk: bytes, answer_sdp: str) -> sig.WebRtcSdpPayload:
+        me, host, hid = a.signaling.my_id, a.host_peer_id, a.handshake_id
+        if not self.sealed:
+            return sig.WebRtcSdpPayload(answer_sdp, "answer", hid, me, host)
+        env = crypto.seal(psk, hid, "answer", crypto.sdp_components(me, host, "answer"),
+                          answer_sdp.encode("utf-8"))
+        return sig.WebRtcSdpPayload("", "answer", hid, me, host,
+                                    sealed=sig.SealedBox.from_json(env))
+
+    def _remote_candidate(self, a: _Attempt, psk: bytes, cand: sig.IceCandidateSignal) -> None:
+        try:
+            if cand.sealed is not None:
+                plain = crypto.open_sealed(psk, cand.handshake_id, "ice",
+                                           crypto.ice_components(a.host_peer_id, a.signaling.my_id,
+                                                                 cand.handshake_id),
+                                           cand.sealed.to_json())
+                ice = sig.IceCandidate.decode(plain)
+            else:
+                ice = cand.plain_candidate()
+        except (crypto.CryptoError, sig.SignalingError) as e:
+            self.log.warn("dropping an ICE candidate that does not open: {error}", error=str(e),
+                          **self._fields(a))
+            return
+        if a.peer is None:
+            return
+        _aio.background(_aio.as_deferred(a.peer.add_candidate(ice.to_json())), "add ICE candidate",
+                        self.log)
+
+    # -- data-channel traffic ---------------------------------------------------------------------
+    def _on_message(self, a: _Attempt, label: str, data: bytes) -> None:
+        a.last_inbound = self.clock.seconds()
+        if label == BEACH and a.link is not None:
+            a.link.receive(data)
+        elif label == HANDSHAKE and a.handshake is not None and a.link is not None:
+            self._handshake_message(a, data)
+
+    def _handshake_message(self, a: _Attempt, data: bytes) -> None:
+        if a.handshake_d.called:
+            return
+        try:
+            replies = a.handshake.receive(data)
+            for reply in replies:
+                a.peer.send(HANDSHAKE, reply)
+        except (crypto.CryptoError, PeerClosed) as e:
+            a.handshake_d.errback(Failure(AttachError("handshake", f"secure handshake failed: {e}",
+                                                      code="handshake_failed")))
+            return
+        if a.handshake.done:
+            a.link.install_secure(crypto.SecureChannel(a.handshake.keys.send_key,
+                                                       a.handshake.keys.recv_key))
+            a.handshake_d.callback(a.handshake.verification_code)
+
+    def _on_text(self, a: _Attempt, text: str) -> None:
+        if text == OFFER_READY:
+            if not a.offer_ready_d.called:
+                a.offer_ready_d.callback(None)
+        elif text.startswith("beach:status:"):
+            self.log.info("host status: {status}", status=text[len("beach:status:"):], **self._fields(a))
+
+    def _on_frame(self, a: _Attempt, frame: Any) -> None:
+        if isinstance(frame, frames.Extension):
+            self.bus.deliver(frame.namespace, frame.kind, frame.payload)
+        elif isinstance(frame, frames.Shutdown):
+            self._lose(a, "the host sent Shutdown", "host_shutdown")
+        else:
+            self.mirror.apply(frame, now_ms=self.clock.seconds() * 1000.0)
+
+    def _on_peer_event(self, a: _Attempt, name: str, **info: Any) -> None:
+        if name == "dc_state_change":
+            self.log.info("dc_state_change {label} -> {new_state}", label=info["label"],
+                          new_state=info["new_state"], seq=info["seq"], **self._fields(a))
+        elif name in ("pc_state_change", "ice_state_change"):
+            self.log.debug("{event}: {state}", event=name, state=info["state"], **self._fields(a))
+        else:
+            self.log.debug("peer event {event} {info}", event=name, info=info, **self._fields(a))
+
+    # -- ready and loss ---------------------------------------------------------------------------
+    def _became_ready(self, a: _Attempt) -> None:
+        self.ready_at = self.clock.seconds()
+        a.last_inbound = self.ready_at
+        self._set_status("ready")
+        self.bus.attach(a.link.send_extension)
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for d in waiters:
+            d.callback(self)
+        self._arm_watchdog(a)
+
+    def _arm_watchdog(self, a: _Attempt) -> None:
+        timeout = self.settings.heartbeat_timeout
+        silent = self.clock.seconds() - a.last_inbound
+        if silent >= timeout:
+            self._lose(a, f"nothing from the host for {silent:.0f}s (heartbeats stopped)",
+                       "heartbeat_timeout")
+            return
+        a.watchdog = self.clock.callLater(max(0.5, timeout - silent), self._arm_watchdog, a)
+
+    def _lose(self, a: _Attempt, reason: str, code: str) -> None:
+        """The attempt's transport (or its signaling) is gone: wake whatever the attempt awaits."""
+        if a.lost_reason is not None:
+            return
+        a.lost_reason = (reason, code)
+        if not a.lost_d.called:
+            a.lost_d.callback((reason, code))
+        if a.waiting is not None and not a.waiting.called:
+            a.waiting.cancel()
+
+    async def _teardown(self, a: _Attempt) -> None:
+        self.bus.detach()
+        if a.watchdog is not None and a.watchdog.active():
+            a.watchdog.cancel()
+        for d in (a.key_d, a.peer_lost, a.handshake_d):
+            if d is not None:
+                if not d.called:
+                    d.cancel()
+                d.addErrback(lambda f: None)  # an outcome nobody awaited is not an error
+        if a.signaling is not None:
+            a.signaling.close()
+        if a.peer is not None:
+            peer, a.peer = a.peer, None
+            try:
+                await _aio.as_deferred(peer.close()).addTimeout(5, self.clock)
+            except Exception as e:
+                self.log.warn("closing the peer connection failed: {error!r}", error=e,
+                              **self._fields(a))
+        if self.status_name == "ready":
+            self._set_status("attaching")
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    async def _timed(self, a: _Attempt, d: Deferred, seconds: float, phase: str, what: str) -> Any:
+        """Await *d* for at most *seconds*; a loss of the attempt's transport or signaling
+        interrupts the wait.  Failures become AttachError(phase)."""
+        if a.lost_reason is not None:
+            d.cancel()
+            d.addErrback(lambda f: None)
+            raise AttachError(phase, a.lost_reason[0], code=a.lost_reason[1])
+        d.addTimeout(seconds, self.clock)
+        a.waiting = d
+        try:
+            return await d
+        except (TimeoutError, CancelledError) as e:
+            if self._stopping:
+                raise CancelledError() from None
+            if a.lost_reason is not None:
+                raise AttachError(phase, a.lost_reason[0], code=a.lost_reason[1]) from None
+            if isinstance(e, CancelledError):
+                raise
+            raise AttachError(phase, f"timed out after {seconds:.1f}s waiting for {what}",
+                              code="timeout") from None
+        except PeerError as e:
+            raise AttachError(phase, str(e), code="peer") from None
+        finally:
+            a.waiting = None
+
+    def _enter(self, phase: str, a: _Attempt) -> None:
+        self.phase = phase
+        self._event(phase, "pending", a)
+
+    def _exit(self, phase: str, a: _Attempt, **detail: Any) -> None:
+        self._event(phase, "ok", a, **detail)
+
+    def _event(self, phase: str, status: str, a: _Attempt, **detail: Any) -> None:
+        now = self.clock.seconds()
+        self.timeline.append({"at": round(now, 4), "phase": phase, "status": status,
+                              "attempt": a.number, "transport_id": a.transport_id,
+                              **{k: v for k, v in detail.items() if v is not None}})
+        self.log.info("{host_session_id} {phase} attach_phase={attach_phase} (attempt "
+                      "{attach_attempt}, {transport_id})", attach_phase=status,
+                      correlation_id=a.correlation_id, detail=detail,
+                      **self._fields(a, phase=phase))
+
+    def _attach_failed(self, a: _Attempt, e: AttachError) -> None:
+        self.metrics.attach_failure_total.labels(phase=e.phase).inc()
+        self.last_error = {"phase": e.phase, "reason": e.reason, "code": e.code,
+                           "at": self.clock.seconds(), "attempt": a.number}
+        self._event(e.phase, "failed", a, reason=e.reason, code=e.code)
+        self.log.warn("attach of {host_session_id} failed in phase {phase}: {reason} (peer session "
+                      "{peer_session_id}, host peer {host_peer_id})", reason=e.reason,
+                      host_peer_id=a.host_peer_id, code=e.code, correlation_id=a.correlation_id,
+                      **self._fields(a, phase=e.phase))
+
+    def _lost(self, a: _Attempt, e: TransportLost) -> None:
+        up = self.clock.seconds() - (self.ready_at or self.clock.seconds())
+        if up >= self.settings.stable_after:
+            self.failures = 0
+        self.last_error = {"phase": "ready", "reason": e.reason, "code": e.code,
+                           "at": self.clock.seconds(), "attempt": a.number}
+        self._event("reconnect", "lost", a, reason=e.reason, code=e.code, up_seconds=round(up, 3))
+        self.log.warn("transport to {host_session_id} lost after {up:.1f}s: {reason}", up=up,
+                      reason=e.reason, code=e.code, correlation_id=a.correlation_id,
+                      **self._fields(a, phase="reconnect"))
+
+    def _set_status(self, status: str) -> None:
+        old, self.status_name = self.status_name, status
+        if old != status:
+            for hook in list(self.on_status):
+                try:
+                    hook(self, old, status)
+                except Exception:
+                    self.log.failure("status hook failed", **self._fields())
+
+    def _fail_waiters(self, error: AttachError) -> None:
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for d in waiters:
+            d.errback(Failure(error))
+
+    def _fields(self, a: _Attempt | None = None, phase: str | None = None) -> dict[str, Any]:
+        a = a or self.current
+        return fields(manager_instance_id=self.settings.manager_instance_id,
+                      host_session_id=self.host_session_id,
+                      peer_session_id=a.peer_session_id if a else None,
+                      transport_id=a.transport_id if a else None,
+                      attach_attempt=a.number if a else None, phase=phase,
+                      transport_mode="webrtc")
+
+    def status(self, detail: bool = False) -> dict[str, Any]:
+        """State for debug routes and the crash hook: ids, phase, counters; never payloads."""
+        a = self.current
+        out: dict[str, Any] = {
+            "host_session_id": self.host_session_id, "status": self.status_name,
+            "phase": self.phase, "attempts": self.attempts, "reconnects": self.reconnects,
+            "peer_session_id": a.peer_session_id if a else None,
+            "transport_id": a.transport_id if a else None,
+            "handshake_id": a.handshake_id if a else None,
+            "host_peer_id": a.host_peer_id if a else None,
+            "secure": self.secure, "ready_since": self.ready_at if self.status_name == "ready" else None,
+            "last_error": self.last_error,
+            "heartbeat": self.mirror.heartbeats.as_dict(),
+            "link": a.link.stats() if a and a.link else None,
+            "bus": self.bus.stats(),
+        }
+        if detail:
+            out["timeline"] = list(self.timeline)
+            out["signaling"] = a.signaling.status() if a and a.signaling else None
+            out["mirror"] = self.mirror.summary()
+        return out
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
+
+async def _make_peer(machine: AttachMachine, a: _Attempt) -> AnswerPeer:
+    ice = machine.settings.ice
+    return AnswerPeer(ice, on_message=lambda label, data: machine._on_message(a, label, data),
+                      on_event=lambda name, **info: machine._on_peer_event(a, name, **info),
+                      public_address=ice.public_ip)
+
+
+def _wrap_road(coro, phase: str) -> Deferred:
+    async def run():
+        try:
+            return await coro
+        except RoadError as e:
+            raise AttachError(phase, str(e), code="road_error") from None
+
+    return Deferred.fromCoroutine(run())
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _succeed(value: Any) -> Deferred:
+    d: Deferred = Deferred()
+    d.callback(value)
+    return d
+
+
+def _fail(error: Exception) -> Deferred:
+    d: Deferred = Deferred()
+    d.errback(Failure(error))
+    return d
+
+
+__all__ = ["AttachMachine", "AttachSettings"]

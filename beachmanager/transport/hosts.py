@@ -1,0 +1,255 @@
+"""The hosts this manager manages: one attach machine per host, as a ReadyService.
+
+``ctx.parts["hosts"]`` is a :class:`HostManager`:
+
+* ``attach(host_session_id, join_code)`` starts managing a host (returns its
+  :class:`~beachmanager.transport.attach.AttachMachine`; ``when_ready()`` on it waits for the
+  transport); ``detach(host_session_id)`` stops gracefully;
+* ``get(id)`` / ``transport_state(id)`` / ``mirror(id)`` / ``bus(id)`` look a host up;
+* ``publisher`` (``publish_action(host, envelope_bytes)``, ``is_ready(host)``) and
+  ``subscriber`` (``on("ack"|"state"|"health", fn(host, value))``) are the manager's bus ends;
+  ``on_transport_change(fn(host, ready))`` reports transports going up and down.
+
+At start it logs the ICE configuration (servers without credentials, candidate policy,
+address hints) with warnings for a missing TURN server or a private address advertised from
+a container, then attaches the hosts named by ``--host`` and ``--hosts-file``.  The service
+is ready once it can attach (hosts attach in the background; ``/debug/transports`` shows
+them).  Stopping closes every transport gracefully, in parallel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import Logger
+
+from ..bus.bus import HostBus, TopicTable
+from ..bus.publisher import PUBLISHES, ManagerPublisher
+from ..bus.subscriber import SUBSCRIBES, ManagerSubscriber
+from ..cache.mirror import TerminalMirror
+from ..protocol import crypto
+from ..service import FatalStartupError, ReadyService
+from ..telemetry.logs import fields
+from . import ice as ice_mod
+from .attach import AttachMachine, AttachSettings
+from .peer import tune_consent
+from .road import RoadHttp
+from .targets import HostTarget, merge_targets
+
+CRASH_HOSTS = 50
+
+
+class CapacityExceeded(RuntimeError):
+    """This instance already manages ``--capacity`` hosts."""
+
+
+class HostAlreadyAttached(RuntimeError):
+    """The host is managed already, with another join code."""
+
+
+class HostManager(ReadyService):
+    log = Logger()
+
+    def __init__(self, ctx, *, http_client=None, key_cache=None):
+        super().__init__("hosts", ctx.clock)
+        self.ctx = ctx
+        self.stop_timeout = max(ctx.config.stop_timeout, 5.0)
+        self.machines: dict[str, AttachMachine] = {}
+        self.table = TopicTable.merge(SUBSCRIBES, PUBLISHES)
+        self.subscriber = ManagerSubscriber()
+        self.publisher = ManagerPublisher(self.bus)
+        self.settings: AttachSettings | None = None
+        self.road: RoadHttp | None = None
+        self._http = http_client
+        self._pool = None
+        self.keys = key_cache
+        self._transport_listeners: list[Callable[[str, bool], Any]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Deferred:
+        return Deferred.fromCoroutine(self._start())
+
+    async def _start(self) -> None:
+        cfg, reactor = self.ctx.config, self.ctx.reactor
+        ice = ice_mod.IceSettings.from_config(cfg)
+        if ice.public_host and not ice.public_ip:
+            try:
+                address = await reactor.resolve(ice.public_host)
+            except Exception as e:
+                raise FatalStartupError(f"BEACH_ICE_PUBLIC_HOST {ice.public_host!r} does not "
+                                        f"resolve: {e}") from None
+            ice = ice_mod.IceSettings(ice.configured, ice.disable_stun, ice.transport_policy,
+                                      address, ice.public_host, ice.host_addresses)
+        if ice.host_addresses:
+            ice_mod.install_host_address_override(ice.host_addresses)
+        tune_consent()
+        overrides = crypto.InsecureOverrides.from_environ()
+        for line in overrides.messages():
+            self.log.critical(line)
+        self._log_ice(ice)
+        self.settings = AttachSettings(
+            road_url=cfg.road_url, ice=ice, poll_interval=cfg.webrtc_poll_interval_ms / 1000.0,
+            phase_timeout=cfg.attach_phase_timeout, ready_timeout=cfg.attach_phase_timeout,
+            offer_timeout=cfg.attach_offer_timeout, ping_interval=cfg.signaling_ping_interval,
+            heartbeat_timeout=cfg.host_heartbeat_timeout, backoff_max=cfg.reconnect_max_delay,
+            overrides=overrides, manager_instance_id=cfg.instance_id)
+        if self._http is None:
+            self._http = self._make_http_client(reactor)
+        if self.keys is None:
+            from .session_keys import SessionKeyCache
+
+            self.keys = SessionKeyCache()
+        self.road = RoadHttp(cfg.road_url, self._http, self.clock)
+        self.ctx.crash.add_state_provider("transports", self.crash_state)
+        file_targets = cfg.hosts_file.targets if cfg.get("hosts_file") else ()
+        targets = merge_targets(tuple(cfg.get("host") or ()), file_targets)
+        for target in targets:
+            self.attach(target.host_session_id, target.join_code)
+        if targets:
+            self.log.info("attaching {count} configured host(s) through {road_url}",
+                          count=len(targets), road_url=cfg.road_url)
+
+    def _make_http_client(self, reactor):
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        class QuietPool(HTTPConnectionPool):
+            class _factory(HTTPConnectionPool._factory):
+                noisy = False
+
+        self._pool = QuietPool(reactor, persistent=True)
+        self._pool.maxPersistentPerHost = 64
+        self._pool.cachedConnectionTimeout = 60
+        self._pool.retryAutomatically = False
+        return HTTPClient(Agent(reactor, connectTimeout=3, pool=self._pool))
+
+    def _log_ice(self, ice: ice_mod.IceSettings) -> None:
+        self.log.info("ICE: servers {servers}, candidate policy {policy}, host addresses "
+                      "{addresses}, public ip {public_ip}, public host {public_host}",
+                      servers=[s.describe() for s in ice.servers], policy=ice.transport_policy,
+                      addresses=list(ice.host_addresses) or "auto", public_ip=ice.public_ip,
+                      public_host=ice.public_host, effective=ice.effective())
+        warnings = ice_mod.startup_warnings(ice, container=ice_mod.in_container(),
+                                            addresses=ice_mod.local_addresses())
+        for warning in warnings:
+            self.log.warn("ICE: {warning}", warning=warning)
+
+    def stop(self) -> Deferred:
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        machines = list(self.machines.values())
+        if machines:
+            self.log.info("closing {count} host transport(s)", count=len(machines))
+            await DeferredList([m.stop() for m in machines], consumeErrors=True)
+        self.ctx.crash.remove_state_provider("transports")
+        if self._pool is not None:
+            await self._pool.closeCachedConnections()
+
+    # -- hosts -----------------------------------------------------------------------------------
+    def attach(self, host_session_id: str, join_code: str) -> AttachMachine:
+        """Start managing *host_session_id*; idempotent for the same join code."""
+        if self.settings is None or not self.running:
+            raise RuntimeError("the hosts service is not running")
+        target = HostTarget(host_session_id, join_code)  # validates nothing; callers did
+        existing = self.machines.get(target.host_session_id)
+        if existing is not None:
+            if existing._join_code == join_code and existing.status_name != "rejected":
+                return existing
+            if existing._join_code != join_code and existing.status_name != "rejected":
+                raise HostAlreadyAttached(f"host {host_session_id} is already managed with "
+                                          f"another join code; detach it first")
+            self._forget(existing)
+        if len(self.machines) >= self.ctx.config.capacity:
+            raise CapacityExceeded(f"this manager already manages {len(self.machines)} hosts "
+                                   f"(capacity {self.ctx.config.capacity})")
+        cfg = self.ctx.config
+        bus = HostBus(host_session_id, self.table, self.ctx.metrics, cfg.instance_id)
+        self.subscriber.attach(bus)
+        machine = AttachMachine(host_session_id, join_code, self.settings, reactor=self.ctx.reactor,
+                                clock=self.clock, road=self.road, keys=self.keys,
+                                metrics=self.ctx.metrics, bus=bus,
+                                mirror=TerminalMirror(self.clock.seconds))
+        machine.on_status.append(self._status_changed)
+        self.machines[host_session_id] = machine
+        self.log.info("managing host {host_session_id}", **fields(host_session_id=host_session_id,
+                                                                   manager_instance_id=cfg.instance_id))
+        machine.start()
+        return machine
+
+    def detach(self, host_session_id: str) -> Deferred:
+        """Stop managing a host; fires when its transport is closed."""
+        machine = self.machines.get(host_session_id)
+        if machine is None:
+            return Deferred.fromCoroutine(_none())
+        self._forget(machine)
+        return machine.stop()
+
+    def _forget(self, machine: AttachMachine) -> None:
+        if self.machines.get(machine.host_session_id) is machine:
+            del self.machines[machine.host_session_id]
+        self.subscriber.forget(machine.host_session_id)
+
+    def get(self, host_session_id: str) -> AttachMachine | None:
+        return self.machines.get(host_session_id)
+
+    def bus(self, host_session_id: str) -> HostBus | None:
+        m = self.machines.get(host_session_id)
+        return m.bus if m is not None else None
+
+    def mirror(self, host_session_id: str) -> TerminalMirror | None:
+        m = self.machines.get(host_session_id)
+        return m.mirror if m is not None else None
+
+    def is_ready(self, host_session_id: str) -> bool:
+        m = self.machines.get(host_session_id)
+        return m is not None and m.status_name == "ready"
+
+    def transport_state(self, host_session_id: str, detail: bool = False) -> dict[str, Any] | None:
+        m = self.machines.get(host_session_id)
+        return m.status(detail=detail) if m is not None else None
+
+    def on_transport_change(self, listener: Callable[[str, bool], Any]) -> Callable[[], None]:
+        """``listener(host_session_id, ready)`` on every transition into or out of ready."""
+        self._transport_listeners.append(listener)
+        return lambda: self._transport_listeners.remove(listener) \
+            if listener in self._transport_listeners else None
+
+    def _status_changed(self, machine: AttachMachine, old: str, new: str) -> None:
+        if (old == "ready") == (new == "ready"):
+            return
+        for listener in list(self._transport_listeners):
+            try:
+                listener(machine.host_session_id, new == "ready")
+            except Exception:
+                self.log.failure("transport listener failed",
+                                 **fields(host_session_id=machine.host_session_id))
+
+    # -- reporting -------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for m in self.machines.values():
+            out[m.status_name] = out.get(m.status_name, 0) + 1
+        return out
+
+    def status(self) -> dict[str, Any]:
+        out = super().status()
+        out["hosts"] = self.counts()
+        return out
+
+    def crash_state(self) -> dict[str, Any]:
+        """Small: counts, then the first hosts' phase, status and last error."""
+        hosts = {}
+        for host_id, m in list(self.machines.items())[:CRASH_HOSTS]:
+            a = m.current
+            hosts[host_id] = {"status": m.status_name, "phase": m.phase, "attempts": m.attempts,
+                              "peer_session_id": a.peer_session_id if a else None,
+                              "transport_id": a.transport_id if a else None,
+                              "last_error": (m.last_error or {}).get("reason")}
+        return {"counts": self.counts(), "total": len(self.machines), "hosts": hosts}
+
+
+async def _none() -> None:
+    return None

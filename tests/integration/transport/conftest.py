@@ -1,0 +1,70 @@
+"""Real peers for transport tests: the devstack Road and host, and a HostManager under test."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from prometheus_client import CollectorRegistry
+from twisted.internet import reactor
+
+from beachmanager import config
+from beachmanager.context import ManagerContext
+from beachmanager.telemetry.crash import CrashReporter
+from beachmanager.telemetry.metrics import Metrics
+
+
+def manager_context(road_url: str, **overrides) -> ManagerContext:
+    values = {"road_url": road_url, "webrtc_disable_stun": True, "attach_phase_timeout": 10.0,
+              "reconnect_max_delay": 2.0, **overrides}
+    return ManagerContext(config=config.defaults(**values), reactor=reactor, clock=reactor,
+                          metrics=Metrics(CollectorRegistry()), crash=CrashReporter())
+
+
+@pytest.fixture
+def road():
+    from beachmanager.devstack.road.service import start_road
+
+    running = pytest_twisted.blockon(start_road(reactor))
+    yield running
+    pytest_twisted.blockon(running.stop())
+
+
+@pytest.fixture
+def start_host(road):
+    """``await start_host(**settings)``: a devstack host with a real shell on the PTY."""
+    from beachmanager.devstack.host.host import start_host as _start
+
+    started = []
+
+    async def start(**overrides):
+        overrides.setdefault("command", ("/bin/sh",))
+        overrides.setdefault("env", {"PS1": "$ ", "TERM": "xterm", "PATH": "/usr/bin:/bin"})
+        host = await _start(road.url, reactor, **overrides)
+        started.append(host)
+        return host
+
+    yield start
+    for host in reversed(started):
+        if host.host.running:
+            pytest_twisted.blockon(host.stop())
+
+
+@pytest.fixture
+def hosts_service(road):
+    """``await hosts_service(**config_overrides)`` → a started HostManager (stopped afterwards)."""
+    from beachmanager.transport.hosts import HostManager
+
+    made = []
+
+    async def make(**overrides):
+        ctx = manager_context(road.url, **overrides)
+        hosts = HostManager(ctx)
+        hosts.startService()
+        made.append(hosts)
+        await hosts.whenReady()
+        return hosts
+
+    yield make
+    for hosts in made:
+        if hosts.running:
+            pytest_twisted.blockon(hosts.stopService())

@@ -1,0 +1,119 @@
+"""The manager joins a real devstack host (real shell on a PTY) through a real devstack Road."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+from beachmanager.protocol import harness as hj
+from beachmanager.transport.errors import AttachError
+
+
+async def until(predicate, timeout=15.0, step=0.05, what="condition"):
+    waited = 0.0
+    while not predicate():
+        if waited >= timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await deferLater(reactor, step)
+        waited += step
+
+
+def screen(hosts, host_id) -> str:
+    return "\n".join(hosts.mirror(host_id).text_rows())
+
+
+@pytest_twisted.ensureDeferred
+async def test_attach_mirror_bus_round_trip_and_graceful_detach(start_host, hosts_service):
+    host = await start_host()
+    hosts = await hosts_service()
+    changes = []
+    hosts.on_transport_change(lambda h, ready: changes.append((h, ready)))
+    machine = hosts.attach(host.session_id, host.join_code)
+    assert hosts.attach(host.session_id, host.join_code) is machine  # idempotent
+    await machine.when_ready().addTimeout(20, reactor)
+
+    state = hosts.transport_state(host.session_id, detail=True)
+    assert state["status"] == "ready" and state["secure"] is True
+    phases = [(e["phase"], e["status"]) for e in state["timeline"]]
+    for phase in ("attach", "offer", "answer", "ice", "dc_open", "handshake", "ready"):
+        assert (phase, "pending") in phases and (phase, "ok") in phases
+    assert state["peer_session_id"] and state["host_peer_id"]
+    assert hosts.ctx.metrics.registry.get_sample_value("transport_rtc_ready_seconds_count") == 1
+    assert changes == [(host.session_id, True)]
+
+    # The mirror syncs the shell's screen, and follows a change made through the bus.
+    mirror = hosts.mirror(host.session_id)
+    await until(lambda: mirror.in_sync, what="the mirror to be in sync")
+    acks = []
+    hosts.subscriber.on("ack", lambda h, ack: acks.append((h, ack)))
+    cmd = hj.ActionCommand("a-1", "terminal_write", {"bytes": "echo MARK-$((40+2))\r"})
+    assert hosts.publisher.publish_command(host.session_id, cmd)
+    await until(lambda: "MARK-42" in screen(hosts, host.session_id), what="the echo in the mirror")
+    await until(lambda: acks, what="the ack")
+    assert acks[0][0] == host.session_id and acks[0][1].id == "a-1"
+    assert acks[0][1].status == hj.AckStatus.OK
+    await until(lambda: mirror.heartbeats.count >= 1, what="a heartbeat")
+
+    # Detach closes the transport; the host sees its peer go.
+    await hosts.detach(host.session_id)
+    assert hosts.get(host.session_id) is None
+    assert changes[-1] == (host.session_id, False)
+    await until(lambda: not host.host.serving_peers(), what="the host to drop the peer")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wrong_join_code_is_rejected_permanently(start_host, hosts_service):
+    host = await start_host()
+    hosts = await hosts_service()
+    machine = hosts.attach(host.session_id, "WRONG1")
+    with pytest.raises(AttachError) as err:
+        await machine.when_ready().addTimeout(10, reactor)
+    assert err.value.code == "bad_join_code" and err.value.phase == "attach"
+    assert machine.status_name == "rejected"
+    assert hosts.ctx.metrics.registry.get_sample_value("attach_failure_total",
+                                                       {"phase": "attach"}) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dropped_peer_connection_is_detected_and_redone(start_host, hosts_service):
+    host = await start_host()
+    hosts = await hosts_service()
+    machine = hosts.attach(host.session_id, host.join_code)
+    await machine.when_ready().addTimeout(20, reactor)
+    first_transport = machine.current.transport_id
+
+    # The host drops our peer connection but stays up: a full redo gets a new transport.
+    (peer,) = host.host.serving_peers()
+    await peer.close("test: dropped by the host")
+    await until(lambda: machine.status_name != "ready", timeout=5, what="the loss to be noticed")
+    assert machine.last_error["phase"] == "ready"
+    await machine.when_ready().addTimeout(20, reactor)
+    assert machine.current.transport_id != first_transport
+    assert machine.reconnects == 1
+    assert hosts.ctx.metrics.registry.get_sample_value("transport_reconnect_total") == 1
+    mirror = hosts.mirror(host.session_id)
+    await until(lambda: mirror.in_sync, what="the mirror to resync after the redo")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_vanished_host_is_retried_with_backoff_not_stormed(start_host, hosts_service):
+    host = await start_host()
+    hosts = await hosts_service(reconnect_max_delay=2.0)
+    machine = hosts.attach(host.session_id, host.join_code)
+    await machine.when_ready().addTimeout(20, reactor)
+
+    await host.stop()
+    await until(lambda: machine.status_name != "ready", timeout=5, what="the loss to be noticed")
+    lost_at = reactor.seconds()
+    attempts_at_loss = machine.attempts
+    await deferLater(reactor, 6.0)
+    # Backoff 0.5, 1, 2, 2... (+ up to 50% jitter): a handful of attempts in 6 s, not hundreds.
+    tried = machine.attempts - attempts_at_loss
+    assert 1 <= tried <= 8, tried
+    assert machine.status_name in ("attaching", "backoff")
+    # Road still knows the session but nobody serves its room: the attempt fails in "attach".
+    assert machine.last_error["phase"] == "attach"
+    assert machine.last_error["code"] in ("host_not_connected", "timeout")
+    assert reactor.seconds() - lost_at >= 6.0
