@@ -98,6 +98,8 @@ def read_json(request, schema: dict[str, Any], max_bytes: int = MAX_BODY_BYTES) 
     """The request's JSON body, validated against *schema* (an object schema)."""
     ctype = request.getHeader(b"content-type")
     if ctype is not None:
+        if isinstance(ctype, bytes):
+            ctype = ctype.decode("latin-1")
         media = ctype.split(";")[0].strip().lower()
         if media and media != "application/json" and not media.endswith("+json"):
             raise ApiError(415, "the body must be application/json", "unsupported_media_type")

@@ -2,9 +2,10 @@
 
 Attach-by-code verifies the code with Beach Road, records the session (join code
 encrypted), then hands it to the attach machinery, ``ctx.parts["hosts"].attach(
-host_session_id, join_code, private_beach_id=...)`` when that part exists (its
-Deferred fires once the host is attached); without it the session stays
-``pending_attach``.  The answer does not wait for the attach itself.
+host_session_id, join_code)``, when that part exists: the session is ``attaching``,
+then ``attached`` once the machine's ``when_ready()`` fires, or ``attach_failed``.
+Without it the session stays ``pending_attach``.  The answer does not wait for the
+attach itself.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ async def hand_to_hosts(ctx: ManagerContext, tenant: Tenant, host_session_id: st
         return state(AttachState.FAILED)(None)
 
     await store.set_attach_state(tenant, host_session_id, AttachState.ATTACHING, now_ms(ctx))
-    d = maybeDeferred(attach, host_session_id, join_code, private_beach_id=tenant.private_beach_id)
+    d = maybeDeferred(attach, host_session_id, join_code)
+    # HostManager.attach returns the host's attach machine; its when_ready() fires once the
+    # transport is up.  A plain Deferred result is waited on as is.
+    d.addCallback(lambda machine: machine.when_ready() if hasattr(machine, "when_ready") else machine)
     d.addCallbacks(state(AttachState.ATTACHED), failed)
     background(d, "attach after attach-by-code", log, host_session_id=host_session_id)
     return True
