@@ -241,6 +241,21 @@ SETTINGS += (
             positive_float(3600)),
 )
 
+# -- controller (beachmanager/controller): per-host action queues and delivery
+SETTINGS += (
+    Setting("action_queue_bound", "BEACH_ACTION_QUEUE_BOUND", "500",
+            "Most unfinished actions per host; beyond it POST /sessions/:id/actions answers 429.",
+            positive_int(100_000)),
+    Setting("action_inflight_window", "BEACH_ACTION_INFLIGHT_WINDOW", "32",
+            "Most actions delivered to one host and not yet acked.", positive_int(10_000)),
+    Setting("action_ack_timeout", "BEACH_ACTION_ACK_TIMEOUT", "5",
+            "Seconds to wait for an ack before delivering an action again (doubling, up to 8x).",
+            positive_float(3600)),
+    Setting("action_claim_timeout", "BEACH_ACTION_CLAIM_TIMEOUT", "30",
+            "Seconds an action may stay pending with another manager before this one claims it.",
+            positive_float(86_400)),
+)
+
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 
 

@@ -97,6 +97,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
         ctx.parts[part.name] = part
     _add_registry_and_auth(ctx, root)
     _add_hosts(ctx, root)
+    _add_controller(ctx, root)
     LoopLagMonitor(clock, ctx.metrics.reactor_lag_seconds).setServiceParent(root)
     http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(ctx))
     http.setServiceParent(root)
@@ -125,6 +126,15 @@ def _add_hosts(ctx: ManagerContext, root: ManagerService) -> None:
     hosts = HostManager(ctx)
     hosts.setServiceParent(root)
     ctx.parts["hosts"] = hosts
+
+
+def _add_controller(ctx: ManagerContext, root: ManagerService) -> None:
+    """Action queues, delivery over the bus and ack/state/health ingestion (``parts["controller"]``)."""
+    from .controller.service import ControllerService
+
+    controller = ControllerService(ctx)
+    controller.setServiceParent(root)
+    ctx.parts["controller"] = controller
 
 
 def _store_services(config: Config, clock) -> list[Any]:

@@ -7,11 +7,11 @@ must never load before ``--reactor=beach-asyncio`` has done its work.
 from __future__ import annotations
 
 from ..context import ManagerContext
-from . import debug_transports, health, leases, openapi, sessions
+from . import actions, debug_transports, health, leases, openapi, sessions
 
 #: Route modules; each has ``install(app, ctx)``.  Every route needs a row in
 #: ``api.route_table`` (scope or PUBLIC); the guard refuses routes without one.
-ROUTE_MODULES = [health, openapi, sessions, leases, debug_transports]
+ROUTE_MODULES = [health, openapi, sessions, leases, debug_transports, actions]
 
 
 def build_app(ctx: ManagerContext):

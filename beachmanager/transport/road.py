@@ -204,6 +204,7 @@ class SignalingSession:
                                    maxFramePayloadSize=sig.MAX_MESSAGE_BYTES,
                                    openHandshakeTimeout=10, closeHandshakeTimeout=2)
         factory.protocol = _protocol_for(self)
+        factory.noisy = False
         self._open_d = Deferred()
         try:
             await self._connect(factory)
