@@ -197,6 +197,19 @@ SETTINGS: tuple[Setting, ...] = (
             "encrypts. Required with DATABASE_URL in production.", join_code_keys),
 )
 
+# -- assignment (beachmanager/assign): membership heartbeats and host placement
+SETTINGS += (
+    Setting("public_url", "BEACH_MANAGER_PUBLIC_URL", None,
+            "URL other instances and clients use to reach this instance (redirects); unset means "
+            "derived from the HTTP listener.", url("http", "https")),
+    Setting("heartbeat_interval", "BEACH_MANAGER_HEARTBEAT_INTERVAL", "5",
+            "Seconds between membership heartbeats; an instance is dead after two missed.",
+            positive_float(300)),
+    Setting("membership_ttl", "BEACH_MANAGER_MEMBERSHIP_TTL", "15",
+            "Seconds a membership record lives without a heartbeat (must exceed two intervals).",
+            positive_float(3600)),
+)
+
 # -- transport (beachmanager/transport): which hosts, ICE, attach timing
 SETTINGS += (
     Setting("host", "BEACH_MANAGER_HOSTS", None,
