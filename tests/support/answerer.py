@@ -82,6 +82,8 @@ class TestAnswerer:
         self.gate = InboundGate()
         self.crypto: SecureChannel | None = None
         self.received: list[Any] = []  # str (text) or HostFrame
+        self.headers: list[int] = []  # first byte of every binary message (0x44 vs 0x4A ...)
+        self.offer_sealed: bool | None = None
         self._waiters: list[tuple[Callable[[Any], bool], Deferred]] = []
         self._signals: list[sig.IceCandidateSignal] = []
         self._handshake_msgs: asyncio.Queue | None = None
@@ -120,6 +122,7 @@ class TestAnswerer:
         self._pump_ws()
         offer = await self._poll_offer()
         self.handshake_id = hid = offer.handshake_id
+        self.offer_sealed = offer.sealed is not None
         self.psk = derive_handshake_key(session_key, hid)
         if offer.sealed is not None:
             sdp = open_sealed(self.psk, hid, "offer", sdp_components(offer.from_peer, offer.to_peer, "offer"),
@@ -230,9 +233,10 @@ class TestAnswerer:
 
     async def _until_ready(self) -> None:
         beach = await self._channel("beach", 15)
-        expected = sig.is_secure_label(self.label)  # the rule; the channel's arrival is authoritative
+        # The host opens both channels before its offer, so the handshake channel (when there is
+        # one) is announced right after "beach"; its arrival, not the label, is authoritative.
         try:
-            hs_channel = await self._channel(HANDSHAKE_CHANNEL_LABEL, 10 if expected else 0.3)
+            hs_channel = await self._channel(HANDSHAKE_CHANNEL_LABEL, 1.0)
         except TimeoutError:
             hs_channel = None
         if hs_channel is not None:
@@ -258,6 +262,8 @@ class TestAnswerer:
         msg = self.inbound.feed(chunk)
         if msg is None or msg.namespace != channel.SYNC:
             return
+        if not msg.is_text:
+            self.headers.append(msg.data[0] if msg.data else -1)
         item: Any = msg.text if msg.is_text else wire.decode_from_host(msg.data)
         self.received.append(item)
         for pred, d in list(self._waiters):

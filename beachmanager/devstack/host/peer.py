@@ -2,7 +2,7 @@
 
 Negotiation (reference road §3.1, §4, §5.4), one attempt per (WebSocket peer id):
 
-1. new handshake id; handshake key from the session key when sealing or secure;
+1. new handshake id; handshake key from the session key (whenever there is a join code);
 2. offer with ``beach`` (and ``beach-secure-handshake`` on the secure path);
    candidates trickled over the WebSocket (sealed with label ``ice``), then the
    offer posted to the mailbox (sealed with label ``offer``);
@@ -125,7 +125,7 @@ class ClientPeer:
 
     async def _negotiate(self) -> None:
         host, own = self.host, self.host.own_peer_id
-        if self.sealed or self.secure:
+        if host.join_code and host.join_code.strip():  # also opens sealed answers when we send plain
             session_key = await host.session_key()
             self.psk = derive_handshake_key(session_key, self.handshake_id)
 
@@ -280,11 +280,14 @@ class ClientPeer:
 
     # -- inbound --------------------------------------------------------------------------------------
     def _on_rtc_message(self, label: str, data: bytes) -> None:
-        if label == HANDSHAKE_CHANNEL_LABEL:
-            self._handshake_message(data)
-            return
-        for item in self.link.receive(data):
-            self._deliver(item)
+        try:
+            if label == HANDSHAKE_CHANNEL_LABEL:
+                self._handshake_message(data)
+                return
+            for item in self.link.receive(data):
+                self._deliver(item)
+        except Exception:  # a bug must not reach aiortc's event emitter
+            self.log.failure("failed to handle a message from {peer}", **self._fields())
 
     def _deliver(self, item: Text | Frame) -> None:
         if self.phase is Phase.AWAIT_READY:

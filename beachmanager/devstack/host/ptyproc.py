@@ -92,11 +92,7 @@ class PtyProcess:
     def resize(self, cols: int, rows: int) -> None:
         self.cols, self.rows = cols, rows
         if self.running:
-            set_winsize(self.transport.fd, cols, rows)
-            try:
-                self.transport.signalProcess("WINCH")
-            except twisted_error.ProcessExitedAlready:
-                pass
+            set_winsize(self.transport.fd, cols, rows)  # the kernel sends SIGWINCH to the foreground job
 
     def _output(self, data: bytes) -> None:
         self.bytes_out += len(data)

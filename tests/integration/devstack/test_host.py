@@ -1,0 +1,267 @@
+"""The development host against the test answerer (aiortc + protocol modules) over a real Road.
+
+Real PTYs, real WebRTC over the machine's interface, secure and insecure paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
+
+from beachmanager.devstack.host.host import start_host
+from beachmanager.devstack.road.service import start_road
+from beachmanager.protocol import frames
+from beachmanager.protocol.crypto import InsecureOverrides
+from beachmanager.protocol.extensions import (
+    NAMESPACE,
+    TOPIC_ACK,
+    TOPIC_ACTION,
+    TOPIC_HEALTH,
+    TOPIC_STATE,
+)
+from tests.support.answerer import TestAnswerer
+
+SHELL_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PS1": "$ ", "HOME": "/tmp", "TERM": "xterm"}
+# Prints a line, waits for one input line, prints it back, then idles.
+ECHO_ONCE = ("/bin/sh", "-c", "echo first-line; read x; echo second-$x; exec sleep 60")
+
+
+@pytest.fixture
+def road():
+    running = pytest_twisted.blockon(start_road())
+    yield running
+    pytest_twisted.blockon(running.stop())
+
+
+@pytest.fixture
+def hosts(road):
+    started = []
+
+    async def start(**kw):
+        kw.setdefault("command", ("/bin/sh",))
+        kw.setdefault("env", SHELL_ENV)
+        host = await start_host(road.url, **kw)
+        started.append(host)
+        return host
+
+    yield start
+    for h in started:
+        pytest_twisted.blockon(h.stop())
+
+
+@pytest.fixture
+def peers():
+    joined = []
+
+    async def join(road, host, label="beach-manager", **kw):
+        peer = await TestAnswerer.join(road.url, host.session_id, host.join_code, label=label, **kw)
+        joined.append(peer)
+        return peer
+
+    yield join
+    for p in joined:
+        pytest_twisted.blockon(defer.ensureDeferred(p.close()))
+
+
+def text_of(update) -> str:
+    cells = getattr(update, "cells", None)
+    if cells is None and isinstance(update, frames.Cell):
+        cells = (update.cell,)
+    return "".join(" " if c >> 32 == 0 else chr(c >> 32) for c in (cells or ()))
+
+
+def frame_text(frame) -> str:
+    return "\n".join(text_of(u) for u in getattr(frame, "updates", ()))
+
+
+async def wait_delta_with(peer, needle: str, since: int = 0, timeout: float = 10.0):
+    return await peer.wait_frame(frames.Delta, timeout, since, where=lambda f: needle in frame_text(f))
+
+
+async def eventually(check, timeout: float = 5.0):
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await deferLater(reactor, 0.05, lambda: None)
+    assert check()
+
+
+def handshake_kinds(peer):
+    return [i if isinstance(i, str) else type(i).__name__ for i in peer.received[:8]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_secure_peer_offer_ready_snapshot_delta_and_input(road, hosts, peers):
+    host = await hosts(command=ECHO_ONCE)
+    peer = await peers(road, host, label="beach-manager")
+    await peer.wait_text("__offer_ready__")
+    assert peer.secure and peer.offer_sealed and len(peer.secure_code) == 6
+    await peer.wait_frame(frames.SnapshotComplete, where=lambda f: f.lane == frames.Lane.HISTORY)
+    assert peer.received[0] == "__offer_ready__"
+    assert handshake_kinds(peer)[1:4] == ["Heartbeat", "Hello", "Grid"]
+    hello, grid = peer.frames(frames.Hello)[0], peer.frames(frames.Grid)[0]
+    assert hello.subscription == 1 and (grid.cols, grid.viewport_rows) == (80, 24)
+    snaps = peer.frames(frames.Snapshot)
+    assert snaps[0].lane == frames.Lane.FOREGROUND and snaps[0].cursor is not None
+    assert "first-line" in "".join(frame_text(s) for s in snaps)
+    assert [f.lane for f in peer.frames(frames.SnapshotComplete)] == [0, 1, 2]
+    # Input reaches the PTY; the program's answer comes back as a Delta
+    since = len(peer.received)
+    peer.send_frame(frames.Input(seq=1, data=b"go\r"))
+    delta = await wait_delta_with(peer, "second-go", since)
+    assert all(getattr(u, "seq", hello.max_seq + 1) > hello.max_seq for u in delta.updates)
+    [served] = host.host.serving_peers()
+    assert served.secure and served.inputs == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_insecure_peer_plain_transport(road, hosts, peers):
+    host = await hosts(command=ECHO_ONCE)
+    peer = await peers(road, host, label="viewer")
+    await peer.wait_text("__offer_ready__")
+    assert not peer.secure and peer.crypto is None and peer.offer_sealed  # signaling is still sealed
+    await peer.wait_frame(frames.Hello)
+    since = len(peer.received)
+    peer.send_frame(frames.Input(seq=1, data=b"plain\r"))
+    await wait_delta_with(peer, "second-plain", since)
+
+
+@pytest_twisted.ensureDeferred
+async def test_unsealed_signaling_override(road, hosts, peers):
+    host = await hosts(overrides=InsecureOverrides(signaling=True, transport=True))
+    peer = await peers(road, host, label="beach-manager")
+    await peer.wait_text("__offer_ready__")
+    assert peer.offer_sealed is False and not peer.secure
+    await peer.wait_frame(frames.Hello)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_peers_at_once(road, hosts, peers):
+    host = await hosts()
+    a, b = await defer.gatherResults([
+        defer.ensureDeferred(peers(road, host, label="beach-manager")),
+        defer.ensureDeferred(peers(road, host, label=None))])
+    for p in (a, b):
+        await p.wait_frame(frames.SnapshotComplete, where=lambda f: f.lane == frames.Lane.HISTORY)
+    assert a.secure and not b.secure
+    since_a, since_b = len(a.received), len(b.received)
+    b.send_frame(frames.Input(seq=1, data=b"echo both-$((40+2))\r"))
+    await wait_delta_with(a, "both-42", since_a)
+    await wait_delta_with(b, "both-42", since_b)
+    assert len(host.host.serving_peers()) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_peer_reconnects(road, hosts, peers):
+    host = await hosts()
+    first = await peers(road, host)
+    await first.wait_frame(frames.Hello)
+    await first.close()
+    await eventually(lambda: not host.host.peers)
+    second = await peers(road, host)
+    await second.wait_frame(frames.SnapshotComplete, where=lambda f: f.lane == frames.Lane.HISTORY)
+    since = len(second.received)
+    second.send_frame(frames.Input(seq=1, data=b"echo again-$((1+1))\r"))
+    await wait_delta_with(second, "again-2", since)
+    assert host.host.served_total == 2 and second.peer_id != first.peer_id
+
+
+def action_frame(action_id: str, text: str) -> frames.Extension:
+    body = {"type": "action", "payload": {"id": action_id, "action_type": "terminal_write",
+                                          "payload": {"bytes": text}, "expires_at": None}}
+    return frames.Extension(NAMESPACE, TOPIC_ACTION, json.dumps(body).encode())
+
+
+def is_topic(topic):
+    return lambda f: f.kind == topic
+
+
+@pytest.mark.parametrize("header", [0x44, 0x4A])
+@pytest_twisted.ensureDeferred
+async def test_bus_action_ack_state_health(road, hosts, peers, header):
+    host = await hosts(extension_header=header, health_interval=0.5)
+    peer = await peers(road, host)
+    await peer.wait_frame(frames.Hello)
+    since = len(peer.received)
+    peer.send_frame(action_frame("act-1", "echo bus-$((3*3))\r"))
+    ack = await peer.wait_frame(frames.Extension, since=since, where=is_topic(TOPIC_ACK))
+    body = json.loads(ack.payload)
+    assert body["type"] == "ack" and body["payload"]["id"] == "act-1" and body["payload"]["status"] == "ok"
+    await wait_delta_with(peer, "bus-9", since)
+    state = await peer.wait_frame(frames.Extension, since=since,
+                                  where=lambda f: f.kind == TOPIC_STATE and b"bus-9" in f.payload)
+    payload = json.loads(state.payload)["payload"]
+    assert payload["payload"]["type"] == "terminal_full" and payload["sequence"] >= 1
+    health = await peer.wait_frame(frames.Extension, where=is_topic(TOPIC_HEALTH))
+    assert set(json.loads(health.payload)["payload"]) >= {"queue_depth", "degraded", "warnings"}
+    ext_headers = {h for h, f in zip(peer.headers, peer.frames(), strict=True) if isinstance(f, frames.Extension)}
+    assert ext_headers == {header}
+    # a replayed action is acked again, not applied again
+    since = len(peer.received)
+    peer.send_frame(action_frame("act-1", "echo bus-$((3*3))\r"))
+    again = await peer.wait_frame(frames.Extension, since=since, where=is_topic(TOPIC_ACK))
+    assert json.loads(again.payload) == body
+    assert host.host.harness.subscriber.applied == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_resize_ignored_by_default(road, hosts, peers):
+    host = await hosts()
+    peer = await peers(road, host)
+    await peer.wait_frame(frames.SnapshotComplete, where=lambda f: f.lane == frames.Lane.HISTORY)
+    peer.send_frame(frames.Resize(cols=100, rows=30))
+    await eventually(lambda: host.host.peers and next(iter(host.host.peers.values())).resizes == 1)
+    assert len(peer.frames(frames.Hello)) == 1 and host.host.model.cols == 80
+
+
+@pytest_twisted.ensureDeferred
+async def test_resize_honoured_replays_from_hello(road, hosts, peers):
+    host = await hosts(honour_resize=True)
+    peer = await peers(road, host)
+    await peer.wait_frame(frames.SnapshotComplete, where=lambda f: f.lane == frames.Lane.HISTORY)
+    since = len(peer.received)
+    peer.send_frame(frames.Resize(cols=100, rows=30))
+    await peer.wait_frame(frames.Hello, since=since)
+    grid = await peer.wait_frame(frames.Grid, since=since)
+    assert (grid.cols, grid.viewport_rows) == (100, 30)
+    await peer.wait_frame(frames.SnapshotComplete, since=since, where=lambda f: f.lane == frames.Lane.HISTORY)
+    since = len(peer.received)
+    peer.send_frame(frames.Input(seq=1, data=b"stty size\r"))
+    await wait_delta_with(peer, "30 100", since)
+
+
+@pytest_twisted.ensureDeferred
+async def test_heartbeats_at_the_interval(road, hosts, peers):
+    host = await hosts(heartbeat_interval=0.3)
+    peer = await peers(road, host)
+    await peer.wait_frame(frames.Heartbeat, where=lambda f: f.seq == 2, timeout=5)
+    beats = peer.frames(frames.Heartbeat)
+    assert [b.seq for b in beats[:3]] == [0, 1, 2]
+    assert beats[0].timestamp_ms <= beats[1].timestamp_ms <= beats[2].timestamp_ms
+
+
+@pytest_twisted.ensureDeferred
+async def test_shutdown_when_the_program_exits(road, hosts, peers):
+    host = await hosts(command=("/bin/sh", "-c", "read x; exit 3"))
+    peer = await peers(road, host)
+    await peer.wait_frame(frames.Hello)
+    peer.send_frame(frames.Input(seq=1, data=b"\r"))
+    await peer.wait_frame(frames.Shutdown)
+    assert host.host.pty.exit_code == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_registration_join_code_and_room(road, hosts):
+    host = await hosts(join_code="SMOKEP")
+    assert host.join_code == "SMOKEP"
+    info = host.host.info()
+    assert info["session_id"] == host.session_id and info["join_code"] == "SMOKEP"
+    assert info["session_server"] == road.url
+    # the host joined through its peer-session id and holds the server slot of its own room
+    [member] = road.rooms.peers(host.session_id)
+    assert member.role == "server" and member.conn.path_id == host.host.peer_session_id
