@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from beachmanager.protocol import wire
+from beachmanager.protocol import _cellruns, wire
 from beachmanager.protocol.wire import (
     Cell,
     CursorFrame,
@@ -377,3 +377,31 @@ def test_history_backfill_and_cursor_layout():
     assert wire.encode_client(ViewportCommand()) == h("43 00")
     assert wire.encode_host(Shutdown()) == h("47")
     assert wire.encode_host(wire.InputAck(300)) == h("46 ac 02")
+
+
+# --- whole-run cell decoding (_cellruns) ---------------------------------------------------
+
+
+@st.composite
+def uniform_runs(draw):
+    width = draw(st.integers(1, 10))
+    low = 0 if width == 1 else 1 << (7 * (width - 1))
+    high = min((1 << (7 * width)) - 1, (1 << 64) - 1)
+    return draw(st.lists(st.integers(low, high), min_size=1, max_size=1300))
+
+
+@settings(max_examples=60, deadline=None)
+@given(uniform_runs(), st.data())
+def test_uniform_and_mixed_cell_runs_decode_like_cell_by_cell(cells, data):
+    if data.draw(st.booleans()):  # break uniformity somewhere
+        at = data.draw(st.integers(0, len(cells) - 1))
+        cells[at] = data.draw(s.u64)
+    frame = Delta(1, 2, False, [Row(3, 4, cells), RowSegment(5, 6, 7, cells[::-1])])
+    raw = wire.encode_host(frame)
+    assert raw[8 : 8 + len(wire.varint(len(cells)))] == wire.varint(len(cells))
+    assert wire.decode_host(raw) == frame
+    run = b"".join(wire.varint(c) for c in cells)
+    result = _cellruns.decode_uniform(b"\x00" + run + b"\x01", 1, len(cells))
+    assert result is None or result == (tuple(cells), 1 + len(run))
+    widths = {len(wire.varint(c)) for c in cells}
+    assert (result is not None) == (len(widths) == 1 and max(widths) <= 8)
