@@ -108,8 +108,21 @@ class Timestamp:
         return self.secs_since_epoch * 1000 + self.nanos_since_epoch // 1_000_000
 
 
+class _Json:
+    """``obj.to_json()`` and ``Cls.from_json(data)``, shorthands for the module functions."""
+
+    __slots__ = ()
+
+    def to_json(self) -> bytes:
+        return to_json(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Any:
+        return from_json(data, cls)
+
+
 @dataclass(frozen=True)
-class ActionCommand:
+class ActionCommand(_Json):
     id: str
     action_type: str
     payload: Any = None
@@ -117,7 +130,7 @@ class ActionCommand:
 
 
 @dataclass(frozen=True)
-class ActionAck:
+class ActionAck(_Json):
     id: str
     status: AckStatus
     applied_at: Timestamp
@@ -127,14 +140,14 @@ class ActionAck:
 
 
 @dataclass(frozen=True)
-class StateDiff:
+class StateDiff(_Json):
     sequence: int
     emitted_at: Timestamp
     payload: Any = None
 
 
 @dataclass(frozen=True)
-class HealthHeartbeat:
+class HealthHeartbeat(_Json):
     queue_depth: int
     cpu_load: float | None = None
     memory_bytes: int | None = None
@@ -147,7 +160,7 @@ class HealthHeartbeat:
 
 
 @dataclass(frozen=True)
-class Envelope:
+class Envelope(_Json):
     """``{"type", "payload"}``; ``payload`` is a typed struct for the four known types."""
 
     type: str
@@ -199,6 +212,8 @@ def _out_opt(v: object, conv: Callable[[Any, str], Any], what: str) -> Any:
 
 
 def _out_time(v: object, what: str) -> dict[str, int]:
+    if isinstance(v, dict | list):  # the JSON forms are accepted as values too
+        v = _in_time(v, what)
     if not isinstance(v, Timestamp):
         raise HarnessError(f"{what} must be a Timestamp, got {v!r}")
     return {"secs_since_epoch": v.secs_since_epoch, "nanos_since_epoch": v.nanos_since_epoch}

@@ -307,3 +307,15 @@ def test_from_json_rejects_non_text_and_unknown_classes():
 def test_ack_status_is_a_str():
     assert AckStatus.PREEMPTED == "preempted"
     assert hj.to_json(ActionAck("a", "preempted", Timestamp(0))).count(b'"preempted"') == 1
+
+
+def test_method_shorthands_and_timestamp_values():
+    ack = ActionAck("a", "ok", {"secs_since_epoch": 1, "nanos_since_epoch": 2})
+    raw = ack.to_json()
+    assert ActionAck.from_json(raw) == ActionAck("a", AckStatus.OK, Timestamp(1, 2))
+    assert ActionAck.from_json(hj.to_json(ActionAck("a", "ok", [1, 2]))).applied_at == Timestamp(
+        1, 2
+    )
+    assert Envelope.from_json(Envelope.wrap(StateDiff(1, Timestamp(0))).to_json()).type == "state"
+    with pytest.raises(HarnessError):
+        ActionAck("a", "ok", {"secs_since_epoch": 1}).to_json()
