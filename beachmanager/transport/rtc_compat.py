@@ -35,8 +35,8 @@ def to_aiortc(text: str, sdp_mid: str | None, sdp_mline_index: int | None) -> An
         raise ValueError("empty candidate (end of candidates)")
     try:
         cand = candidate_from_sdp(body)
-    except (ValueError, IndexError) as e:
-        raise ValueError(f"unparsable candidate: {e}") from None
+    except (ValueError, IndexError, AssertionError) as e:  # aiortc asserts on short candidates
+        raise ValueError(f"unparsable candidate: {e!r}") from None
     cand.sdpMid = sdp_mid
     cand.sdpMLineIndex = sdp_mline_index
     return cand

@@ -78,7 +78,7 @@ class Options(usage.Options):
         if header is None:
             raise usage.UsageError("--extension-header must be 0x44 or 0x4A")
         command = None
-        if self["command"]:
+        if self["command"] is not None:
             command = tuple(shlex.split(self["command"]))
             if not command:
                 raise usage.UsageError("--command is empty")
