@@ -143,6 +143,10 @@ class Inbound:
             mac=mac,
         )
 
+    def gc(self) -> None:
+        """Drop expired partial messages now (``feed`` also does this on every chunk)."""
+        self.reassembler.gc()
+
     def feed(self, chunk: bytes) -> Received | None:
         msg = self.reassembler.feed(chunk)
         if msg is None:

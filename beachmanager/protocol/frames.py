@@ -272,6 +272,8 @@ class Shutdown:
 
 @dataclass(frozen=True, slots=True)
 class HistoryBackfill:
+    """Fields in wire order (the upstream struct lists ``updates`` before ``more``)."""
+
     KIND: ClassVar[int] = 8
     subscription: int  # u64
     request_id: int  # u64

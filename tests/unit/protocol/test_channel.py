@@ -117,7 +117,7 @@ def test_inbound_times_out_partials_on_its_clock():
     first, _ = Outbound().binary(bytes(20000))
     assert inbound.feed(first) is None
     clock.advance(6)
-    inbound.reassembler.gc()
+    inbound.gc()
     assert inbound.reassembler.inflight_messages == 0
 
 
