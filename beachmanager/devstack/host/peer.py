@@ -13,7 +13,8 @@ Negotiation (reference road §3.1, §4, §5.4), one attempt per (WebSocket peer 
    ``__offer_ready__``, heartbeats (the first at once), the cache sync and the bus.
 
 Afterwards ``Input`` goes to the PTY, ``Extension`` to the bus, ``Resize`` is logged
-(or honoured), ``ViewportCommand`` replays the handshake.
+(or honoured), ``ViewportCommand`` replays the handshake, ``RequestBackfill`` gets
+``HistoryBackfill``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,15 @@ from ...protocol.crypto import (
     secure_transport_active,
     signaling_sealed,
 )
-from ...protocol.frames import Extension, Heartbeat, Input, Resize, Shutdown, ViewportCommand
+from ...protocol.frames import (
+    Extension,
+    Heartbeat,
+    Input,
+    RequestBackfill,
+    Resize,
+    Shutdown,
+    ViewportCommand,
+)
 from .link import BeachLink, Frame, Text
 from .rtc import BEACH_CHANNEL, OfferPeer
 from .sync import PeerSync
@@ -309,6 +318,9 @@ class ClientPeer:
             self.host.peer_resize(self, frame.cols, frame.rows)
         elif isinstance(frame, ViewportCommand):
             self.send_handshake()
+        elif isinstance(frame, RequestBackfill):
+            for reply in self.sync.backfill(frame):
+                self.link.send_frame(reply)
         else:
             self.log.debug("ignoring {frame} from {peer}", frame=type(frame).__name__, **self._fields())
 

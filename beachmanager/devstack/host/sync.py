@@ -6,7 +6,8 @@ empty one).  Foreground holds the style table and the viewport rows, Recent the
 scrollback, History nothing; rows go newest first, at most :data:`FRAME_UPDATES`
 updates per frame, ``has_more`` on every frame but the lane's last, the cursor on
 the first foreground frame.  Afterwards :meth:`PeerSync.deltas` yields ``Delta``
-frames with every change above the peer's watermark (and the cursor when it moved).
+frames with every change above the peer's watermark (and the cursor when it moved);
+:meth:`PeerSync.backfill` answers ``RequestBackfill`` with ``HistoryBackfill`` frames.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from ...protocol.frames import (
     Delta,
     Grid,
     Hello,
+    HistoryBackfill,
     HostFrame,
     Lane,
+    RequestBackfill,
     Row,
     Snapshot,
     SnapshotComplete,
@@ -93,4 +96,21 @@ class PeerSync:
         self.watermark = m.seq
         if cursor is not None:
             self.cursor_seq = cursor.seq
+        return frames
+
+    def backfill(self, request: RequestBackfill) -> list[HostFrame]:
+        """``HistoryBackfill`` frames with the stored rows of the requested range (at most
+        :data:`FRAME_UPDATES` rows each; ``more`` on all but the last)."""
+        m = self.model
+        end = request.start_row + min(request.count, m.history_limit)
+        row_ids = [r for r in sorted(m.rows) if request.start_row <= r < end]
+        chunks = [row_ids[i:i + FRAME_UPDATES] for i in range(0, len(row_ids), FRAME_UPDATES)] or [[]]
+        frames: list[HostFrame] = []
+        for i, chunk in enumerate(chunks):
+            start = chunk[0] if chunk else request.start_row
+            count = chunk[-1] - start + 1 if chunk else 0
+            frames.append(HistoryBackfill(
+                subscription=request.subscription, request_id=request.request_id, start_row=start, count=count,
+                more=i < len(chunks) - 1,
+                updates=tuple(Row(row=r, seq=m.rows[r].seq, cells=m.rows[r].cells) for r in chunk)))
         return frames

@@ -265,3 +265,18 @@ async def test_registration_join_code_and_room(road, hosts):
     # the host joined through its peer-session id and holds the server slot of its own room
     [member] = road.rooms.peers(host.session_id)
     assert member.role == "server" and member.conn.path_id == host.host.peer_session_id
+
+
+@pytest_twisted.ensureDeferred
+async def test_backfill_and_viewport_clear(road, hosts, peers):
+    host = await hosts(command=("/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 "
+                                                 "21 22 23 24 25 26 27 28 29 30; do echo row-$i; done; exec sleep 60"))
+    peer = await peers(road, host, label=None)
+    await peer.wait_frame(frames.SnapshotComplete, where=lambda f: f.lane == frames.Lane.HISTORY)
+    peer.send_frame(frames.RequestBackfill(subscription=1, request_id=9, start_row=0, count=100))
+    backfill = await peer.wait_frame(frames.HistoryBackfill, where=lambda f: not f.more)
+    assert backfill.request_id == 9 and "row-1" in frame_text(backfill)
+    since = len(peer.received)
+    peer.send_frame(frames.ViewportCommand())
+    await peer.wait_frame(frames.Hello, since=since)
+    await peer.wait_frame(frames.SnapshotComplete, since=since, where=lambda f: f.lane == frames.Lane.HISTORY)

@@ -103,6 +103,19 @@ def test_peer_behind_the_log_gets_a_fresh_handshake():
     assert sync.handshakes == 2
 
 
+def test_backfill_answers_with_stored_rows():
+    m = TerminalModel(10, 3, history_limit=200)
+    m.feed(b"".join(b"r%d\r\n" % i for i in range(100)))
+    sync = PeerSync(m)
+    frames = sync.backfill(f.RequestBackfill(subscription=1, request_id=7, start_row=0, count=m.base_row + 200))
+    assert [x.more for x in frames] == [True, False] and all(x.request_id == 7 for x in frames)
+    rows = [u.row for x in frames for u in x.updates]
+    assert rows == sorted(m.rows) and frames[0].start_row == 0 and frames[0].count == 64
+    assert [u for u in frames[0].updates][5].cells[:2] == (pack_cell("r", 0), pack_cell("5", 0))
+    [empty] = sync.backfill(f.RequestBackfill(subscription=1, request_id=8, start_row=10_000, count=5))
+    assert empty.updates == () and empty.count == 0 and not empty.more
+
+
 def test_resize_changes_geometry():
     m = TerminalModel(10, 3)
     m.feed(b"\r\n\r\nabc")  # on the last row: shrinking drops rows from the top
