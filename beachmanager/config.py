@@ -195,6 +195,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("join_code_key", "BEACH_MANAGER_JOIN_CODE_KEY", None,
             "Keys encrypting stored join codes: comma-separated base64 of 32 bytes, the first "
             "encrypts. Required with DATABASE_URL in production.", join_code_keys),
+    Setting("database_migrate_url", "DATABASE_MIGRATE_URL", None,
+            "PostgreSQL URL of the schema owner, used only to run migrations at start-up; unset "
+            "means DATABASE_URL.", url("postgres", "postgresql")),
 )
 
 # -- assignment (beachmanager/assign): membership heartbeats and host placement

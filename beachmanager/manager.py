@@ -143,8 +143,9 @@ def _store_services(config: Config, clock) -> list[Any]:
         from .registry.migrate import enter_app_role, migrate_in_thread
         from .registry.postgres_conn import PostgresService
 
-        url = config.database_url
-        parts.append(PostgresService(url, clock, prepare=lambda: migrate_in_thread(url),
+        owner_url = config.database_migrate_url or config.database_url
+        parts.append(PostgresService(config.database_url, clock,
+                                     prepare=lambda: migrate_in_thread(owner_url),
                                      configure=enter_app_role))
     if config.redis_url:
         from .registry.redis_conn import RedisService

@@ -69,8 +69,8 @@ class AuthService(ReadyService):
         if self.bypass and self.config.beach_env == "production":
             raise FatalStartupError("AUTH_BYPASS=1 is refused when BEACH_ENV=production")
         if self.bypass:
-            for _ in range(3):
-                self.log.critical("{banner}", banner=BYPASS_BANNER)
+            # Error level: loud in every log setup, without being taken for a crash.
+            self.log.error("{banner}", banner=BYPASS_BANNER, auth_bypass=True)
             return None
         if not self.authorities:
             self.log.warn("no BEACH_GATE_JWKS_URL or CLERK_JWKS_URL: every route except /healthz, "

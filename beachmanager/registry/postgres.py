@@ -65,6 +65,8 @@ class PostgresStore:
         self.attempts = attempts
         self.delay = delay or backoff(0.05, 2.0)
         self.pool_wait = pool_wait
+        self.retries = 0      # transient errors retried (for status and tests)
+        self.unavailable = 0  # calls that gave up (answered 503)
 
     # -- plumbing ------------------------------------------------------------
     def _tx(self, what: str, tenant: Tenant | None, fn: Callable[..., Awaitable[T]], *args: Any) -> Deferred[T]:
@@ -78,6 +80,7 @@ class PostgresStore:
                 return await fn(conn, *args)
 
         def on_retry(n: int, e: Exception, wait: float) -> None:
+            self.retries += 1
             self.log.warn("registry {what}: transient database error ({error}); retry {attempt} in "
                           "{wait:.2f}s", what=what, error=_first_line(e), attempt=n, wait=wait)
 
@@ -87,6 +90,7 @@ class PostgresStore:
                                       delay=self.delay, attempts=self.attempts, on_retry=on_retry)
             except Exception as e:
                 if transient(e):
+                    self.unavailable += 1
                     raise StoreUnavailable(f"database unavailable during {what}: {_first_line(e)}") from e
                 raise
 

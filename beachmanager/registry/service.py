@@ -21,10 +21,12 @@ from .migrate import APP_ROLE
 class RegistryService(ReadyService):
     log = Logger()
 
-    def __init__(self, store, clock, postgres=None, problem: str | None = None, warning: str | None = None):
+    def __init__(self, store, clock, postgres=None, problem: str | None = None, warning: str | None = None,
+                 production: bool = False):
         super().__init__("registry", clock)
         self.store = store
         self.postgres = postgres
+        self.production = production
         self.problem = problem  # a configuration error that must stop the process at start
         self.warning = warning  # said loudly at start
 
@@ -39,21 +41,36 @@ class RegistryService(ReadyService):
 
     async def _astart(self) -> None:
         await self.postgres.whenReady()
-        role, superuser, bypass = await as_deferred(_role_of(self.postgres.pool))
+        role, superuser, bypass, session_user, session_super = await as_deferred(_role_of(self.postgres.pool))
         if role != APP_ROLE or superuser or bypass:
             raise FatalStartupError(
                 f"registry queries run as {role!r} (superuser={superuser}, bypassrls={bypass}); "
                 f"they must run as {APP_ROLE!r} so that row-level security applies")
-        self.log.info("registry on PostgreSQL as role {role} (row-level security applies)", role=role)
+        if session_super:
+            # SET ROLE applies RLS to every query, but a superuser session could leave the role.
+            advice = (f"DATABASE_URL logs in as superuser {session_user!r}: queries run as {APP_ROLE} "
+                      f"(row-level security applies) but the session could RESET ROLE; log in as a role "
+                      f"that is a member of {APP_ROLE} and give the owner's URL in DATABASE_MIGRATE_URL")
+            if self.production:
+                raise FatalStartupError(advice)
+            self.log.warn("{advice}", advice=advice)
+        self.log.info("registry on PostgreSQL: session user {session_user}, queries as {role} "
+                      "(row-level security applies)", session_user=session_user, role=role)
 
     def status(self) -> dict:
-        return {**super().status(), "store": self.store.name}
+        out = {**super().status(), "store": self.store.name}
+        for counter in ("retries", "unavailable"):
+            if hasattr(self.store, counter):
+                out[counter] = getattr(self.store, counter)
+        return out
 
 
-async def _role_of(pool) -> tuple[str, bool, bool]:
+async def _role_of(pool) -> tuple[str, bool, bool, str, bool]:
+    """(current role, its superuser and bypassrls flags, session user, its superuser flag)."""
     async with pool.connection(timeout=5) as conn:
         cur = await conn.execute(
-            "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            "SELECT c.rolname, c.rolsuper, c.rolbypassrls, s.rolname, s.rolsuper "
+            "FROM pg_roles c, pg_roles s WHERE c.rolname = current_user AND s.rolname = session_user")
         return await cur.fetchone()
 
 
@@ -80,4 +97,4 @@ def build_registry(config, clock, postgres=None) -> RegistryService:
     from .postgres import PostgresStore
 
     return RegistryService(PostgresStore(postgres, JoinCodeCipher(keys), clock), clock, postgres,
-                           problem=problem, warning=warning)
+                           problem=problem, warning=warning, production=config.beach_env == "production")
