@@ -10,7 +10,7 @@ SOURCES := $(shell find beachmanager twisted -name '*.py' -o -name '*.sql' 2>/de
 HTTP ?= tcp:8081:interface=127.0.0.1
 PYTEST_ARGS ?=
 
-.PHONY: run test install lint check-lines clean
+.PHONY: run test install lint check-lines clean smoke
 
 install: $(PKG_STAMP)
 
@@ -38,6 +38,11 @@ lint: install
 test: install check-lines lint
 	@scripts/check-system test
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The 60-second connectivity smoke: Road, a host with a real shell and the manager as three
+# processes on alternate ports (14132, 18081); see tests/smoke/run_smoke.py.
+smoke: install
+	$(BIN)/python tests/smoke/run_smoke.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
