@@ -98,6 +98,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     _add_registry_and_auth(ctx, root)
     _add_hosts(ctx, root)
     _add_controller(ctx, root)
+    _add_assignment(ctx, root)
     LoopLagMonitor(clock, ctx.metrics.reactor_lag_seconds).setServiceParent(root)
     http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(ctx))
     http.setServiceParent(root)
@@ -135,6 +136,18 @@ def _add_controller(ctx: ManagerContext, root: ManagerService) -> None:
     controller = ControllerService(ctx)
     controller.setServiceParent(root)
     ctx.parts["controller"] = controller
+
+
+def _add_assignment(ctx: ManagerContext, root: ManagerService) -> None:
+    """Membership and host placement (``parts["assign"]``); added after the hosts and the
+    controller so that on SIGTERM it drains (hands hosts over) before they stop.  It takes
+    over ``--host``/``--hosts-file``: each configured host is attached by its owner only."""
+    from .assign.build import build_assignment, take_configured_targets
+
+    assign = build_assignment(ctx, take_configured_targets(ctx))
+    assign.stop_timeout = ctx.config.stop_timeout
+    assign.setServiceParent(root)
+    ctx.parts["assign"] = assign
 
 
 def _store_services(config: Config, clock) -> list[Any]:

@@ -7,11 +7,11 @@ must never load before ``--reactor=beach-asyncio`` has done its work.
 from __future__ import annotations
 
 from ..context import ManagerContext
-from . import actions, debug_transports, health, leases, openapi, sessions
+from . import actions, assignments, debug_transports, health, leases, openapi, sessions
 
 #: Route modules; each has ``install(app, ctx)``.  Every route needs a row in
 #: ``api.route_table`` (scope or PUBLIC); the guard refuses routes without one.
-ROUTE_MODULES = [health, openapi, sessions, leases, debug_transports, actions]
+ROUTE_MODULES = [health, openapi, sessions, leases, debug_transports, actions, assignments]
 
 
 def build_app(ctx: ManagerContext):
@@ -26,7 +26,9 @@ def build_app(ctx: ManagerContext):
 def build_site(ctx: ManagerContext):
     from twisted.web.server import Site
 
-    site = Site(build_app(ctx).resource())
+    from .routing import wrap  # hosts owned by another instance: redirect or forward
+
+    site = Site(wrap(build_app(ctx).resource(), ctx))
     site.displayTracebacks = False
     site.noisy = False
     return site

@@ -70,6 +70,15 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/debug/hosts/<host_session_id>/cache", SCOPE_MANAGER_DEBUG,
           "One host's terminal mirror: text rows, viewport, cursor, sync state",
           response={"type": "object"}, errors=(404,)),
+    Route("GET", "/debug/assignments", SCOPE_MANAGER_DEBUG,
+          "Cluster membership, every host's owner (assigned_at, reason, reassigned_from, ready), "
+          "this instance's hosts and the latest moves", query={
+              "limit": {"type": "integer", "minimum": 1, "maximum": 10000},
+              "mine": {"type": "integer", "enum": [0, 1]}},
+          response={"type": "object"}, errors=(400, 503)),
+    Route("GET", "/debug/assignments/<host_session_id>", SCOPE_MANAGER_DEBUG,
+          "One host's owner and that owner's endpoint", response={"type": "object"},
+          errors=(400, 404, 503)),
     # -- sessions ---------------------------------------------------------------
     Route("POST", "/sessions/register", "pb:sessions.register",
           "Register a host session (harness); revokes other leases and issues a registration lease",

@@ -92,8 +92,10 @@ class AssignmentService(ReadyService):
     def __init__(self, clock: IReactorTime, metrics: Metrics, *, instance_id: str, capacity: int,
                  endpoint: Callable[[], str], timings: Timings, store_factory: Callable[[], Any],
                  audit_factory: Callable[[], Any], attacher: Attacher | None = None,
-                 depends_on: Iterable[ReadyService] = (), drain_timeout: float = 9.0,
-                 audit_every: int | None = None):
+                 depends_on: Callable[[], Iterable[ReadyService]] = tuple,
+                 drain_timeout: float = 9.0, audit_every: int | None = None,
+                 initial_hosts: Iterable[str] = (),
+                 relay_factory: Callable[[Any], Any] | None = None):
         super().__init__("assign", clock)
         self.metrics = metrics
         self.instance_id = instance_id
@@ -103,7 +105,11 @@ class AssignmentService(ReadyService):
         self.store_factory = store_factory
         self.audit_factory = audit_factory
         self.attacher = attacher
-        self.depends_on = list(depends_on)
+        self.depends_on = depends_on
+        self.initial_hosts = list(initial_hosts)
+        self.relay_factory = relay_factory
+        self.relay = None
+        self._members_cache: tuple[float, list] | None = None
         self.drain_timeout = drain_timeout
         self.audit_every = audit_every or max(1, round(timings.interval / timings.tick))
         self.store = None
@@ -127,7 +133,7 @@ class AssignmentService(ReadyService):
             self.timings.check()
         except ValueError as e:
             raise FatalStartupError(str(e)) from None
-        for dep in self.depends_on:
+        for dep in self.depends_on():
             await dep.whenReady()
         self.store = self.store_factory()
         self.audit = self.audit_factory()
@@ -141,7 +147,15 @@ class AssignmentService(ReadyService):
                           error=str(e) or type(e).__name__, attempt=attempt, wait=wait)
 
         await retrying(self.membership.start, self.clock, delay=backoff(0.2, 5.0), on_retry=on_retry)
+        if self.attacher is not None and hasattr(self.attacher, "bind"):
+            self.attacher.bind(self)
+        if self.relay_factory is not None:
+            relay = self.relay_factory(self.store)
+            if relay is not None:
+                await relay.start()
+                self.relay = relay
         await self._tick_body()
+        await self._place_initial_hosts()
         self._loop = LoopingCall(self._tick)
         self._loop.clock = self.clock
         background(self._loop.start(self.timings.tick, now=False), "assignment tick loop", self.log)
@@ -150,6 +164,21 @@ class AssignmentService(ReadyService):
                       manager_instance_id=self.instance_id, endpoint=self.endpoint(),
                       capacity=self.capacity, interval=self.timings.interval,
                       dead_after=self.timings.dead_after)
+
+    async def _place_initial_hosts(self) -> None:
+        """Place the configured hosts (every instance may name the same ones: placement is sticky)."""
+        refused = []
+        for host in self.initial_hosts:
+            try:
+                await self.assign(host)
+            except CapacityExhausted:
+                refused.append(host)
+            except AssignmentUnavailable as e:
+                self.log.warn("could not place configured host {host_session_id}: {error}",
+                              host_session_id=host, error=str(e))
+        if refused:
+            self.log.warn("{count} configured host(s) refused: every instance is at capacity: {hosts}",
+                          count=len(refused), hosts=refused[:LOG_HOSTS])
 
     def stop(self) -> Deferred | None:
         if self.membership is None:
@@ -189,6 +218,14 @@ class AssignmentService(ReadyService):
             background(self.reconcile(), "assignment reconcile", self.log)
         return decision
 
+    async def place(self, host_session_id: str, join_code: str | None = None) -> Decision:
+        """Place a host that asked to be managed (attach-by-code, registration): its owner --
+        this instance or another -- attaches it.  Raises CapacityExhausted (answer 503) when
+        every instance is full, AssignmentUnavailable when the shared store does not answer."""
+        if join_code and self.attacher is not None and hasattr(self.attacher, "remember"):
+            self.attacher.remember(host_session_id, join_code)
+        return await self.assign(host_session_id)
+
     async def release(self, host_session_id: str) -> Move | None:
         """Let a host go (its session ended): no instance owns it afterwards."""
         move = await self._store(self.store.release(host_session_id))
@@ -201,13 +238,27 @@ class AssignmentService(ReadyService):
         return await self._store(self.store.lookup(host_session_id))
 
     async def members(self):
-        return await self._store(self.store.members())
+        members = await self._store(self.store.members())
+        self._members_cache = (self.clock.seconds(), members)
+        return members
 
     async def endpoint_of(self, instance_id: str) -> str | None:
-        for m in await self.members():
+        """The advertised endpoint of a live member (membership read at most once per tick)."""
+        cached = self._members_cache
+        if cached is None or self.clock.seconds() - cached[0] > self.timings.tick:
+            members = await self.members()
+        else:
+            members = cached[1]
+        for m in members:
             if m.id == instance_id and m.live:
-                return m.endpoint
+                return m.endpoint or None
         return None
+
+    async def ownerships(self, limit: int = 10_000) -> list[Ownership]:
+        return await self._store(self.store.ownerships(limit))
+
+    async def recent_moves(self, count: int = 50) -> list[Move]:
+        return await self._store(self.store.recent_moves(count))
 
     def host_ready(self, host_session_id: str, ready: bool) -> None:
         """The transport reports a change of readiness for a host it holds for us."""
@@ -313,6 +364,26 @@ class AssignmentService(ReadyService):
             if slot.state == "retry" and slot.retry_at <= now:
                 self._start_attach(slot)
         self.metrics.assigned_hosts.set(len(self.owned_hosts()))
+        if not self.draining:
+            await self._settle_strays()
+
+    async def _settle_strays(self) -> None:
+        """Hosts the transport holds that we do not own (attached by another part, e.g. an
+        attach-by-code that skipped placement): place them; keep ours, let go of the rest."""
+        attached = getattr(self.attacher, "attached", None)
+        if attached is None:
+            return
+        for host in sorted(attached() - set(self.slots)):
+            try:
+                decision = await self.assign(host)
+            except CapacityExhausted:
+                decision = None
+            if decision is not None and decision.owner == self.instance_id:
+                continue  # the next reconcile takes it into our slots
+            self.log.info("assignment: {host_session_id} was attached here but belongs to "
+                          "{owner}; detaching", owner=decision.owner if decision else None,
+                          **fields(host_session_id=host, manager_instance_id=self.instance_id))
+            self._detach(host)
 
     def _lose(self, host: str) -> None:
         slot = self.slots[host]
@@ -424,6 +495,8 @@ class AssignmentService(ReadyService):
         for host in list(self.slots):
             del self.slots[host]
             self._detach(host)
+        if self.relay is not None:
+            await self.relay.stop()
         await self.audit.flush()
 
     async def _finish_handing(self, force: bool) -> None:
@@ -470,6 +543,8 @@ class AssignmentService(ReadyService):
             out["membership"] = self.membership.status()
         if self.audit is not None:
             out["audit"] = self.audit.status()
+        if self.relay is not None:
+            out["relay"] = self.relay.status()
         if self._tick_error:
             out["error"] = self._tick_error
         return out

@@ -1,0 +1,108 @@
+"""Where every host is, as the assignment service sees it (summaries only, never join codes).
+
+* ``GET /debug/assignments`` -- this instance (state, capacity, owned), every member of the
+  cluster (endpoint, capacity, load, state, heartbeat age, live), every owned host (owner,
+  assigned_at, reason, reassigned_from, ready; plus this instance's local view of the hosts it
+  holds) and the latest moves.  ``?limit=N`` caps the host list (default 1000, at most
+  10000); ``?mine=1`` lists only this instance's hosts.
+* ``GET /debug/assignments/<host_session_id>`` -- one host's owner (404 when unowned).
+
+:func:`capacity_refusal` is the 503 answer other routes give when placement is refused.
+"""
+
+from __future__ import annotations
+
+from ..assign.model import AssignmentUnavailable, CapacityExhausted
+from ..context import ManagerContext
+from .errors import ApiError, json_handler
+from .responses import error_body
+
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 10_000
+RECENT_MOVES = 50
+
+
+def assign_of(ctx: ManagerContext):
+    svc = ctx.parts.get("assign")
+    if svc is None or svc.store is None:
+        raise ApiError(503, "the assignment service is not running yet", "assignment_unavailable")
+    return svc
+
+
+def capacity_refusal(request, e: CapacityExhausted) -> bytes:
+    """503: every serving instance is full; the host was refused, not queued."""
+    request.setHeader(b"retry-after", b"30")
+    return error_body(request, 503, "service_unavailable", str(e), "capacity_exhausted",
+                      host_session_id=e.host_session_id, live_instances=e.members,
+                      serving_instances=e.serving)
+
+
+def _query_int(request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name.encode(), [None])[0]
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number", "invalid_query") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be between {low} and {high}", "invalid_query")
+    return value
+
+
+def install(app, ctx: ManagerContext) -> None:
+    @app.route("/debug/assignments", methods=["GET"], endpoint="debug.assignments")
+    @json_handler
+    async def assignments(request):
+        svc = assign_of(ctx)
+        limit = _query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        mine = _query_int(request, "mine", 0, 0, 1)
+        try:
+            members = await svc.members()
+            rows = await svc.ownerships(MAX_LIMIT + 1)
+            moves = await svc.recent_moves(RECENT_MOVES)
+        except AssignmentUnavailable as e:
+            raise ApiError(503, str(e), "assignment_unavailable") from None
+        if mine:
+            rows = [r for r in rows if r.owner == svc.instance_id]
+        now = svc.clock.seconds()
+        hosts = []
+        for r in rows[:limit]:
+            item = r.as_json()
+            slot = svc.slots.get(r.host_session_id)
+            if slot is not None:
+                item["local"] = slot.as_json(now)
+            hosts.append(item)
+        me = svc.membership
+        return 200, {
+            "instance_id": svc.instance_id,
+            "state": me.state if me else None,
+            "capacity": svc.capacity,
+            "owned": len(svc.owned_hosts()),
+            "handing_over": sorted(h for h, s in svc.slots.items() if s.state == "handing"),
+            "store": getattr(svc.store, "name", None),
+            "members": [m.as_json() for m in members],
+            "hosts": hosts,
+            "hosts_total": len(rows),
+            "truncated": len(rows) > limit,
+            "recent_moves": [m.as_json() for m in moves],
+        }
+
+    @app.route("/debug/assignments/<host_session_id>", methods=["GET"], endpoint="debug.assignment")
+    @json_handler
+    async def assignment(request, host_session_id):
+        svc = assign_of(ctx)
+        try:
+            row = await svc.lookup(host_session_id)
+        except AssignmentUnavailable as e:
+            raise ApiError(503, str(e), "assignment_unavailable") from None
+        except ValueError as e:
+            raise ApiError(400, str(e), "invalid_id") from None
+        if row is None:
+            raise ApiError(404, f"no instance owns host {host_session_id}", "host_not_assigned")
+        item = row.as_json()
+        item["endpoint"] = await svc.endpoint_of(row.owner)
+        slot = svc.slots.get(host_session_id)
+        if slot is not None:
+            item["local"] = slot.as_json(svc.clock.seconds())
+        return 200, item

@@ -1,0 +1,144 @@
+"""Two whole managers in one process on a private Redis (and PostgreSQL): the debug view,
+redirects and forwarded actions for hosts owned by the other, drain, and the audit tables."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+import pytest_twisted
+import treq
+
+from beachmanager.assign.rendezvous import rank
+from tests.e2e.controller.stack import until
+from tests.support.api_client import start_manager
+from tests.support.servers import temporary_database, throwaway_redis
+
+IDS = ["mgr-a", "mgr-b"]
+HOSTS = [f"host-{n}" for n in range(20)]
+
+
+@pytest.fixture
+def redis_url():
+    with throwaway_redis() as server:
+        yield server.url
+
+
+@pytest.fixture
+def database():
+    with temporary_database() as url:
+        yield url
+
+
+async def pair(redis_url, **extra):
+    common = dict(auth_bypass=True, redis_url=redis_url, heartbeat_interval=1.0, membership_ttl=5.0,
+                  stop_timeout=3.0, webrtc_disable_stun=True, road_url="http://127.0.0.1:9", **extra)
+    a = await start_manager(instance_id="mgr-a", **common)
+    b = await start_manager(instance_id="mgr-b", **common)
+    for m in (a, b):
+        await m.ctx.parts["assign"].whenReady()
+
+    async def both_live():
+        r = await a.call("GET", "/debug/assignments")
+        return r.status == 200 and [x["id"] for x in r.body["members"] if x["live"]] == IDS
+
+    await until(both_live, timeout=10, what="both members live")
+    return a, b
+
+
+def owner(host):
+    return rank(host, IDS)[0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_debug_view_redirects_and_forwarded_actions(redis_url):
+    a, b = await pair(redis_url)
+    try:
+        by_id = {"mgr-a": a, "mgr-b": b}
+        for h in HOSTS:
+            d = await a.ctx.parts["assign"].place(h)
+            assert d.owner == owner(h)
+        r = await a.call("GET", "/debug/assignments")
+        assert r.status == 200 and r.body["instance_id"] == "mgr-a" and r.body["hosts_total"] == 20
+        assert {x["host_session_id"]: x["manager_instance_id"] for x in r.body["hosts"]} == {
+            h: owner(h) for h in HOSTS}
+        assert all(x["reason"] == "attach" for x in r.body["hosts"])
+        members = {m["id"]: m for m in r.body["members"]}
+        assert members["mgr-b"]["endpoint"] == b.base and members["mgr-a"]["endpoint"] == a.base
+        assert members["mgr-a"]["load"] + members["mgr-b"]["load"] == 20
+        mine = await a.call("GET", "/debug/assignments?mine=1&limit=5")
+        assert all(x["manager_instance_id"] == "mgr-a" for x in mine.body["hosts"])
+        assert len(mine.body["hosts"]) == min(5, members["mgr-a"]["load"])
+        assert (await a.call("GET", "/debug/assignments?limit=0")).status == 400
+
+        elsewhere = next(h for h in HOSTS if owner(h) == "mgr-b")
+        here = next(h for h in HOSTS if owner(h) == "mgr-a")
+        one = await a.call("GET", f"/debug/assignments/{elsewhere}")
+        assert (one.status, one.body["manager_instance_id"], one.body["endpoint"]) == (200, "mgr-b", b.base)
+        assert (await a.call("GET", "/debug/assignments/nobody")).status == 404
+
+        # A read about B's host: 307 to B, Location and JSON naming it ...
+        path = f"/sessions/{elsewhere}/state?private_beach_id=pb-1"
+        raw = await treq.get(a.base + path, allow_redirects=False)
+        body = json.loads(await raw.content())
+        assert raw.code == 307 and body["error_code"] == "owned_elsewhere"
+        assert raw.headers.getRawHeaders("location") == [b.base + path]
+        assert (body["manager_instance_id"], body["endpoint"]) == ("mgr-b", b.base)
+        # ... which a client following redirects ends at B (B answers: it has no such session).
+        followed = await a.call("GET", path)
+        assert (followed.status, followed.error_code) == (404, "session_not_found")
+        assert followed.body == (await b.call("GET", path)).body
+        # Our own host is answered here.
+        assert (await a.call("GET", f"/sessions/{here}/state")).status != 307
+
+        # An action for B's host sent to A is carried to B and answered by B.
+        body = {"controller_token": "00000000-0000-0000-0000-000000000000",
+                "actions": [{"id": "x1", "action_type": "terminal_write", "payload": {"bytes": "hi"}}]}
+        via_a = await a.call("POST", f"/sessions/{elsewhere}/actions", body=body)
+        direct = await b.call("POST", f"/sessions/{elsewhere}/actions", body=body)
+        assert via_a.headers.getRawHeaders("x-beach-served-by") == ["mgr-b"]
+        assert (via_a.status, via_a.body) == (direct.status, direct.body)
+        assert a.ctx.parts["assign"].relay.forwarded == 1 and b.ctx.parts["assign"].relay.served == 1
+        assert by_id[owner(here)] is a
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_drain_hands_every_host_over_and_the_audit_tables_agree(redis_url, database):
+    a, b = await pair(redis_url, database_url=database)
+    try:
+        for h in HOSTS:
+            await b.ctx.parts["assign"].place(h)
+        await b.stop()  # SIGTERM path: drain, hand over, leave
+        r = await a.call("GET", "/debug/assignments")
+        assert [m["id"] for m in r.body["members"]] == ["mgr-a"]
+        assert {x["manager_instance_id"] for x in r.body["hosts"]} == {"mgr-a"}
+        moved = {x["host_session_id"] for x in r.body["hosts"] if x["reason"] == "drain"}
+        assert moved == {h for h in HOSTS if owner(h) == "mgr-b"}
+        assert all(x["reassigned_from"] == "mgr-b" for x in r.body["hosts"] if x["reason"] == "drain")
+        drained = a.metrics.registry.get_sample_value("assignment_rebalance_total", {"reason": "drain"})
+        assert drained in (None, 0.0)  # counted by the instance that moved them
+        await a.ctx.parts["assign"].audit.flush()
+
+        def rows(sql):
+            with psycopg.connect(database) as conn:
+                return conn.execute(sql).fetchall()
+
+        async def audited():
+            await a.ctx.parts["assign"].audit.flush()
+            got = rows("SELECT host_session_id, manager_instance_id FROM beach_manager.manager_assignment")
+            return dict(got) == dict.fromkeys(HOSTS, "mgr-a")
+
+        await until(audited, timeout=10, what="manager_assignment rows owned by mgr-a")
+        events = rows("SELECT host_session_id, manager_instance_id, reassigned_from, reason "
+                      "FROM beach_manager.manager_assignment_event ORDER BY id")
+        assert {(h, to, frm) for h, to, frm, why in events if why == "drain"} == {
+            (h, "mgr-a", "mgr-b") for h in moved}
+        assert sorted(h for h, _, _, why in events if why == "attach") == sorted(HOSTS)
+        assert {i for (i,) in rows("SELECT id FROM beach_manager.manager_instance")} == set(IDS)
+    finally:
+        if a.root.running:
+            await a.stop()
