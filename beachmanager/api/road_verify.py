@@ -55,12 +55,28 @@ class RoadVerifier:
         import treq
 
         url = self.url(host_session_id)
+        timed_out = False
+        current = None  # the Deferred being waited on (the request, then the body)
+
+        def give_up() -> None:
+            nonlocal timed_out
+            timed_out = True
+            current.cancel()
+
         try:
-            response = await self._client.post(url, json={"code": code}).addTimeout(self.timeout, self.clock)
-            body = await treq.content(response).addTimeout(self.timeout, self.clock)
-        except (TwistedTimeout, CancelledError):
-            raise RoadTimeout(f"Beach Road did not answer verify-code within {self.timeout:g}s") from None
+            current = self._client.post(url, json={"code": code})
+            timer = self.clock.callLater(self.timeout, give_up)
+            try:
+                response = await current
+                current = treq.content(response)
+                body = await current
+            finally:
+                if timer.active():
+                    timer.cancel()
         except Exception as e:
+            # The agent reports a cancelled request as ResponseNeverReceived, not CancelledError.
+            if timed_out or isinstance(e, TwistedTimeout | CancelledError):
+                raise RoadTimeout(f"Beach Road did not answer verify-code within {self.timeout:g}s") from None
             raise RoadError(f"cannot reach Beach Road: {type(e).__name__}") from None
         if response.code != 200:
             raise RoadError(f"Beach Road answered verify-code with HTTP {response.code}")

@@ -1,0 +1,182 @@
+"""Attach-by-code against the development Road: verified and rejected codes, Road failures,
+and the hand-off to the attach machinery (issue 6's HostManager)."""
+
+import pytest
+import pytest_twisted
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+
+from beachmanager.api.road_verify import RoadError, RoadTimeout, RoadVerifier
+from beachmanager.devstack.road.service import start_road
+from beachmanager.registry.store import Tenant
+from tests.integration.api.conftest import auth_settings
+from tests.support.api_client import start_manager
+from tests.support.servers import free_port
+
+URL = "/private-beaches/pb-1/sessions/attach-by-code"
+
+
+@pytest.fixture
+def road():
+    running = pytest_twisted.blockon(start_road())
+    yield running
+    pytest_twisted.blockon(running.stop())
+
+
+async def host_session(road, session_id, passphrase):
+    r = await treq.post(road.url + "/sessions", json={"session_id": session_id, "passphrase": passphrase})
+    body = await r.json()
+    assert r.code == 200 and body["success"], body
+    return body
+
+
+class FakeHosts:
+    """Stands in for HostManager: records attaches; each attach machine is ready when we say."""
+
+    def __init__(self):
+        self.attached = []
+        self.ready = {}
+
+    def attach(self, host_session_id, join_code):
+        self.attached.append((host_session_id, join_code))
+        d = self.ready[host_session_id] = Deferred()
+        return type("Machine", (), {"when_ready": lambda self: d})()
+
+
+@pytest_twisted.ensureDeferred
+async def test_verified_code_is_recorded_and_pending_without_attach_machinery(road, jwks, gate):
+    await host_session(road, "host-ok", "JOINME")
+    m = await start_manager(road_url=road.url, **auth_settings(jwks))
+    m.ctx.parts.pop("hosts", None)
+    try:
+        r = await m.call("POST", URL, token=gate.token(), body={"session_id": "host-ok", "code": "JOINME"})
+        assert r.status == 200, r.body
+        assert (r.body["ok"], r.body["attach_method"]) == (True, "code")
+        s = r.body["session"]
+        assert (s["session_id"], s["private_beach_id"], s["attach_state"]) == ("host-ok", "pb-1", "pending_attach")
+        assert "JOINME" not in str(r.body)
+        store = m.ctx.parts["registry"].store
+        assert await store.join_code(Tenant("pb-1"), "host-ok") == "JOINME"
+        events = (await m.call("GET", "/sessions/host-ok/controller-events", token=gate.token())).body
+        assert [(e["event_type"], e["reason"]) for e in events] == [("registered", "attach_by_code")]
+    finally:
+        await m.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_rejected_codes_and_unknown_sessions_are_refused(road, jwks, gate):
+    await host_session(road, "host-ok", "JOINME")
+    m = await start_manager(road_url=road.url, **auth_settings(jwks))
+    try:
+        for body in ({"session_id": "host-ok", "code": "WRONG"}, {"session_id": "host-ok", "code": "joinme"},
+                     {"session_id": "no-such-host", "code": "JOINME"}):
+            r = await m.call("POST", URL, token=gate.token(), body=body)
+            assert (r.status, r.error_code) == (403, "invalid_join_code"), (body, r.body)
+        r = await m.call("GET", "/private-beaches/pb-1/sessions", token=gate.token())
+        assert r.body == []  # nothing recorded for a refused code
+    finally:
+        await m.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_hand_off_to_the_attach_machinery(road, jwks, gate):
+    await host_session(road, "host-ok", "JOINME")
+    m = await start_manager(road_url=road.url, **auth_settings(jwks))
+    hosts = m.ctx.parts["hosts"] = FakeHosts()
+    try:
+        r = await m.call("POST", URL, token=gate.token(), body={"session_id": "host-ok", "code": "JOINME"})
+        assert (r.status, r.body["session"]["attach_state"]) == (200, "attaching")
+        assert hosts.attached == [("host-ok", "JOINME")]
+        hosts.ready["host-ok"].callback(None)
+        r = await m.call("GET", "/private-beaches/pb-1/sessions", token=gate.token())
+        assert r.body[0]["attach_state"] == "attached"
+        await host_session(road, "host-2", "CODE2")
+        r = await m.call("POST", URL, token=gate.token(), body={"session_id": "host-2", "code": "CODE2"})
+        hosts.ready["host-2"].errback(RuntimeError("ICE failed"))
+        r = await m.call("GET", "/private-beaches/pb-1/sessions", token=gate.token())
+        assert {s["session_id"]: s["attach_state"] for s in r.body} == {"host-ok": "attached",
+                                                                       "host-2": "attach_failed"}
+    finally:
+        await m.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_real_host_manager_takes_the_host(road, jwks, gate):
+    await host_session(road, "host-real", "JOINME")
+    m = await start_manager(road_url=road.url, webrtc_disable_stun=True, **auth_settings(jwks))
+    try:
+        hosts = m.ctx.parts.get("hosts")
+        if hosts is None or not hasattr(hosts, "attach"):
+            pytest.fail("the attach machinery (parts['hosts']) is not wired into build_manager")
+        r = await m.call("POST", URL, token=gate.token(), body={"session_id": "host-real", "code": "JOINME"})
+        assert (r.status, r.body["session"]["attach_state"]) == (200, "attaching")
+        assert hosts.get("host-real") is not None  # an attach machine now manages it
+    finally:
+        await m.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_road_down_is_502_and_a_silent_road_times_out(jwks, gate):
+    dead = f"http://127.0.0.1:{free_port()}"
+    m = await start_manager(road_url=dead, **auth_settings(jwks))
+    try:
+        r = await m.call("POST", URL, token=gate.token(), body={"session_id": "h", "code": "c"})
+        assert (r.status, r.error_code, r.body["error"]) == (502, "road_error", "upstream_error")
+    finally:
+        await m.stop()
+
+    from twisted.internet.protocol import Factory, Protocol
+
+    class Silent(Protocol):
+        def dataReceived(self, data):
+            pass
+
+    port = reactor.listenTCP(0, Factory.forProtocol(Silent), interface="127.0.0.1")
+    try:
+        verifier = RoadVerifier(reactor, reactor, f"http://127.0.0.1:{port.getHost().port}", timeout=0.3)
+        with pytest.raises(RoadTimeout):
+            await verifier.verify("h", "c")
+        assert verifier.url("a b/../c").endswith("/sessions/a%20b%2F..%2Fc/verify-code")
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_road_answers_that_are_not_usable(road):
+    from twisted.web.resource import Resource
+    from twisted.web.server import NOT_DONE_YET, Site
+
+    class Odd(Resource):
+        isLeaf = True
+        replies = {b"/sessions/a/verify-code": (200, b"not json"), b"/sessions/b/verify-code": (200, b'{"x": 1}'),
+                   b"/sessions/c/verify-code": (500, b"{}")}
+
+        held = []
+
+        def render_POST(self, request):
+            if request.path == b"/sessions/d/verify-code":  # headers, then the body never ends
+                request.setResponseCode(200)
+                request.write(b'{"verified": ')
+                self.held.append(request)
+                return NOT_DONE_YET
+            code, body = self.replies[request.path]
+            request.setResponseCode(code)
+            return body
+
+    port = reactor.listenTCP(0, Site(Odd()), interface="127.0.0.1")
+    try:
+        verifier = RoadVerifier(reactor, reactor, f"http://127.0.0.1:{port.getHost().port}")
+        for sid in "abc":
+            with pytest.raises(RoadError):
+                await verifier.verify(sid, "code")
+        verifier.timeout = 0.3
+        with pytest.raises(RoadTimeout):
+            await verifier.verify("d", "code")
+        for request in Odd.held:
+            if not request.finished:
+                request.finish()
+        real = RoadVerifier(reactor, reactor, road.url)
+        assert (await real.verify("nobody", "x")).verified is False
+    finally:
+        await port.stopListening()
