@@ -319,3 +319,21 @@ def start_host(road_url: str, reactor=None, clock=None, session_keys: SessionKey
         return RunningHost(host)
 
     return ensureDeferred(_start())
+
+
+def start_hosts(road_url: str, count: int, reactor=None, **overrides: Any) -> Deferred[list[RunningHost]]:
+    """Start *count* hosts in this process (sharing one session-key cache); all or nothing."""
+    keys = overrides.pop("session_keys", None) or SessionKeyCache(max_entries=max(8, count))
+
+    async def _start() -> list[RunningHost]:
+        started: list[RunningHost] = []
+        try:
+            for _ in range(count):
+                started.append(await start_host(road_url, reactor, session_keys=keys, **overrides))
+        except Exception:
+            for h in started:
+                await h.stop()
+            raise
+        return started
+
+    return ensureDeferred(_start())

@@ -34,7 +34,7 @@ class Options(usage.Options):
     longdesc = ("Run a development Beach Road (signaling server) compatible with upstream Road's HTTP "
                 "and WebSocket API, holding everything in memory.")
     optParameters = [
-        ["port", "p", None, "TCP port to listen on [env BEACH_ROAD_PORT, then PORT] [default: 4132]"],
+        ["port", "p", None, "TCP port to listen on, 0 for any [env BEACH_ROAD_PORT, then PORT] [default: 4132]"],
         ["interface", None, "127.0.0.1", "Address to listen on (0.0.0.0 for all)."],
         ["public-url", None, None, "Base URL advertised in responses [env BEACH_PUBLIC_SESSION_SERVER] "
                                    "[default: the listening address]"],
@@ -59,9 +59,12 @@ class Options(usage.Options):
 
         env = self.environ
         port = self["port"] or _env(env, "BEACH_ROAD_PORT", "PORT") or "4132"
-        port_n = int(_positive("port", port, int))
-        if port_n > 65535:
-            raise usage.UsageError(f"--port must be at most 65535, got {port}")
+        try:
+            port_n = int(port)
+        except ValueError:
+            raise usage.UsageError(f"--port must be a number, got {port!r}") from None
+        if not 0 <= port_n <= 65535:
+            raise usage.UsageError(f"--port must be 0 (any free port) to 65535, got {port}")
         iface = self["interface"].replace(":", "\\:")
         self.endpoint = f"tcp:{port_n}:interface={iface}"
         kw = {}

@@ -26,7 +26,7 @@ def test_defaults_and_env():
     assert parse([], {"BEACH_ROAD_PORT": "6000", "PORT": "5000"}).endpoint.startswith("tcp:6000:")
 
 
-@pytest.mark.parametrize("args", [["--port", "x"], ["--port", "70000"], ["--peer-timeout", "0"],
+@pytest.mark.parametrize("args", [["--port", "x"], ["--port", "70000"], ["--port", "-1"], ["--peer-timeout", "0"],
                                   ["--max-sessions", "-1"]])
 def test_bad_values(args):
     with pytest.raises(usage.UsageError):
