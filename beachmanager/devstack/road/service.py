@@ -62,7 +62,8 @@ class RoadService(ReadyService):
 
         from .ws import RoadWebSocketFactory
 
-        self._ws_factory = RoadWebSocketFactory(self.rooms, self.settings.max_ws_message_bytes, self.reactor)
+        self._ws_factory = RoadWebSocketFactory(self.rooms, self.settings.max_ws_message_bytes, self.reactor,
+                                                self.settings.max_ws_backlog_bytes)
         ws_resource = WebSocketResource(self._ws_factory)
         site = Site(self.http.build(lambda _path_id: ws_resource).resource())
         site.displayTracebacks = False

@@ -26,6 +26,8 @@ class RoadSettings:
     #: Largest HTTP body and WebSocket message accepted, in bytes.
     max_body_bytes: int = 256 * 1024
     max_ws_message_bytes: int = 256 * 1024
+    #: Bytes queued for a WebSocket peer that does not read before it is dropped.
+    max_ws_backlog_bytes: int = 4 * 1024 * 1024
     #: Longest session id, peer id or handshake id accepted.
     max_id_length: int = 128
     # -- viewer tokens (optional) ---------------------------------------------------------

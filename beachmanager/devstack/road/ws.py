@@ -5,7 +5,9 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from .rooms import Connection, Rooms
 
@@ -15,11 +17,32 @@ def _addr(peer) -> str:
     return f"{host}:{port}" if host is not None else str(peer)
 
 
+@implementer(IPushProducer)
+class _Flow:
+    """Tracks whether the socket's send buffer is over Twisted's limit (the peer reads slowly)."""
+
+    paused = False
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+
+    def stopProducing(self):
+        self.paused = True
+
+
 class RoadWebSocket(WebSocketServerProtocol):
+    """One signaling socket.  Sends are bounded: once the transport's buffer is full, at most
+    ``factory.max_backlog`` more bytes are queued before the socket is dropped."""
+
     log = Logger()
     factory: RoadWebSocketFactory
     conn: Connection | None = None
     remote_addr = ""
+    _flow: _Flow | None = None
+    _backlog = 0
 
     def onConnect(self, request):
         path = request.path.rstrip("/")
@@ -28,6 +51,12 @@ class RoadWebSocket(WebSocketServerProtocol):
         self.conn = self.factory.rooms.connect(self, path_id)
         self.factory.open.add(self)
         return None
+
+    def onOpen(self):
+        self._flow = _Flow()
+        if getattr(self.transport, "producer", None) is not None:
+            self.transport.unregisterProducer()  # the HTTP channel's, left from the upgrade
+        self.transport.registerProducer(self._flow, True)
 
     def onMessage(self, payload: bytes, isBinary: bool):
         if self.conn is None:
@@ -45,16 +74,28 @@ class RoadWebSocket(WebSocketServerProtocol):
 
     # Link
     def send(self, text: str) -> None:
-        if self.state == self.STATE_OPEN:
-            self.sendMessage(text.encode("utf-8"), isBinary=False)
+        if self.state != self.STATE_OPEN:
+            return
+        data = text.encode("utf-8")
+        if self._flow is not None and self._flow.paused:
+            self._backlog += len(data)
+            if self._backlog > self.factory.max_backlog:
+                self.log.warn("dropping signaling peer {addr}: {n} bytes unread", addr=self.remote_addr,
+                              n=self._backlog)
+                self.dropConnection(abort=True)
+                return
+        else:
+            self._backlog = 0
+        self.sendMessage(data, isBinary=False)
 
 
 class RoadWebSocketFactory(WebSocketServerFactory):
     protocol = RoadWebSocket
 
-    def __init__(self, rooms: Rooms, max_message_bytes: int, reactor=None):
+    def __init__(self, rooms: Rooms, max_message_bytes: int, reactor=None, max_backlog: int = 4 * 1024 * 1024):
         super().__init__(reactor=reactor)
         self.rooms = rooms
+        self.max_backlog = max_backlog
         self.open: set[RoadWebSocket] = set()
         self.setProtocolOptions(maxMessagePayloadSize=max_message_bytes, maxFramePayloadSize=max_message_bytes)
 

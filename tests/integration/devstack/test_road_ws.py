@@ -7,7 +7,8 @@ import json
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet.task import Clock
+from twisted.internet import reactor
+from twisted.internet.task import Clock, deferLater
 
 from beachmanager.devstack.road.service import start_road
 from beachmanager.devstack.road.settings import RoadSettings
@@ -227,3 +228,32 @@ async def test_eviction_without_ping():
 
 def test_messages_are_json_objects():
     assert json.loads(sig.encode_server(sig.PeerLeft("x"))) == {"type": "peer_left", "peer_id": "x"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_peer_that_stops_reading_is_dropped():
+    road = await start_road(settings=RoadSettings(max_ws_backlog_bytes=512 * 1024))
+    slow = fast = None
+    try:
+        await setup_session(road)
+        fast = await WsPeer.connect(f"{road.ws_url}/ws/h1")
+        slow = await WsPeer.connect(f"{road.ws_url}/ws/h1")
+        await fast.join("ABC123")
+        sj = await slow.join("ABC123")
+        await fast.next_of(sig.PeerJoined)
+        slow.proto.transport.pauseProducing()  # stop reading the socket
+        blob = "x" * 200_000
+        for _ in range(200):  # 40 MB: more than the kernel buffers plus the backlog bound
+            fast.send(sig.Signal(sj.peer_id, {"blob": blob}))
+            if road.rooms.peers("h1") and len(road.rooms.peers("h1")) == 1:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        assert await fast.next_of(sig.PeerLeft) == sig.PeerLeft(sj.peer_id)
+        assert [m.conn.peer_id for m in road.rooms.peers("h1")] != [sj.peer_id]
+    finally:
+        for p in (fast, slow):
+            if p is not None:
+                if p.proto is not None:
+                    p.proto.transport.resumeProducing()
+                await p.close()
+        await road.stop()
