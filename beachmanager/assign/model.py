@@ -16,9 +16,10 @@ from .rendezvous import DRAINING, SERVING, STATES
 __all__ = ["DRAINING", "SERVING", "STATES"]
 
 #: Why a host got its owner.  ``attach``: first placement; ``failover``: the owner stopped
-#: heartbeating; ``drain``: the owner is shutting down; ``restore``: the shared store lost its
-#: records and the owner re-claimed what it holds; ``release``: the host was let go.
-REASONS = ("attach", "failover", "drain", "restore", "release")
+#: heartbeating; ``drain``: the owner is shutting down; ``rebalance``: a better-ranked instance
+#: (one that joined) has room; ``restore``: the shared store lost its records and the owner
+#: re-claimed what it holds; ``release``: the host was let go.
+REASONS = ("attach", "failover", "drain", "rebalance", "restore", "release")
 
 
 class AssignmentError(Exception):

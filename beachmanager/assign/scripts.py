@@ -158,6 +158,35 @@ for _, v in ipairs(stranded) do table.insert(out, v) end
 return out
 """
 
+#: ARGV[4..]: id, most moves.  Gentle rebalancing after a member joins: each host of <id>
+#: that ranks another candidate (live, SERVING, with room) above <id> moves to the best such
+#: candidate.  A host only ever moves up its own ranking, so this converges and never cycles.
+#: Same reply shape as SWEEP (nothing is stranded).
+REBALANCE = PRELUDE + r"""
+local id, budget = ARGV[4], tonumber(ARGV[5])
+local out = {NOW}
+for _, host in ipairs(redis.call('SMEMBERS', hkey(id))) do
+  if budget <= 0 then break end
+  local mine = redis.sha1hex(id .. '\0' .. host)
+  local best, best_score = false, mine
+  for _, other in ipairs(redis.call('SMEMBERS', P .. 'members')) do
+    if other ~= id then
+      local s = redis.sha1hex(other .. '\0' .. host)
+      if (s > best_score or (s == best_score and best and other < best)) and has_room(other) then
+        best, best_score = other, s
+      end
+    end
+  end
+  if best then
+    move(host, id, best, 'rebalance')
+    budget = budget - 1
+    table.insert(out, host); table.insert(out, id); table.insert(out, best)
+  end
+end
+table.insert(out, '|')
+return out
+"""
+
 #: ARGV[4..]: host, expected owner ('' = whoever).  Returns {1, former owner, now_ms} or
 #: {0, owner, now_ms}.
 RELEASE = PRELUDE + r"""

@@ -95,7 +95,8 @@ class AssignmentService(ReadyService):
                  depends_on: Callable[[], Iterable[ReadyService]] = tuple,
                  drain_timeout: float = 9.0, audit_every: int | None = None,
                  initial_hosts: Iterable[str] = (),
-                 relay_factory: Callable[[Any], Any] | None = None):
+                 relay_factory: Callable[[Any], Any] | None = None,
+                 rebalance_batch: int = 5):
         super().__init__("assign", clock)
         self.metrics = metrics
         self.instance_id = instance_id
@@ -108,6 +109,9 @@ class AssignmentService(ReadyService):
         self.depends_on = depends_on
         self.initial_hosts = list(initial_hosts)
         self.relay_factory = relay_factory
+        self.rebalance_batch = rebalance_batch
+        self._handing_out: set[str] = set()
+        self._unplaced: set[str] = set()
         self.relay = None
         self._members_cache: tuple[float, list] | None = None
         self.drain_timeout = drain_timeout
@@ -165,20 +169,26 @@ class AssignmentService(ReadyService):
                       capacity=self.capacity, interval=self.timings.interval,
                       dead_after=self.timings.dead_after)
 
-    async def _place_initial_hosts(self) -> None:
-        """Place the configured hosts (every instance may name the same ones: placement is sticky)."""
+    async def _place_initial_hosts(self, hosts: list[str] | None = None) -> None:
+        """Place the configured hosts (every instance may name the same ones: placement is
+        sticky).  Those refused for want of capacity are tried again every heartbeat interval."""
+        first = hosts is None
         refused = []
-        for host in self.initial_hosts:
+        for host in self.initial_hosts if first else hosts:
             try:
                 await self.assign(host)
+                self._unplaced.discard(host)
             except CapacityExhausted:
                 refused.append(host)
+                self._unplaced.add(host)
             except AssignmentUnavailable as e:
+                self._unplaced.add(host)
                 self.log.warn("could not place configured host {host_session_id}: {error}",
                               host_session_id=host, error=str(e))
-        if refused:
-            self.log.warn("{count} configured host(s) refused: every instance is at capacity: {hosts}",
-                          count=len(refused), hosts=refused[:LOG_HOSTS])
+        if refused and first:
+            self.log.warn("{count} configured host(s) refused: every instance is at capacity; "
+                          "retrying every {interval}s: {hosts}", count=len(refused),
+                          interval=self.timings.interval, hosts=refused[:LOG_HOSTS])
 
     def stop(self) -> Deferred | None:
         if self.membership is None:
@@ -294,10 +304,25 @@ class AssignmentService(ReadyService):
             result = await self._store(self.store.sweep())
             if result.moves:
                 self._failover_log(result)
+            await self._rebalance()
         await self.reconcile()
+        await self._finish_handing(force=False)
         if self._ticks % self.audit_every == 0:
             self.audit.note_owned([s.row for s in self.slots.values() if s.row and s.state != "handing"])
+            if self._unplaced and not self.draining:
+                await self._place_initial_hosts(sorted(self._unplaced))
         await self.audit.flush()
+
+    async def _rebalance(self) -> None:
+        """Hand hosts that rank a live instance with room above us to it, a few at a time,
+        make-before-break (after an instance joins, about 1/n of the hosts move to it)."""
+        budget = self.rebalance_batch - sum(1 for s in self.slots.values() if s.state == "handing")
+        if budget <= 0 or not self.slots:
+            return
+        result = await self._store(self.store.rebalance(self.instance_id, budget))
+        if result.moves:
+            self._handing_out.update(m.host_session_id for m in result.moves)
+            self._record_moves(result.moves)
 
     def _failover_log(self, result: SweepResult) -> None:
         for old, moves in result.by_old_owner().items():
@@ -389,7 +414,8 @@ class AssignmentService(ReadyService):
         slot = self.slots[host]
         for _, on_lost in self.listeners:
             _call_listener(on_lost, host, self.log)
-        if self.draining:
+        if self.draining or host in self._handing_out:
+            self._handing_out.discard(host)
             slot.state, slot.since = "handing", self.clock.seconds()
             return
         del self.slots[host]
@@ -506,14 +532,20 @@ class AssignmentService(ReadyService):
         # Without a transport there is nothing to keep until the new owner is ready.
         force = force or self.attacher is None
         rows = {} if force else await self._lookup_many(handing)
+        now = self.clock.seconds()
         for host in handing:
             row = rows.get(host)
-            if force or row is None or row.ready:
+            overdue = now - self.slots[host].since > self.drain_timeout
+            if force or overdue or row is None or row.ready or row.owner == self.instance_id:
+                if row is not None and row.owner == self.instance_id:
+                    continue  # it came back to us: the next reconcile takes it again
                 del self.slots[host]
                 self._detach(host)
                 if not force:
-                    self.log.info("drain: {host_session_id} ready at {new_manager_instance_id}; "
-                                  "detached", new_manager_instance_id=row.owner if row else None,
+                    self.log.info("handed over {host_session_id}: {state} at "
+                                  "{new_manager_instance_id}; detached here",
+                                  state="overdue" if overdue and not (row and row.ready) else "ready",
+                                  new_manager_instance_id=row.owner if row else None,
                                   **fields(host_session_id=host, manager_instance_id=self.instance_id))
 
     # -- plumbing --------------------------------------------------------------------------------

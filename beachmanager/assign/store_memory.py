@@ -160,6 +160,22 @@ class MemoryAssignmentStore:
                 out.stranded.append((host, instance_id))
         return out
 
+    async def rebalance(self, instance_id: str, budget: int) -> SweepResult:
+        now = self._now()
+        out = SweepResult()
+        for host in sorted(self._hosts.get(instance_id, ())):
+            if budget <= 0:
+                break
+            best, best_score = None, score(instance_id, host)
+            for other in sorted(self._members):
+                s = score(other, host)
+                if other != instance_id and s > best_score and self._has_room(other, now):
+                    best, best_score = other, s
+            if best is not None:
+                out.moves.append(self._move(host, instance_id, best, "rebalance", now))
+                budget -= 1
+        return out
+
     async def release(self, host: str, expected_owner: str | None = None) -> Move | None:
         cur = self._owner.get(host)
         if cur is None or (expected_owner and cur != expected_owner):

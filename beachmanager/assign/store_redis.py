@@ -119,6 +119,9 @@ class RedisAssignmentStore:
     async def handover(self, instance_id: str) -> SweepResult:
         return _moves(await self._eval(scripts.HANDOVER, instance_id), "drain")
 
+    async def rebalance(self, instance_id: str, budget: int) -> SweepResult:
+        return _moves(await self._eval(scripts.REBALANCE, instance_id, budget), "rebalance")
+
     async def release(self, host: str, expected_owner: str | None = None) -> Move | None:
         r = await self._eval(scripts.RELEASE, host, expected_owner or "")
         if not int(r[0]):

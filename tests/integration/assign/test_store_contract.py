@@ -189,3 +189,31 @@ async def test_holdings_say_whether_the_store_still_knows_us(harness):
     assert await s.holdings("mgr-a") == (True, {"h1"})
     await s.leave("mgr-a")
     assert await s.holdings("mgr-a") == (False, {"h1"})
+
+
+@pytest_twisted.ensureDeferred
+async def test_rebalance_moves_hosts_up_their_ranking_only(harness):
+    s = harness.store
+    await join(s, "mgr-a", capacity=100)
+    hosts = [f"h{n}" for n in range(60)]
+    for h in hosts:
+        await s.assign(h)
+    await join(s, "mgr-b", capacity=100)
+    await join(s, "mgr-c", capacity=5)
+    first = await s.rebalance("mgr-a", 7)
+    assert len(first.moves) == 7 and all(m.reason == "rebalance" for m in first.moves)
+    total = list(first.moves)
+    while True:
+        more = await s.rebalance("mgr-a", 100)
+        if not more.moves:
+            break
+        total += more.moves
+    for m in total:
+        assert rank(m.host_session_id, ["mgr-a", m.to]).index(m.to) == 0  # moved up its ranking
+    owned = {i: await s.owned(i) for i in ("mgr-a", "mgr-b", "mgr-c")}
+    assert len(owned["mgr-c"]) == 5  # full: the rest of its first choices went to mgr-b or stay
+    for h in owned["mgr-a"]:
+        better = rank(h, ["mgr-a", "mgr-b", "mgr-c"])
+        assert better.index("mgr-a") < better.index("mgr-b")  # mgr-a keeps only hosts it outranks b on
+    # mgr-b outranks mgr-a on every host it got; mgr-c is full: nothing more moves.
+    assert (await s.rebalance("mgr-b", 100)).moves == []

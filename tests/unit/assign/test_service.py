@@ -264,3 +264,48 @@ def test_a_store_that_lost_everything_is_restored_from_what_we_hold():
     assert a.owned_hosts() == {"h0", "h1", "h2"}
     assert a.attacher.hosts("detach") == []
     assert resolved(_run(a.lookup("h0"))).reason == "restore"
+
+
+def test_a_joining_instance_takes_about_its_share_make_before_break():
+    c = Cluster()
+    a = c.start("mgr-a", capacity=100)
+    hosts = [f"host-{n}" for n in range(60)]
+    for h in hosts:
+        resolved(_run(a.assign(h)))
+    c.run(1)
+    b = c.start("mgr-b", capacity=100)
+    b.attacher.hold = True
+    c.run(2)
+    # At most rebalance_batch hosts are in flight, and none is detached before b is ready.
+    assert 0 < len(b.owned_hosts()) <= a.rebalance_batch
+    assert a.attacher.hosts("detach") == []
+    assert all(a.slots[h].state == "handing" for h in b.owned_hosts())
+    b.attacher.hold = False
+    for _ in range(60):
+        for gate in list(b.attacher.gates.values()):
+            if not gate.called:
+                gate.callback(None)
+        c.run(0.5)
+    expected = {h for h in hosts if rank(h, ["mgr-a", "mgr-b"])[0] == "mgr-b"}
+    assert b.owned_hosts() == expected
+    assert a.owned_hosts() == set(hosts) - expected
+    assert set(a.attacher.hosts("detach")) == expected and not a.slots.keys() & expected
+    assert rebalanced(a, "rebalance") == len(expected)
+
+
+def test_configured_hosts_refused_at_start_are_placed_once_room_appears(logged):
+    c = Cluster()
+    a = c.start("mgr-a", capacity=2)
+    svc = AssignmentService(
+        c.clock, Metrics(CollectorRegistry()), instance_id="mgr-b", capacity=1,
+        endpoint=lambda: "http://b", timings=T, store_factory=lambda: c.store,
+        audit_factory=lambda: c.audit, attacher=RecordingAttacher(c.clock),
+        initial_hosts=["c1", "c2", "c3", "c4"])
+    svc.startService()
+    c.run(1)
+    assert len(a.owned_hosts()) + len(svc.owned_hosts()) == 3
+    assert any("configured host(s) refused" in e.get("log_format", "") for e in logged)
+    c.start("mgr-c", capacity=5)
+    c.run(T.interval + 1)
+    owners = {h: resolved(_run(a.lookup(h))).owner for h in ["c1", "c2", "c3", "c4"]}
+    assert set(owners) == {"c1", "c2", "c3", "c4"} and "mgr-c" in owners.values()
