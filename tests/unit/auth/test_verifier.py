@@ -4,7 +4,9 @@ import json
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred, fail, succeed
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.task import Clock
 
 from beachmanager.auth.jwks import JwksCache, JwksError, JwksUnavailable, parse_jwk, parse_jwks
@@ -179,7 +181,7 @@ async def test_concurrent_lookups_share_one_fetch(gate):
 
     cache = JwksCache("beach-gate", "u", fetch, clock)
     results = [cache.get(gate.key.kid) for _ in range(5)]
-    from twisted.internet.defer import ensureDeferred, gatherResults
+    from twisted.internet.defer import gatherResults
 
     d = gatherResults([ensureDeferred(r) for r in results])
     pending.callback(json.dumps(gate.jwks()).encode())
@@ -273,3 +275,50 @@ async def test_failure_context_is_from_the_token_but_never_the_token(gate, clerk
     f = info.value
     assert f.issuer == GATE_ISSUER and f.kid == gate.key.kid and len(f.audience) == 128
     assert token not in repr(vars(f))
+
+
+# -- fuzz: whatever arrives as a token or a key set, the answer is a refusal, never a crash ---
+
+_FUZZ_GATE = Issuer("ec", GATE_ISSUER, GATE_AUDIENCE, kid="fuzz-gate")
+
+
+@settings(max_examples=300, deadline=None)
+@given(token=st.text(max_size=300))
+def test_any_string_is_refused_cleanly(token):
+    clock = clock_at()
+    v, _ = standard(clock, _FUZZ_GATE, _FUZZ_GATE)
+
+    failures = []
+    ensureDeferred(v.verify(token)).addErrback(lambda f: failures.append(f.value))
+    assert len(failures) == 1 and isinstance(failures[0], AuthFailure), failures
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_mutation_of_a_valid_token_is_refused(data):
+    clock = clock_at()
+    v, _ = standard(clock, _FUZZ_GATE, _FUZZ_GATE)
+    token = _FUZZ_GATE.token(now=NOW)
+    i = data.draw(st.integers(0, len(token) - 1))
+    c = data.draw(st.sampled_from("AbZ09-_.=x"))
+    mutated = token[:i] + c + token[i + 1:]
+    results = []
+    ensureDeferred(v.verify(mutated)).addBoth(results.append)
+    if mutated == token:
+        assert results[0].subject == "user-1"
+    else:
+        # base64url has a few spare bits: a change there can decode to the same bytes
+        assert isinstance(results[0].value, AuthFailure) or results[0].subject == "user-1"
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+                            st.sampled_from(["keys", "kid", "kty", "crv", "x", "y", "n", "e", "alg", "use"]),
+                            inner, max_size=6), max_leaves=20))
+def test_any_json_key_set_parses_or_raises_jwks_error(doc):
+    try:
+        keys, skipped = parse_jwks(json.dumps(doc).encode())
+    except JwksError:
+        return
+    assert keys == {} or all(k.alg in ("ES256", "RS256") for k in keys.values())
