@@ -1,0 +1,192 @@
+"""The action routes over real HTTP on a whole manager, with a fake bus end standing in for the
+host (the end-to-end tests use a real devstack host).  Runs on the in-memory stores and on real
+Redis + PostgreSQL."""
+
+import json
+import uuid
+
+import pytest
+import pytest_twisted
+
+from beachmanager.registry.store import Op, SessionRegistration, Tenant
+from tests.support.api_client import start_manager
+from tests.support.servers import MACHINE_REDIS, temporary_database
+
+from .support import sleep
+
+
+class FakeHostBus:
+    """Stands in for the hosts service: a publisher that records envelopes."""
+
+    def __init__(self):
+        self.hosts: dict[str, bool] = {}
+        self.sent: list[tuple[str, dict]] = []
+
+    def publish_action(self, host, payload):
+        if not self.hosts.get(host):
+            return False
+        self.sent.append((host, json.loads(payload)))
+        return True
+
+    def is_ready(self, host):
+        return bool(self.hosts.get(host))
+
+    def ids(self, host):
+        return [p["payload"]["id"] for h, p in self.sent if h == host]
+
+
+@pytest.fixture(params=["memory", "redis+postgres"])
+def stores(request):
+    if request.param == "memory":
+        yield {}
+    else:
+        with temporary_database() as db:
+            yield {"redis_url": MACHINE_REDIS, "database_url": db}
+
+
+async def setup(stores, **overrides):
+    mgr = await start_manager(auth_bypass=True, **stores, **overrides)
+    controller = mgr.ctx.parts["controller"]
+    await controller.whenReady()
+    bus = FakeHostBus()
+    controller.bind_bus(bus, None, lambda: list(bus.hosts))
+    return mgr, controller, bus
+
+
+async def session_with_lease(mgr, host):
+    store = mgr.ctx.parts["registry"].store
+    tenant = Tenant("pb-" + uuid.uuid4().hex[:8], "acct-1")
+    now_ms = int(mgr.ctx.clock.seconds() * 1000)
+    result = await store.register_session(tenant, SessionRegistration(host), Op.new(), now_ms)
+    return tenant, result.lease.token
+
+
+def cmd(i, **extra):
+    return {"id": f"a-{i}", "action_type": "terminal_write",
+            "payload": {"bytes": f"echo MARK-{i}\r"}, **extra}
+
+
+def ack(i, status="ok", **extra):
+    return json.dumps({"type": "ack", "payload": {
+        "id": f"a-{i}", "status": status,
+        "applied_at": {"secs_since_epoch": 1, "nanos_since_epoch": 0}, **extra}}).encode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_submit_deliver_ack_and_read_back(stores):
+    mgr, controller, bus = await setup(stores)
+    try:
+        host = "host-" + uuid.uuid4().hex[:8]
+        _, token = await session_with_lease(mgr, host)
+        bus.hosts[host] = True
+        r = await mgr.call("POST", f"/sessions/{host}/actions",
+                           body={"controller_token": token, "actions": [cmd(1), cmd(2)]})
+        assert r.status == 200, r.body
+        assert r.body == {"accepted": True, "action_ids": ["a-1", "a-2"], "enqueued": ["a-1", "a-2"],
+                          "duplicates": [], "queue_depth": 2}
+        assert bus.ids(host) == ["a-1", "a-2"]
+        assert bus.sent[0][1] == {"type": "action", "payload": {**cmd(1), "expires_at": None}}
+        r = await mgr.call("GET", f"/sessions/{host}/actions/a-1")
+        assert r.status == 200 and r.body["status"] == "delivered" and r.body["attempts"] == 1
+
+        controller.ingest.on_ack(host, ack(1))
+        controller.ingest.on_ack(host, ack(2, "rejected", error_code="unsupported_action",
+                                           error_message="nope"))
+        for _ in range(100):
+            if controller.writer.written == 2:
+                break
+            await sleep(0.02)
+        r = await mgr.call("GET", f"/sessions/{host}/actions/a-1")
+        assert r.body["status"] == "acked" and r.body["ack_status"] == "ok"
+        assert r.body["latency_ms"] >= 0
+        r = await mgr.call("GET", f"/sessions/{host}/actions/a-2")
+        assert r.body["ack_status"] == "rejected" and r.body["error_code"] == "unsupported_action"
+        r = await mgr.call("GET", f"/sessions/{host}/actions/nope")
+        assert r.status == 404 and r.error_code == "action_not_found"
+        assert await controller.queue.depth(host) == 0
+        reg = mgr.metrics.registry
+        assert reg.get_sample_value("action_latency_seconds_count") == 2
+        assert reg.get_sample_value("actions_enqueued_total") == 2
+
+        # resubmitting is idempotent
+        r = await mgr.call("POST", f"/sessions/{host}/actions",
+                           body={"controller_token": token, "actions": [cmd(1), cmd(3)]})
+        assert r.status == 200 and r.body["enqueued"] == ["a-3"] and r.body["duplicates"] == ["a-1"]
+        assert bus.ids(host) == ["a-1", "a-2", "a-3"]
+    finally:
+        await mgr.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_refusals(stores):
+    mgr, controller, bus = await setup(stores, action_queue_bound=3)
+    try:
+        host = "host-" + uuid.uuid4().hex[:8]
+        _, token = await session_with_lease(mgr, host)
+        path = f"/sessions/{host}/actions"
+
+        async def post(actions, tok=token):
+            return await mgr.call("POST", path, body={"controller_token": tok, "actions": actions})
+
+        r = await post([])
+        assert r.status == 400 and r.error_code == "empty_actions"
+        r = await post([{"id": "x"}])
+        assert r.status == 400
+        r = await post([cmd(1), cmd(1)])
+        assert r.status == 400 and r.error_code == "duplicate_action_id"
+        r = await post([cmd(1, expires_at="tomorrow")])
+        assert r.status == 400
+        r = await mgr.call("POST", path, raw=b"{not json", headers={"Content-Type": "application/json"})
+        assert r.status == 400
+        r = await post([cmd(1)], tok=str(uuid.uuid4()))
+        assert r.status == 409 and r.error_code == "missing_lease"
+        r = await post([cmd(1)])
+        assert r.status == 409 and r.error_code == "child_not_attached"
+        bus.hosts[host] = False
+        r = await post([cmd(1)])
+        assert r.status == 409 and r.error_code == "child_offline"
+        r = await mgr.call("POST", "/sessions/no-such-host/actions",
+                           body={"controller_token": token, "actions": [cmd(1)]})
+        assert r.status == 404
+
+        bus.hosts[host] = True
+        r = await post([cmd(1), cmd(2), cmd(3)])
+        assert r.status == 200
+        r = await post([cmd(4)])
+        assert r.status == 429 and r.error_code == "too_many_requests"
+        assert int(r.headers.getRawHeaders("retry-after")[0]) >= 1
+        assert r.body["queue_depth"] == 3 and r.body["queue_bound"] == 3
+        controller.ingest.on_ack(host, ack(1))
+        for _ in range(100):
+            if await controller.queue.depth(host) == 2:
+                break
+            await sleep(0.02)
+        r = await post([cmd(4)])
+        assert r.status == 200 and r.body["enqueued"] == ["a-4"]
+    finally:
+        await mgr.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_state_and_health(stores):
+    mgr, controller, bus = await setup(stores)
+    try:
+        host = "host-" + uuid.uuid4().hex[:8]
+        await session_with_lease(mgr, host)
+        r = await mgr.call("GET", f"/sessions/{host}/state")
+        assert r.status == 200 and r.body is None
+        t = {"secs_since_epoch": 7, "nanos_since_epoch": 0}
+        controller.ingest.on_state(host, json.dumps({"type": "state", "payload": {
+            "sequence": 4, "emitted_at": t, "payload": {"type": "terminal_full", "lines": ["$ hi"]}}}).encode())
+        controller.ingest.on_health(host, json.dumps({"type": "health", "payload": {
+            "queue_depth": 2, "cpu_load": None, "memory_bytes": None, "degraded": True,
+            "warnings": ["slow"]}}).encode())
+        await sleep(0.05)
+        r = await mgr.call("GET", f"/sessions/{host}/state")
+        assert r.body == {"sequence": 4, "emitted_at": t,
+                          "payload": {"type": "terminal_full", "lines": ["$ hi"]}}
+        r = await mgr.call("GET", f"/sessions/{host}/health")
+        assert r.body["queue_depth"] == 2 and r.body["degraded"] is True
+        assert r.body["warnings"] == ["slow"] and r.body["received_at_ms"] > 0
+    finally:
+        await mgr.stop()
