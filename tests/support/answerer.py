@@ -62,11 +62,13 @@ def _application_mid(sdp: str) -> str | None:
 class TestAnswerer:
     __test__ = False  # not a pytest class
 
-    def __init__(self, road_url: str, host_session_id: str, join_code: str, label: str | None):
+    def __init__(self, road_url: str, host_session_id: str, join_code: str, label: str | None,
+                 send_ready: bool = True):
         self.road_url = road_url.rstrip("/")
         self.host_session_id = host_session_id
         self.join_code = join_code
         self.label = label
+        self.send_ready = send_ready
         self.ws: WsPeer | None = None
         self.psid: str | None = None
         self.peer_id: str | None = None
@@ -92,8 +94,9 @@ class TestAnswerer:
     # -- joining ---------------------------------------------------------------------------
     @classmethod
     async def join(cls, road_url: str, host_session_id: str, join_code: str, label: str | None = "beach-manager",
-                   timeout: float = 30.0) -> TestAnswerer:
-        peer = cls(road_url, host_session_id, join_code, label)
+                   timeout: float = 30.0, send_ready: bool = True) -> TestAnswerer:
+        """Join and (unless *send_ready* is false) send ``__ready__``."""
+        peer = cls(road_url, host_session_id, join_code, label, send_ready)
         d = Deferred.fromCoroutine(peer._join())
         d.addTimeout(timeout, reactor)
         try:
@@ -251,7 +254,8 @@ class TestAnswerer:
             for plain in self.gate.install(self.crypto):
                 self._on_plain(plain)
         self._beach = beach
-        self.send_text(channel.READY)
+        if self.send_ready:
+            self.send_text(channel.READY)
 
     # -- data ---------------------------------------------------------------------------------------
     def _on_beach(self, data: bytes) -> None:

@@ -223,8 +223,7 @@ class ClientPeer:
         keys = hs.keys
         for item in self.link.install(SecureChannel(keys.send_key, keys.recv_key)):
             self._deliver(item)
-        self.log.info("secure transport with {peer} ready (code {code})", code=keys.verification_code,
-                      **self._fields())
+        self.log.info("secure transport with {peer} ready", **self._fields())
 
     def _handshake_message(self, data: bytes) -> None:
         hs = self.handshake

@@ -280,3 +280,31 @@ async def test_backfill_and_viewport_clear(road, hosts, peers):
     peer.send_frame(frames.ViewportCommand())
     await peer.wait_frame(frames.Hello, since=since)
     await peer.wait_frame(frames.SnapshotComplete, since=since, where=lambda f: f.lane == frames.Lane.HISTORY)
+
+
+@pytest_twisted.ensureDeferred
+async def test_peer_without_ready_is_dropped_after_the_timeout(road, hosts, peers):
+    host = await hosts(ready_timeout=1.0)
+    peer = await peers(road, host, send_ready=False)
+    assert peer.secure  # the handshake ran; only the sentinel is missing
+    [pending] = host.host.peers.values()
+    await eventually(lambda: not host.host.peers, timeout=5)
+    assert "timed out" in pending.close_reason and pending.phase.value == "closed"
+    assert "__offer_ready__" not in peer.received
+    # the same client may try again on a new connection
+    again = await peers(road, host)
+    await again.wait_text("__offer_ready__")
+
+
+@pytest_twisted.ensureDeferred
+async def test_peer_leaving_mid_negotiation_is_cleaned_up(road, hosts):
+    from tests.support.ws_peer import WsPeer
+
+    host = await hosts()
+    ws = await WsPeer.connect(f"{road.ws_url}/ws/{host.session_id}")
+    await ws.join(host.join_code, label="beach-manager")  # joins, never answers the offer
+    await eventually(lambda: any(p.phase.value == "answer" for p in host.host.peers.values()))
+    [pending] = host.host.peers.values()
+    await ws.close()
+    await eventually(lambda: not host.host.peers)
+    assert pending.close_reason == "left the room"
