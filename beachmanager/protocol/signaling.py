@@ -62,6 +62,7 @@ Transport = str | CustomTransport
 
 # -- small JSON helpers -----------------------------------------------------------------
 
+
 def _load(text: str | bytes, what: str) -> dict[str, Any]:
     if isinstance(text, bytes | bytearray | memoryview):
         raw = bytes(text)
@@ -126,14 +127,16 @@ def _transport(value: Any, key: str) -> Transport:
         return value
     if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("custom"), str):
         return CustomTransport(value["custom"])
-    raise SignalingError(f"field {key!r} must be a transport name or {{\"custom\": name}}")
+    raise SignalingError(f'field {key!r} must be a transport name or {{"custom": name}}')
 
 
 def _transport_json(t: Transport) -> Any:
     return {"custom": t.name} if isinstance(t, CustomTransport) else t
 
 
-def _transports(obj: Mapping[str, Any], key: str, *, optional: bool = False) -> tuple[Transport, ...]:
+def _transports(
+    obj: Mapping[str, Any], key: str, *, optional: bool = False
+) -> tuple[Transport, ...]:
     value = obj.get(key)
     if value is None and optional:
         return ()
@@ -164,6 +167,7 @@ def _role(value: Any) -> str:
 
 # -- peers ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class PeerInfo:
     id: str
@@ -179,7 +183,8 @@ class PeerInfo:
             "role": self.role,
             "joined_at": self.joined_at,
             "supported_transports": [_transport_json(t) for t in self.supported_transports],
-            "preferred_transport": None if self.preferred_transport is None
+            "preferred_transport": None
+            if self.preferred_transport is None
             else _transport_json(self.preferred_transport),
         }
         if self.metadata is not None:
@@ -205,6 +210,7 @@ class PeerInfo:
 
 
 # -- client -> Road ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Join:
@@ -254,7 +260,8 @@ def encode_client(msg: ClientMessage) -> str:
             "peer_id": msg.peer_id,
             "passphrase": msg.passphrase,
             "supported_transports": [_transport_json(t) for t in msg.supported_transports],
-            "preferred_transport": None if msg.preferred_transport is None
+            "preferred_transport": None
+            if msg.preferred_transport is None
             else _transport_json(msg.preferred_transport),
             "label": msg.label,
             "mcp": msg.mcp,
@@ -269,11 +276,21 @@ def encode_client(msg: ClientMessage) -> str:
     if isinstance(msg, Ping):
         return _dump({"type": "ping"})
     if isinstance(msg, NegotiateTransport):
-        return _dump({"type": "negotiate_transport", "to_peer": msg.to_peer,
-                      "proposed_transport": _transport_json(msg.proposed_transport)})
+        return _dump(
+            {
+                "type": "negotiate_transport",
+                "to_peer": msg.to_peer,
+                "proposed_transport": _transport_json(msg.proposed_transport),
+            }
+        )
     if isinstance(msg, AcceptTransport):
-        return _dump({"type": "accept_transport", "to_peer": msg.to_peer,
-                      "transport": _transport_json(msg.transport)})
+        return _dump(
+            {
+                "type": "accept_transport",
+                "to_peer": msg.to_peer,
+                "transport": _transport_json(msg.transport),
+            }
+        )
     raise TypeError(f"not a client signaling message: {msg!r}")
 
 
@@ -299,14 +316,16 @@ def decode_client(text: str | bytes) -> ClientMessage:
     if kind == "ping":
         return Ping()
     if kind == "negotiate_transport":
-        return NegotiateTransport(_str(obj, "to_peer"),
-                                  _transport(obj.get("proposed_transport"), "proposed_transport"))
+        return NegotiateTransport(
+            _str(obj, "to_peer"), _transport(obj.get("proposed_transport"), "proposed_transport")
+        )
     if kind == "accept_transport":
         return AcceptTransport(_str(obj, "to_peer"), _transport(obj.get("transport"), "transport"))
     raise SignalingError(f"unknown client message type {kind!r}")
 
 
 # -- Road -> client ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class JoinSuccess:
@@ -368,8 +387,17 @@ class TransportAccepted:
     transport: Transport
 
 
-ServerMessage = (JoinSuccess | JoinError | PeerJoined | PeerLeft | RelayedSignal | Pong | ErrorMessage
-                 | TransportProposal | TransportAccepted)
+ServerMessage = (
+    JoinSuccess
+    | JoinError
+    | PeerJoined
+    | PeerLeft
+    | RelayedSignal
+    | Pong
+    | ErrorMessage
+    | TransportProposal
+    | TransportAccepted
+)
 
 #: ``join_error`` reasons Road sends (§2.4).
 JOIN_ERROR_NOT_FOUND = "Session not found"
@@ -384,9 +412,15 @@ JOIN_ERROR_NO_PASSPHRASE = "Passphrase required"
 def encode_server(msg: ServerMessage) -> str:
     """The WebSocket text for a Road-to-client message."""
     if isinstance(msg, JoinSuccess):
-        return _dump({"type": "join_success", "session_id": msg.session_id, "peer_id": msg.peer_id,
-                      "peers": [p.to_json() for p in msg.peers],
-                      "available_transports": [_transport_json(t) for t in msg.available_transports]})
+        return _dump(
+            {
+                "type": "join_success",
+                "session_id": msg.session_id,
+                "peer_id": msg.peer_id,
+                "peers": [p.to_json() for p in msg.peers],
+                "available_transports": [_transport_json(t) for t in msg.available_transports],
+            }
+        )
     if isinstance(msg, JoinError):
         return _dump({"type": "join_error", "reason": msg.reason})
     if isinstance(msg, PeerJoined):
@@ -400,11 +434,21 @@ def encode_server(msg: ServerMessage) -> str:
     if isinstance(msg, ErrorMessage):
         return _dump({"type": "error", "message": msg.message})
     if isinstance(msg, TransportProposal):
-        return _dump({"type": "transport_proposal", "from_peer": msg.from_peer,
-                      "proposed_transport": _transport_json(msg.proposed_transport)})
+        return _dump(
+            {
+                "type": "transport_proposal",
+                "from_peer": msg.from_peer,
+                "proposed_transport": _transport_json(msg.proposed_transport),
+            }
+        )
     if isinstance(msg, TransportAccepted):
-        return _dump({"type": "transport_accepted", "from_peer": msg.from_peer,
-                      "transport": _transport_json(msg.transport)})
+        return _dump(
+            {
+                "type": "transport_accepted",
+                "from_peer": msg.from_peer,
+                "transport": _transport_json(msg.transport),
+            }
+        )
     raise TypeError(f"not a server signaling message: {msg!r}")
 
 
@@ -437,14 +481,18 @@ def decode_server(text: str | bytes) -> ServerMessage:
     if kind == "error":
         return ErrorMessage(_str(obj, "message"))
     if kind == "transport_proposal":
-        return TransportProposal(_str(obj, "from_peer"),
-                                 _transport(obj.get("proposed_transport"), "proposed_transport"))
+        return TransportProposal(
+            _str(obj, "from_peer"), _transport(obj.get("proposed_transport"), "proposed_transport")
+        )
     if kind == "transport_accepted":
-        return TransportAccepted(_str(obj, "from_peer"), _transport(obj.get("transport"), "transport"))
+        return TransportAccepted(
+            _str(obj, "from_peer"), _transport(obj.get("transport"), "transport")
+        )
     raise SignalingError(f"unknown server message type {kind!r}")
 
 
 # -- sealed blobs -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SealedBox:
@@ -455,9 +503,11 @@ class SealedBox:
     version: int = 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": self.version,
-                "nonce": base64.b64encode(self.nonce).decode("ascii"),
-                "ciphertext": base64.b64encode(self.ciphertext).decode("ascii")}
+        return {
+            "version": self.version,
+            "nonce": base64.b64encode(self.nonce).decode("ascii"),
+            "ciphertext": base64.b64encode(self.ciphertext).decode("ascii"),
+        }
 
     @classmethod
     def from_json(cls, obj: Any) -> SealedBox:
@@ -485,6 +535,7 @@ def _opt_sealed(obj: Mapping[str, Any]) -> SealedBox | None:
 
 # -- SDP mailbox payload ------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class WebRtcSdpPayload:
     """Body of ``POST/GET /peer-sessions/{psid}/webrtc/{offer,answer}`` (§3.2)."""
@@ -497,8 +548,13 @@ class WebRtcSdpPayload:
     sealed: SealedBox | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"sdp": self.sdp, "type": self.type, "handshake_id": self.handshake_id,
-                               "from_peer": self.from_peer, "to_peer": self.to_peer}
+        out: dict[str, Any] = {
+            "sdp": self.sdp,
+            "type": self.type,
+            "handshake_id": self.handshake_id,
+            "from_peer": self.from_peer,
+            "to_peer": self.to_peer,
+        }
         if self.sealed is not None:
             out["sealed"] = self.sealed.to_json()
         return out
@@ -513,9 +569,14 @@ class WebRtcSdpPayload:
         sdp_type = _str(obj, "type")
         if sdp_type not in SDP_TYPES:
             raise SignalingError(f"SDP type must be offer or answer, got {sdp_type!r}")
-        return cls(sdp=_str(obj, "sdp"), type=sdp_type, handshake_id=_str(obj, "handshake_id"),
-                   from_peer=_str(obj, "from_peer"), to_peer=_str(obj, "to_peer"),
-                   sealed=_opt_sealed(obj))
+        return cls(
+            sdp=_str(obj, "sdp"),
+            type=sdp_type,
+            handshake_id=_str(obj, "handshake_id"),
+            from_peer=_str(obj, "from_peer"),
+            to_peer=_str(obj, "to_peer"),
+            sealed=_opt_sealed(obj),
+        )
 
     @classmethod
     def decode(cls, text: str | bytes) -> WebRtcSdpPayload:
@@ -528,6 +589,7 @@ class WebRtcSdpPayload:
 
 # -- ICE candidates ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class IceCandidate:
     """One candidate; also the plaintext JSON inside a sealed ICE signal (§3.3)."""
@@ -537,7 +599,11 @@ class IceCandidate:
     sdp_mline_index: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"candidate": self.candidate, "sdp_mid": self.sdp_mid, "sdp_mline_index": self.sdp_mline_index}
+        return {
+            "candidate": self.candidate,
+            "sdp_mid": self.sdp_mid,
+            "sdp_mline_index": self.sdp_mline_index,
+        }
 
     def encode(self) -> bytes:
         """The sealed plaintext: UTF-8 JSON."""
@@ -550,8 +616,11 @@ class IceCandidate:
         index = _int(obj, "sdp_mline_index", optional=True)
         if index is not None and not 0 <= index <= 0xFFFFFFFF:
             raise SignalingError("sdp_mline_index out of range")
-        return cls(candidate=_str(obj, "candidate"), sdp_mid=_str(obj, "sdp_mid", optional=True),
-                   sdp_mline_index=index)
+        return cls(
+            candidate=_str(obj, "candidate"),
+            sdp_mid=_str(obj, "sdp_mid", optional=True),
+            sdp_mline_index=index,
+        )
 
     @classmethod
     def decode(cls, data: str | bytes) -> IceCandidate:
@@ -583,9 +652,13 @@ class IceCandidateSignal:
         return IceCandidate(self.candidate, self.sdp_mid, self.sdp_mline_index)
 
     def to_json(self) -> dict[str, Any]:
-        inner: dict[str, Any] = {"signal_type": "ice_candidate", "candidate": self.candidate,
-                                 "sdp_mid": self.sdp_mid, "sdp_mline_index": self.sdp_mline_index,
-                                 "handshake_id": self.handshake_id}
+        inner: dict[str, Any] = {
+            "signal_type": "ice_candidate",
+            "candidate": self.candidate,
+            "sdp_mid": self.sdp_mid,
+            "sdp_mline_index": self.sdp_mline_index,
+            "handshake_id": self.handshake_id,
+        }
         if self.sealed is not None:
             inner["sealed"] = self.sealed.to_json()
         return {"transport": "webrtc", "signal": inner}
@@ -601,10 +674,13 @@ class IceCandidateSignal:
         index = _int(inner, "sdp_mline_index", optional=True)
         if index is not None and not 0 <= index <= 0xFFFFFFFF:
             raise SignalingError("sdp_mline_index out of range")
-        return cls(handshake_id=_str(inner, "handshake_id"),
-                   candidate=_str(inner, "candidate", optional=True) or "",
-                   sdp_mid=_str(inner, "sdp_mid", optional=True), sdp_mline_index=index,
-                   sealed=_opt_sealed(inner))
+        return cls(
+            handshake_id=_str(inner, "handshake_id"),
+            candidate=_str(inner, "candidate", optional=True) or "",
+            sdp_mid=_str(inner, "sdp_mid", optional=True),
+            sdp_mline_index=index,
+            sealed=_opt_sealed(inner),
+        )
 
 
 def is_secure_label(label: str | None) -> bool:
