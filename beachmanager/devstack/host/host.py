@@ -13,7 +13,6 @@ Embedding: ``host = await start_host(road_url, command=["/bin/sh"])`` gives a
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -141,7 +140,7 @@ class BeachHost(ReadyService):
         return {"schema": 2, "session_id": self.session_id, "join_code": self.join_code,
                 "session_server": self.settings.road_url, "road_url": self.settings.road_url,
                 "active_transport": "WebRTC", "host_binary": "beach-host-dev", "host_version": __version__,
-                "timestamp": int(time.time()), "command": list(self.pty.argv) if self.pty else [],
+                "timestamp": int(self.clock.seconds()), "command": list(self.pty.argv) if self.pty else [],
                 "wait_for_peer": False, "mcp_enabled": False}
 
     def status(self) -> dict[str, Any]:

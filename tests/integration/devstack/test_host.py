@@ -308,3 +308,22 @@ async def test_peer_leaving_mid_negotiation_is_cleaned_up(road, hosts):
     await ws.close()
     await eventually(lambda: not host.host.peers)
     assert pending.close_reason == "left the room"
+
+
+@pytest_twisted.ensureDeferred
+async def test_host_rejoins_road_after_losing_its_websocket(road, hosts, peers):
+    host = await hosts()
+    first = await peers(road, host)
+    await first.wait_frame(frames.SnapshotComplete, where=lambda f: f.lane == frames.Lane.HISTORY)
+    old_id = host.host.own_peer_id
+    road.service._ws_factory.close_all()  # every signaling socket drops; WebRTC stays up
+    await eventually(lambda: host.host.own_peer_id not in (None, old_id) and road.rooms.peers(host.session_id),
+                     timeout=10)
+    [member] = road.rooms.peers(host.session_id)
+    assert member.role == "server" and member.conn.peer_id == host.host.own_peer_id
+    since = len(first.received)
+    first.send_frame(frames.Input(seq=1, data=b"echo still-$((2+3))\r"))
+    await wait_delta_with(first, "still-5", since)
+    second = await peers(road, host)
+    await second.wait_text("__offer_ready__")
+    assert len(host.host.serving_peers()) == 2
