@@ -66,12 +66,18 @@ class ManagerService(OrderedMultiService):
         if cfg.impl == "legacy":
             self.log.warn("BEACH_MANAGER_IMPL=legacy: launch scripts will route to the legacy "
                           "manager; this process is the rewrite")
-        super().startService()
+        # Watch before starting: a part that fails because another failed must not be
+        # blamed first, so the root's watchers run ahead of the parts' own.
         for child in self:
             if isinstance(child, ReadyService) and child.critical:
                 child.whenReady().addErrback(self._fatal, child.name)
+        super().startService()
 
     def _fatal(self, failure: Failure, name: str) -> None:
+        if self.fatal_error is not None:  # the process is already on its way out
+            self.log.error("{service} also failed to start: {error}", service=name,
+                           error=failure.getErrorMessage())
+            return
         self.fatal_error = failure
         self.log.critical("fatal start-up error in {service}: {error}; exiting with status 1",
                           service=name, error=failure.getErrorMessage())

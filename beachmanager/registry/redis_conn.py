@@ -12,6 +12,8 @@ from ..config import redact_url
 from ..retry import backoff, retrying
 from ..service import ReadyService
 
+PING_TIMEOUT = 2.0
+
 
 def redis_args(url: str) -> dict:
     """txredisapi connection arguments from a ``redis://[:password@]host[:port][/db]`` URL."""
@@ -64,7 +66,10 @@ class RedisService(ReadyService):
             self.log.warn("redis {url} not answering ({error}); retry {attempt} in {wait:.1f}s",
                           url=redact_url(self.url), error=self.last_error, attempt=attempt, wait=wait)
 
-        await retrying(lambda: self.conn.ping(), self.clock, delay=backoff(0.2, 5.0), on_retry=on_retry)
+        # A lazy connection queues commands until it connects: bound each PING so that a dead
+        # server shows up as an error on /readyz instead of a silent wait.
+        await retrying(lambda: self.conn.ping().addTimeout(PING_TIMEOUT, self.clock), self.clock,
+                       delay=backoff(0.2, 5.0), on_retry=on_retry)
         self.last_error = None
 
     def stop(self) -> Deferred | None:

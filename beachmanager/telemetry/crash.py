@@ -26,7 +26,7 @@ RECENT_ERRORS = 20
 
 @implementer(ILogObserver)
 class CrashReporter:
-    log = Logger(namespace="beachmanager.crash")
+    log = Logger()
 
     def __init__(self, recent: int = RECENT_ERRORS):
         self.providers: dict[str, StateProvider] = {}
@@ -43,7 +43,7 @@ class CrashReporter:
 
     # -- observing the log --------------------------------------------------
     def __call__(self, event: dict[str, Any]) -> None:
-        if event.get("log_namespace") == "beachmanager.crash":
+        if "crash_report" in event:
             return
         level = event.get("log_level")
         if level not in (LogLevel.error, LogLevel.critical) and "log_failure" not in event:
@@ -55,9 +55,9 @@ class CrashReporter:
             "message": formatEvent(event)[:500],
             "error": failure.getErrorMessage()[:500] if failure is not None else None,
         })
-        if level is LogLevel.critical:
-            # Twisted logs "Unhandled error in Deferred" at critical level.
-            self.report("critical error: " + formatEvent(event)[:200])
+        if "unhandled" in str(event.get("log_format", "")).lower():
+            # Twisted's "Unhandled error in Deferred:", "Unhandled Error", ...: nobody caught it.
+            self.report("unhandled error: " + formatEvent(event)[:200])
 
     # -- reporting ----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from beachmanager import config
 from beachmanager.manager import build_manager
 from beachmanager.service import ReadyService
 from beachmanager.telemetry.metrics import PLAN_METRICS, Metrics
+from tests.support.auth_issuer import GATE_AUDIENCE, GATE_ISSUER, Issuer, JwksServer
 
 
 class NeverReady(ReadyService):
@@ -32,8 +33,20 @@ class NeverReady(ReadyService):
 
 
 @pytest.fixture
-def manager():
-    cfg = config.defaults(http_endpoint="tcp:0:interface=127.0.0.1", instance_id="mgr-test")
+def gate():
+    issuer = Issuer("ec", GATE_ISSUER, GATE_AUDIENCE)
+    server = JwksServer(reactor, {"gate": issuer})
+    server.start()
+    issuer.jwks_url = server.url("gate")
+    yield issuer
+    pytest_twisted.blockon(server.stop())
+
+
+@pytest.fixture
+def manager(gate):
+    cfg = config.defaults(http_endpoint="tcp:0:interface=127.0.0.1", instance_id="mgr-test",
+                          beach_gate_jwks_url=gate.jwks_url, beach_gate_issuer=GATE_ISSUER,
+                          beach_gate_audience=GATE_AUDIENCE)
     fatal = []
     root = build_manager(cfg, reactor, metrics=Metrics(CollectorRegistry()), on_fatal=fatal.append)
     root.fatal = fatal
@@ -48,7 +61,7 @@ def base_url(root):
 
 
 @pytest_twisted.inlineCallbacks
-def test_health_ready_metrics_info(manager):
+def test_health_ready_metrics_info(manager, gate):
     manager.startService()
     yield manager.ctx.parts["http"].whenReady()
     url = base_url(manager)
@@ -68,7 +81,12 @@ def test_health_ready_metrics_info(manager):
         assert name in families or name.removesuffix("_total") in families, name
 
     r = yield treq.get(url + "/debug/info")
+    assert r.code == 401
+    yield r.text()
+    r = yield treq.get(url + "/debug/info", headers={
+        "Authorization": "Bearer " + gate.token(scope="pb:manager.debug")})
     info = json.loads((yield r.text()))
+    assert r.code == 200, info
     assert info["instance_id"] == "mgr-test" and info["impl"] == "rewrite"
     assert info["stores"] == {"runtime": "memory", "registry": "memory"}
     assert info["version"] and info["uptime_seconds"] >= 0
@@ -109,29 +127,40 @@ def test_port_in_use_is_fatal(manager):
         yield second.stopService()
 
 
-@pytest_twisted.inlineCallbacks
-def test_real_stores_are_used_and_a_dead_one_keeps_readyz_503():
-    from tests.support.servers import MACHINE_PG, MACHINE_REDIS, free_port
+async def readyz_when_settled(root, want_ready: bool, timeout: float = 30.0, until=lambda body: True):
+    """Poll /readyz until it says *want_ready* and *until(body)* (or give up: the last answer)."""
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + timeout
+    while True:
+        r = await treq.get(base_url(root) + "/readyz")
+        body = json.loads(await r.text())
+        if ((r.code == 200) == want_ready and until(body)) or reactor.seconds() > deadline:
+            return r.code, body
+        await deferLater(reactor, 0.1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_real_stores_are_used_and_a_dead_one_keeps_readyz_503():
+    from tests.support.servers import MACHINE_REDIS, free_port, temporary_database
 
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    for redis_url, expect in ((MACHINE_REDIS, 200), (dead_redis, 503)):
-        cfg = config.defaults(http_endpoint="tcp:0:interface=127.0.0.1", redis_url=redis_url,
-                              database_url=MACHINE_PG)
-        root = build_manager(cfg, reactor, metrics=Metrics(CollectorRegistry()), on_fatal=list().append)
-        root.startService()
-        try:
-            yield root.ctx.parts["http"].whenReady()
-            if expect == 200:
-                yield root.ctx.parts["redis"].whenReady()
-                yield root.ctx.parts["postgres"].whenReady()
-            else:
-                yield root.ctx.parts["postgres"].whenReady()
-            r = yield treq.get(base_url(root) + "/readyz")
-            body = json.loads((yield r.text()))
-            assert r.code == expect, body
-            if expect == 503:
-                assert body["not_ready"] == ["redis"]
-            r = yield treq.get(base_url(root) + "/debug/info")
-            assert json.loads((yield r.text()))["stores"] == {"runtime": "redis", "registry": "postgres"}
-        finally:
-            yield root.stopService()
+    with temporary_database() as db_url:
+        for redis_url, ready in ((MACHINE_REDIS, True), (dead_redis, False)):
+            cfg = config.defaults(http_endpoint="tcp:0:interface=127.0.0.1", redis_url=redis_url,
+                                  database_url=db_url)
+            root = build_manager(cfg, reactor, metrics=Metrics(CollectorRegistry()),
+                                 on_fatal=list().append)
+            root.startService()
+            try:
+                await root.ctx.parts["http"].whenReady()
+                await root.ctx.parts["postgres"].whenReady()
+                code, body = await readyz_when_settled(
+                    root, ready, until=lambda b, ready=ready: ready or "error" in b["children"]["redis"])
+                assert code == (200 if ready else 503), body
+                if not ready:
+                    assert "redis" in body["not_ready"] and "postgres" not in body["not_ready"]
+                    assert body["children"]["redis"]["error"]
+                assert root.ctx.config.stores == {"runtime": "redis", "registry": "postgres"}
+            finally:
+                await root.stopService()

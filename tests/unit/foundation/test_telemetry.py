@@ -70,6 +70,8 @@ def test_crash_report_has_state_and_recent_errors():
     reports = []
     globalLogPublisher.addObserver(reports.append)
     try:
+        # A handled failure logged at critical level (log.failure) is not a crash.
+        reporter({"log_level": LogLevel.critical, "log_namespace": "x", "log_format": "start failed"})
         for i in range(5):
             reporter({"log_level": LogLevel.error, "log_namespace": "x", "log_format": "e{i}", "i": i})
         reporter({"log_level": LogLevel.critical, "log_namespace": "twisted",
@@ -82,6 +84,7 @@ def test_crash_report_has_state_and_recent_errors():
     assert snap["state"]["transports"] == {"h1": {"phase": "ice"}}
     assert "provider_error" in snap["state"]["broken"]
     assert [e["message"] for e in snap["recent_errors"]][:2] == ["e3", "e4"]
+    assert crash[0]["reason"].startswith("unhandled error: Unhandled error in Deferred")
     assert snap["recent_errors"][-1]["error"] == "v"
     assert reporter.reports == 1
 
