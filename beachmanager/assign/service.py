@@ -367,6 +367,7 @@ class AssignmentService(ReadyService):
         for host in lost:
             self._lose(host)
         if gained:
+            self._make_room(len(gained))
             rows = await self._lookup_many(gained)
             for host in gained:
                 if host in self.slots:  # was handing: it came back to us
@@ -409,6 +410,18 @@ class AssignmentService(ReadyService):
                           "{owner}; detaching", owner=decision.owner if decision else None,
                           **fields(host_session_id=host, manager_instance_id=self.instance_id))
             self._detach(host)
+
+    def _make_room(self, coming: int) -> None:
+        """Hosts being handed over still hold a transport (make-before-break); when new hosts
+        would push the transports past our capacity, let the oldest hand-overs go now."""
+        excess = len(self.slots) + coming - self.capacity
+        handing = sorted((s.since, h) for h, s in self.slots.items() if s.state == "handing")
+        for _, host in handing[:max(0, excess)]:
+            del self.slots[host]
+            self._detach(host)
+            self.log.info("handed over {host_session_id}: detached before the new owner is ready "
+                          "to make room", **fields(host_session_id=host,
+                                                   manager_instance_id=self.instance_id))
 
     def _lose(self, host: str) -> None:
         slot = self.slots[host]

@@ -86,7 +86,7 @@ class Manager:
         out = []
         for line in self.log.read_text(errors="replace").splitlines():
             try:
-                out.append(json.loads(line))
+                out.append(json.loads(line.lstrip("\x1e")))  # RFC 7464 record separators
             except ValueError:
                 continue
         return out

@@ -309,3 +309,22 @@ def test_configured_hosts_refused_at_start_are_placed_once_room_appears(logged):
     c.run(T.interval + 1)
     owners = {h: resolved(_run(a.lookup(h))).owner for h in ["c1", "c2", "c3", "c4"]}
     assert set(owners) == {"c1", "c2", "c3", "c4"} and "mgr-c" in owners.values()
+
+
+def test_a_hand_over_gives_way_when_new_hosts_would_exceed_capacity():
+    c = Cluster()
+    names = [f"h{n}" for n in range(200)]
+    to_b = [h for h in names if rank(h, ["mgr-a", "mgr-b"])[0] == "mgr-b"]
+    to_a = [h for h in names if rank(h, ["mgr-a", "mgr-b"])[0] == "mgr-a"]
+    a = c.start("mgr-a", capacity=2)
+    resolved(_run(a.assign(to_b[0])))
+    resolved(_run(a.assign(to_a[0])))
+    c.run(1)
+    b = c.start("mgr-b", capacity=5)
+    b.attacher.hold = True  # b never gets ready: a keeps its transport to to_b[0] ...
+    c.run(1)
+    assert a.slots[to_b[0]].state == "handing" and a.attacher.hosts("detach") == []
+    resolved(_run(b.assign(to_a[1])))  # ... until a host placed on a needs the room
+    c.run(1)
+    assert a.attacher.hosts("detach") == [to_b[0]]
+    assert len(a.slots) == 2 and a.owned_hosts() == {to_a[0], to_a[1]}
