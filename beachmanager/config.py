@@ -48,6 +48,19 @@ def positive_int(maximum: int) -> Callable[[str], int]:
     return parse
 
 
+def non_negative_int(maximum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip(), 10)
+        except ValueError:
+            raise ValueError(f"must be a whole number, got {raw!r}") from None
+        if not 0 <= value <= maximum:
+            raise ValueError(f"must be between 0 and {maximum}, got {value}")
+        return value
+
+    return parse
+
+
 def positive_float(maximum: float) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         try:
@@ -211,6 +224,9 @@ SETTINGS += (
     Setting("membership_ttl", "BEACH_MANAGER_MEMBERSHIP_TTL", "15",
             "Seconds a membership record lives without a heartbeat (must exceed two intervals).",
             positive_float(3600)),
+    Setting("rebalance_batch", "BEACH_MANAGER_REBALANCE_BATCH", "5",
+            "Hosts handed at a time to a better-ranked instance that joined; 0 keeps hosts where "
+            "they are until their owner leaves.", non_negative_int(1000)),
 )
 
 # -- transport (beachmanager/transport): which hosts, ICE, attach timing

@@ -111,5 +111,6 @@ def build_assignment(ctx: ManagerContext, targets: tuple = ()) -> AssignmentServ
         endpoint=lambda: endpoint_of(ctx), timings=t, store_factory=store_factory,
         audit_factory=audit_factory, attacher=attacher, depends_on=depends_on,
         drain_timeout=max(1.0, cfg.stop_timeout - 1.0),
-        initial_hosts=[x.host_session_id for x in targets], relay_factory=relay_factory)
+        initial_hosts=[x.host_session_id for x in targets], relay_factory=relay_factory,
+        rebalance_batch=cfg.get("rebalance_batch", 5))
     return service
