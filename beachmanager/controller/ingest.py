@@ -115,9 +115,9 @@ class AckWriter:
                 (final.action.action_id, final.action.entry_id, final.status))
         for host, done in by_host.items():
             await self.queue.finish(host, done)
-        if self.cache is not None:
-            await self.cache.put_acks([(f.host, f.action.action_id, final_view(f)) for f in batch])
         now = self.clock.seconds()
+        if self.cache is not None:
+            await self.cache.put_acks([(f.host, f.action.action_id, _stored_view(f, now)) for f in batch])
         for final in batch:
             if final.repeat:
                 continue
@@ -150,6 +150,12 @@ class AckWriter:
         if self.last_error:
             out["error"] = self.last_error
         return out
+
+
+def _stored_view(final: FinalAck, stored_at: float) -> dict[str, Any]:
+    view = final_view(final)
+    view["stored_latency_ms"] = round(max(0.0, stored_at - final.action.enqueued_at) * 1000, 3)
+    return view
 
 
 class Ingest:

@@ -219,12 +219,14 @@ class ControllerService(ReadyService):
         return Submitted([c["id"] for c in commands], result.accepted, result.duplicates, result.depth)
 
     async def describe(self, host: str, action_id: str) -> dict[str, Any] | None:
-        view = self.engine.describe(host, action_id) if self.engine is not None else None
+        live = self.engine.describe(host, action_id) if self.engine is not None else None
+        if live is not None and live["status"] != "acked":
+            return live
+        view = await self.cache.get_ack(host, action_id)  # acked and stored (with its latency)
         if view is not None:
             return view
-        view = await self.cache.get_ack(host, action_id)
-        if view is not None:
-            return view
+        if live is not None:
+            return live
         state = await self.queue.lookup(host, action_id)
         if state == "queued":
             return {"action_id": action_id, "host_session_id": host, "status": "queued"}
