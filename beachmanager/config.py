@@ -271,6 +271,9 @@ SETTINGS += (
     Setting("reconnect_max_delay", "BEACH_RECONNECT_MAX_DELAY", "30",
             "Cap of the exponential backoff (with jitter) between attach attempts, in seconds.",
             positive_float(3600)),
+    Setting("attach_concurrency", "BEACH_ATTACH_CONCURRENCY", "32",
+            "Most hosts negotiating at once; more attaches queue (protects Road and hosts).",
+            positive_int(10_000)),
 )
 
 # -- controller (beachmanager/controller): per-host action queues and delivery

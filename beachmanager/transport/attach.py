@@ -33,7 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -54,6 +55,9 @@ from .road import LABEL, RoadHttp, SignalingSession
 BEACH = "beach"
 HANDSHAKE = crypto.HANDSHAKE_CHANNEL_LABEL
 TIMELINE = 64
+#: After an offer hint: this many quick polls, this far apart (the offer POST follows the hint).
+QUICK_POLLS = 5
+QUICK_POLL = 0.02
 _transport_ids = itertools.count(1)
 
 
@@ -73,6 +77,9 @@ class AttachSettings:
     stable_after: float = 30.0
     overrides: crypto.InsecureOverrides = field(default_factory=crypto.InsecureOverrides)
     manager_instance_id: str | None = None
+    #: Shared by every machine: at most this many attempts negotiate at once (the rest queue),
+    #: so attaching hundreds of hosts does not flood Road, the hosts or this process.
+    gate: DeferredSemaphore | None = None
 
 
 class _Attempt:
@@ -93,6 +100,7 @@ class _Attempt:
         self.offer_ready_d: Deferred = Deferred()
         self.lost_d: Deferred = Deferred()
         self.key_d: Deferred | None = None
+        self.slot: DeferredSemaphore | None = None
         self.peer_lost: Deferred | None = None
         self.waiting: Deferred | None = None  # what the attempt awaits now (cancelled on loss)
         self.lost_reason: tuple[str, str] | None = None
@@ -220,9 +228,16 @@ class AttachMachine:
         s = self.settings
         self._set_status("attaching")
         started = self.clock.seconds()
-        a.key_d = self.keys.get(self._join_code, self.host_session_id)  # Argon2id, in a thread
-
         self._enter("attach", a)
+        if s.gate is not None:
+            queued = s.gate.acquire()
+            a.waiting = queued
+            try:
+                await queued
+            finally:
+                a.waiting = None
+            a.slot = s.gate
+        a.key_d = self._session_key()  # Argon2id, in a thread, while we talk to Road
         a.peer_session_id = await self._timed(
             a, _wrap_road(self.road.attach(self.host_session_id, self._join_code, _uuid()), "attach"),
             s.phase_timeout, "attach", "Road's attach request")
@@ -303,11 +318,30 @@ class AttachMachine:
         elapsed = self.clock.seconds() - started
         self.metrics.transport_rtc_ready_seconds.observe(elapsed)
         self._exit("ready", a, rtc_ready_seconds=round(elapsed, 4))
+        self._release_slot(a)
         self._became_ready(a)
         reason = await a.lost_d
         raise TransportLost(reason[0], reason[1])
 
+    def _session_key(self) -> Deferred:
+        """The session key; a busy key cache is waited out, other errors become AttachError."""
+        async def get() -> bytes:
+            while True:
+                try:
+                    return await self.keys.get(self._join_code, self.host_session_id)
+                except crypto.CryptoError as e:
+                    raise AttachError("offer", f"cannot derive the session key: {e}",
+                                      permanent=True, code="bad_join_code") from None
+                except RuntimeError as e:  # SessionKeyBusy: too many derivations queued
+                    self.log.debug("session key cache busy ({error}); waiting", error=str(e))
+                    await deferLater(self.clock, 0.1)
+
+        return Deferred.fromCoroutine(get())
+
     async def _poll_offer(self, a: _Attempt) -> sig.WebRtcSdpPayload:
+        """Poll every ``poll_interval``; when the host starts trickling candidates for a new
+        handshake (it posts its offer right then), poll at once and briefly faster."""
+        quick = 0
         while True:
             try:
                 offer = await self.road.poll_offer(a.peer_session_id, a.signaling.my_id)
@@ -319,7 +353,27 @@ class AttachMachine:
                 self.log.info("discarding an offer from {from_peer} (the host is {host_peer})",
                               from_peer=offer.from_peer, host_peer=a.host_peer_id, **self._fields(a))
                 continue
-            await deferLater(self.clock, self.settings.poll_interval)
+            if quick:
+                quick -= 1
+                await deferLater(self.clock, QUICK_POLL)
+                continue
+            if await self._sleep_or_hint(a, self.settings.poll_interval):
+                quick = QUICK_POLLS
+
+    async def _sleep_or_hint(self, a: _Attempt, seconds: float) -> bool:
+        """Sleep *seconds*, or less if an offer hint arrives; True when woken by the hint."""
+        woke: Deferred = Deferred()
+        hint = a.signaling.next_offer_hint()
+        call = self.clock.callLater(seconds, lambda: woke.called or woke.callback(False))
+        hint.addCallback(lambda _: woke.called or woke.callback(True))
+        try:
+            return await woke
+        finally:
+            if call.active():
+                call.cancel()
+            if not hint.called:
+                hint.cancel()
+            hint.addErrback(lambda f: None)
 
     def _open_offer(self, offer: sig.WebRtcSdpPayload, psk: bytes) -> str:
         if offer.sealed is None:
@@ -422,6 +476,12 @@ class AttachMachine:
             d.callback(self)
         self._arm_watchdog(a)
 
+    @staticmethod
+    def _release_slot(a: _Attempt) -> None:
+        slot, a.slot = a.slot, None
+        if slot is not None:
+            slot.release()
+
     def _arm_watchdog(self, a: _Attempt) -> None:
         timeout = self.settings.heartbeat_timeout
         silent = self.clock.seconds() - a.last_inbound
@@ -443,6 +503,7 @@ class AttachMachine:
 
     async def _teardown(self, a: _Attempt) -> None:
         self.bus.detach()
+        self._release_slot(a)
         if a.watchdog is not None and a.watchdog.active():
             a.watchdog.cancel()
         for d in (a.key_d, a.peer_lost, a.handshake_d):
@@ -474,7 +535,7 @@ class AttachMachine:
         a.waiting = d
         try:
             return await d
-        except (TimeoutError, CancelledError) as e:
+        except (DeferredTimeout, TimeoutError, CancelledError) as e:
             if self._stopping:
                 raise CancelledError() from None
             if a.lost_reason is not None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.logger import Logger
 
 from ..bus.bus import HostBus, TopicTable
@@ -94,13 +94,18 @@ class HostManager(ReadyService):
             phase_timeout=cfg.attach_phase_timeout, ready_timeout=cfg.attach_phase_timeout,
             offer_timeout=cfg.attach_offer_timeout, ping_interval=cfg.signaling_ping_interval,
             heartbeat_timeout=cfg.host_heartbeat_timeout, backoff_max=cfg.reconnect_max_delay,
-            overrides=overrides, manager_instance_id=cfg.instance_id)
+            overrides=overrides, manager_instance_id=cfg.instance_id,
+            gate=DeferredSemaphore(cfg.attach_concurrency))
         if self._http is None:
             self._http = self._make_http_client(reactor)
         if self.keys is None:
             from .session_keys import SessionKeyCache
 
-            self.keys = SessionKeyCache()
+            # Every managed host's key stays cached (a redo needs it again), and all of them
+            # may be waiting at once when many hosts attach together.
+            room = max(256, cfg.capacity + 16)
+            self.keys = SessionKeyCache(max_entries=room, max_pending=room)
+        _preload()
         self.road = RoadHttp(cfg.road_url, self._http, self.clock)
         self.ctx.crash.add_state_provider("transports", self.crash_state)
         file_targets = cfg.hosts_file.targets if cfg.get("hosts_file") else ()
@@ -249,6 +254,12 @@ class HostManager(ReadyService):
                               "transport_id": a.transport_id if a else None,
                               "last_error": (m.last_error or {}).get("reason")}
         return {"counts": self.counts(), "total": len(self.machines), "hosts": hosts}
+
+
+def _preload() -> None:
+    """Import aiortc and autobahn now, not during the first attach (a few hundred ms)."""
+    import aiortc  # noqa: F401
+    import autobahn.twisted.websocket  # noqa: F401
 
 
 async def _none() -> None:

@@ -176,6 +176,7 @@ class SignalingSession:
         self._server_d: Deferred | None = None
         self._signals: OrderedDict[str, deque] = OrderedDict()
         self._candidate_sink: tuple[str, Callable[[sig.IceCandidateSignal], None]] | None = None
+        self._hint_waiters: list[Deferred] = []
         self._ping_call = None
         self._pong_call = None
         self._last_ping_at: float | None = None
@@ -303,9 +304,21 @@ class SignalingSession:
                 self._signals.popitem(last=False)
                 self.signals_dropped += 1
             queue = self._signals[cand.handshake_id] = deque(maxlen=MAX_SIGNALS_PER_HANDSHAKE)
+            self._hint()
         if len(queue) == queue.maxlen:
             self.signals_dropped += 1
         queue.append(cand)
+
+    def next_offer_hint(self) -> Deferred:
+        """Fires when the host trickles candidates for a new handshake (its offer is coming)."""
+        d: Deferred = Deferred(lambda d: self._hint_waiters.remove(d) if d in self._hint_waiters else None)
+        self._hint_waiters.append(d)
+        return d
+
+    def _hint(self) -> None:
+        waiters, self._hint_waiters = self._hint_waiters, []
+        for d in waiters:
+            d.callback(None)
 
     def take_candidates(self, handshake_id: str,
                         sink: Callable[[sig.IceCandidateSignal], None]) -> list[sig.IceCandidateSignal]:
