@@ -12,12 +12,14 @@ Three processes on this machine:
 Phases:
 
 * **latency** at 1, 10 and 50 hosts (``--sizes``): each host gets ``--rate`` single-action
-  requests per second for ``--duration`` seconds, paced; afterwards the acked view of every
-  action (``GET /sessions/:id/actions/:id``) gives ``stored_latency_ms`` (REST accept to
-  ack stored, measured by the manager's clock): p50, p99, max;
-* **throughput**: every host at once, closed loop (``--batch`` actions per request,
-  ``--concurrency`` requests in flight per host) for ``--duration`` seconds: acks stored per
-  second (from ``action_latency_seconds_count`` on ``/metrics``) and the manager's CPU.
+  requests per second for ``--duration`` seconds, paced; afterwards the acked view of each
+  action (``GET /sessions/:id/actions/:id``, at most 2,000 sampled) gives
+  ``stored_latency_ms`` (REST accept to ack stored, by the manager's clock): p50, p99, max;
+* **throughput**: every host at once, offered loads (``--throughput``, total actions/s, in
+  requests of ``--batch`` actions): acks stored per second during the run (from
+  ``action_latency_seconds_count``), how long the backlog took to drain afterwards, the
+  latency as above, and the CPU of the manager and of the host farm.  A load is sustained
+  when the stored rate keeps up with the offered one and the drain is short.
 
 The hosts run ``stty -echo; cat > /dev/null`` (``--command quiet``, default): actions reach
 the PTY but draw nothing, so the figures are the controller path's, not the terminal
@@ -112,30 +114,9 @@ async def client(args, url: str, ids: list[str]) -> dict:
             sent.extend((hid, a["id"]) for a in actions)
         return code
 
-    results = {"latency": []}
-    for size in args.sizes:
-        hosts = ids[:size]
-        sent: list[tuple[str, str]] = []
-        refused = 0
-        period = 1.0 / args.rate
-        started = reactor.seconds()
-
-        async def paced(hid, offset, sent=sent, started=started, period=period):
-            nonlocal refused
-            await deferLater(reactor, offset, lambda: None)
-            k = 0
-            while reactor.seconds() - started < args.duration:
-                if await submit(hid, [action()], sent) != 200:
-                    refused += 1
-                k += 1
-                wait = started + offset + k * period - reactor.seconds()
-                if wait > 0:
-                    await deferLater(reactor, wait, lambda: None)
-
-        await defer.gatherResults([defer.ensureDeferred(paced(h, i * period / size))
-                                   for i, h in enumerate(hosts)])
+    async def stored_latencies(sent, timeout=60.0):
         lat, missing = [], 0
-        deadline = reactor.seconds() + 30
+        deadline = reactor.seconds() + timeout
         for hid, aid in sent:
             while True:
                 code, view = await call("GET", f"/sessions/{hid}/actions/{aid}")
@@ -146,13 +127,8 @@ async def client(args, url: str, ids: list[str]) -> dict:
                     missing += 1
                     break
                 await deferLater(reactor, 0.05, lambda: None)
-        row = {"hosts": size, "rate_per_host": args.rate, "actions": len(sent), "refused": refused,
-               "unacked": missing, "accept_to_stored_ms_p50": round(pct(lat, 50), 2),
-               "p99": round(pct(lat, 99), 2), "max": round(max(lat), 2) if lat else None}
-        print(json.dumps(row), flush=True)
-        results["latency"].append(row)
+        return lat, missing
 
-    # throughput: every host, closed loop
     async def acks_stored():
         r = await treq.get(url + "/metrics", pool=pool)
         for line in (await r.text()).splitlines():
@@ -160,36 +136,53 @@ async def client(args, url: str, ids: list[str]) -> dict:
                 return float(line.split()[-1])
         return 0.0
 
-    sent2: list[tuple[str, str]] = []
-    stop_at = reactor.seconds() + args.duration
+    async def offered(hosts, per_host_rate, batch):
+        """Each host gets *batch* actions every batch/per_host_rate seconds, for --duration."""
+        sent, refused = [], [0]
+        period = batch / per_host_rate
+        started = reactor.seconds()
 
-    async def loop(hid):
-        while reactor.seconds() < stop_at:
-            code = await submit(hid, [action() for _ in range(args.batch)], sent2)
-            if code == 429:
-                await deferLater(reactor, 0.05, lambda: None)
+        async def paced(hid, offset):
+            await deferLater(reactor, offset, lambda: None)
+            k = 0
+            while reactor.seconds() - started < args.duration:
+                if await submit(hid, [action() for _ in range(batch)], sent) != 200:
+                    refused[0] += batch
+                k += 1
+                wait = started + offset + k * period - reactor.seconds()
+                if wait > 0:
+                    await deferLater(reactor, wait, lambda: None)
 
-    n0, cpu0, t0 = await acks_stored(), cpu_seconds(args.manager_pid), time.monotonic()
-    farm0 = cpu_seconds(args.farm_pid)
-    await defer.gatherResults([defer.ensureDeferred(loop(h)) for h in ids
-                               for _ in range(args.concurrency)])
-    n1, cpu1, t1 = await acks_stored(), cpu_seconds(args.manager_pid), time.monotonic()
-    farm1 = cpu_seconds(args.farm_pid)
-    # let the tail drain, then count everything that was accepted
-    for _ in range(300):
-        if await acks_stored() - n0 >= len(sent2):
-            break
-        await deferLater(reactor, 0.1, lambda: None)
-    n2, t2 = await acks_stored(), time.monotonic()
-    row = {"hosts": len(ids), "batch": args.batch, "concurrency_per_host": args.concurrency,
-           "accepted": len(sent2), "stored_during_run": int(n1 - n0),
-           "acks_stored_per_s": round((n1 - n0) / (t1 - t0), 1),
-           "accepted_per_s": round(len(sent2) / (t1 - t0), 1),
-           "all_stored_after_s": round(t2 - t0, 2), "stored_total": int(n2 - n0),
-           "manager_cpu_pct_core": round((cpu1 - cpu0) / (t1 - t0) * 100, 1),
-           "farm_cpu_pct_core": round((farm1 - farm0) / (t1 - t0) * 100, 1)}
-    print(json.dumps(row), flush=True)
-    results["throughput"] = row
+        n0, cpu0, farm0, t0 = await acks_stored(), cpu_seconds(args.manager_pid), \
+            cpu_seconds(args.farm_pid), time.monotonic()
+        await defer.gatherResults([defer.ensureDeferred(paced(h, i * period / len(hosts)))
+                                   for i, h in enumerate(hosts)])
+        n1, cpu1, farm1, t1 = await acks_stored(), cpu_seconds(args.manager_pid), \
+            cpu_seconds(args.farm_pid), time.monotonic()
+        for _ in range(600):
+            if await acks_stored() - n0 >= len(sent):
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        drained = time.monotonic() - t1
+        lat, missing = await stored_latencies(sent[::max(1, len(sent) // 2000)])
+        return {"hosts": len(hosts), "offered_per_s": round(per_host_rate * len(hosts), 1),
+                "batch": batch, "accepted": len(sent), "refused": refused[0], "unacked": missing,
+                "stored_per_s_during_run": round((n1 - n0) / (t1 - t0), 1),
+                "drain_after_run_s": round(drained, 2),
+                "accept_to_stored_ms_p50": round(pct(lat, 50), 2), "p99": round(pct(lat, 99), 2),
+                "max": round(max(lat), 2) if lat else None,
+                "manager_cpu_pct_core": round((cpu1 - cpu0) / (t1 - t0) * 100, 1),
+                "farm_cpu_pct_core": round((farm1 - farm0) / (t1 - t0) * 100, 1)}
+
+    results = {"latency": [], "throughput": []}
+    for size in args.sizes:  # single-action requests, --rate per host
+        row = await offered(ids[:size], args.rate, 1)
+        print(json.dumps({"phase": "latency", **row}), flush=True)
+        results["latency"].append(row)
+    for total in args.throughput:  # every host, batched requests
+        row = await offered(ids, total / len(ids), args.batch)
+        print(json.dumps({"phase": "throughput", **row}), flush=True)
+        results["throughput"].append(row)
     await pool.closeCachedConnections()
     return results
 
@@ -199,12 +192,14 @@ def main() -> None:
     ap.add_argument("--sizes", default="1,10,50")
     ap.add_argument("--rate", type=float, default=10.0, help="actions/s per host in the latency phase")
     ap.add_argument("--duration", type=float, default=10.0)
-    ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--concurrency", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=10, help="actions per request (throughput phase)")
+    ap.add_argument("--throughput", default="500,1000,2000,3000",
+                    help="total offered actions/s over every host (throughput phase)")
     ap.add_argument("--command", choices=("quiet", "shell"), default="quiet")
     ap.add_argument("--redis-url")
     ap.add_argument("--database-url")
     ap.add_argument("--window", type=int, default=32)
+    ap.add_argument("--profile", help="write a cProfile of the manager to this file")
     # internal: the farm process
     ap.add_argument("--farm", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--hosts-out", help=argparse.SUPPRESS)
@@ -213,7 +208,8 @@ def main() -> None:
     if args.farm:
         farm(args)
         return
-    args.sizes = [int(x) for x in args.sizes.split(",")]
+    args.sizes = [int(x) for x in args.sizes.split(",") if x]
+    args.throughput = [float(x) for x in args.throughput.split(",") if x]
     n = max(args.sizes)
     with tempfile.TemporaryDirectory(prefix="bench-actions-") as tmp:
         workdir = Path(tmp)
@@ -233,7 +229,12 @@ def main() -> None:
                 env["REDIS_URL"] = args.redis_url
             if args.database_url:
                 env["DATABASE_URL"] = args.database_url
-            manager = procs.twist("manager", [
+            twist = procs.twist
+            if args.profile:  # the manager under cProfile (written when it stops)
+                def twist(name, argv, env=None):
+                    return procs.start(name, [sys.executable, "/tmp/prof_manager.py", args.profile,
+                                              *argv], env)
+            manager = twist("manager", [
                 "beach-manager", f"--http-endpoint=tcp:{port}:interface=127.0.0.1",
                 f"--road-url=http://127.0.0.1:{road_port}", "--webrtc-disable-stun=1",
                 "--capacity=100000", "--instance-id=bench-actions", f"--hosts-file={hosts_file}"], env)

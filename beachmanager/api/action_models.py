@@ -67,3 +67,10 @@ STATE_RESPONSE: dict[str, Any] = {"type": ["object", "null"],
                                   "description": "The latest StateDiff {sequence, emitted_at, payload}, or null"}
 HEALTH_RESPONSE: dict[str, Any] = {"type": ["object", "null"],
                                    "description": "The latest HealthHeartbeat (+ received_at_ms), or null"}
+
+#: What the route validates before ``parse_command`` checks each action (once, not twice).
+ACTIONS_REQUEST_SHALLOW: dict[str, Any] = {
+    **ACTIONS_REQUEST,
+    "properties": {**ACTIONS_REQUEST["properties"],
+                   "actions": {"type": "array", "maxItems": MAX_ACTIONS}},
+}

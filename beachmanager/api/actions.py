@@ -40,7 +40,7 @@ def install(app, ctx: ManagerContext) -> None:
     async def submit(request, session_id):
         principal = principal_of(request)
         tenant = await session_tenant(ctx, request, principal, session_id)
-        body = read_json(request, am.ACTIONS_REQUEST, max_bytes=MAX_BODY)
+        body = read_json(request, am.ACTIONS_REQUEST_SHALLOW, max_bytes=MAX_BODY)
         raw = body["actions"]
         if not raw:
             raise ApiError(400, "actions must hold at least one action", "empty_actions")

@@ -8,7 +8,9 @@ For every host this manager owns (one :class:`Lane` each):
 * at most ``window`` actions are in flight (delivered, not acked); an ack is matched
   by action id; any final ack (ok, rejected, expired, preempted) finishes the action;
 * an action not acked within ``ack_timeout`` is delivered again (the harness applies
-  an id once and re-acks a repeat), with the wait doubling up to 8x;
+  an id once and re-acks a repeat), with the wait doubling up to 8x, when it looks lost:
+  a later delivery was acked, or the host acked nothing for a whole timeout.  A host
+  that keeps acking is only slow, and gets no extra load (no redelivery storm);
 * an action past its ``expires_at`` that was never delivered is finished ``expired``
   without delivering it; a pending action whose lease is gone is finished
   ``preempted`` (error code ``controller_preempted``);
@@ -40,6 +42,8 @@ from .queue import QueuedAction, QueueError
 #: Recently finished ids remembered per host (late duplicate acks, GET status).
 FINISHED_MEMORY = 4096
 REDELIVERY_BACKOFF_CAP = 8
+#: Seconds before sending again after the transport refused a send on a full buffer.
+BACKPRESSURE_RETRY = 0.005
 
 
 class Publisher(Protocol):
@@ -58,6 +62,7 @@ class Tracked:
     first_sent_at: float | None = None
     sent_at: float | None = None
     deadline: float | None = None
+    send_no: int = 0  # the lane's send counter at the latest delivery
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,10 @@ class Lane:
     inflight: dict[str, Tracked] = field(default_factory=dict)
     finished: OrderedDict[str, FinalAck] = field(default_factory=OrderedDict)
     recovered: bool = False
+    retry: Any = None  # a pending call after a refused (backpressured) send
+    sends: int = 0  # deliveries so far (orders them: the channel is ordered)
+    acked_send_no: int = 0  # highest send number an ack came back for
+    last_ack_at: float = float("-inf")
 
     def holds(self, action_id: str) -> Tracked | None:
         return self.inflight.get(action_id) or self.waiting.get(action_id)
@@ -124,7 +133,8 @@ class DeliveryEngine:
         self._last_claim = 0.0
         self._epoch: str | None = None
         self.counters = {"delivered": 0, "redelivered": 0, "acked": 0, "expired": 0,
-                         "preempted": 0, "duplicate_acks": 0, "unknown_acks": 0, "reseeded": 0}
+                         "preempted": 0, "duplicate_acks": 0, "unknown_acks": 0, "reseeded": 0,
+                         "backpressure": 0}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -155,6 +165,9 @@ class DeliveryEngine:
         if lane.ready == ready:
             return
         lane.ready = ready
+        if lane.retry is not None:
+            lane.retry.cancel()
+            lane.retry = None
         if ready:
             self.log.info("transport ready: delivering {waiting} waiting actions",
                           waiting=len(lane.waiting) + len(lane.inflight), **self._fields(host))
@@ -163,13 +176,12 @@ class DeliveryEngine:
             self._requeue_inflight(lane)
             self.log.info("transport down: {waiting} actions wait for it",
                           waiting=len(lane.waiting), **self._fields(host))
-        self._gauges()
 
     def forget_host(self, host: str) -> None:
         """This manager no longer owns *host* (its entries stay in the queue for the next owner)."""
         lane = self.lanes.pop(host, None)
-        if lane is not None:
-            self._gauges()
+        if lane is not None and lane.retry is not None:
+            lane.retry.cancel()
 
     def _requeue_inflight(self, lane: Lane) -> None:
         if not lane.inflight:
@@ -200,7 +212,6 @@ class DeliveryEngine:
                 continue
             lane.waiting[a.action_id] = Tracked(a)
         self._pump(lane)
-        self._gauges()
 
     async def _recover(self, lane: Lane) -> None:
         """This consumer's own pending entries (after a restart), then stale ones of others."""
@@ -266,18 +277,34 @@ class DeliveryEngine:
 
     # -- sending -------------------------------------------------------------------------------
     def _pump(self, lane: Lane) -> None:
+        if not self.running:
+            return  # stopping: what is not delivered stays queued for the next owner
         now = self.clock.seconds()
         while lane.waiting and len(lane.inflight) < self.window:
             action_id, t = next(iter(lane.waiting.items()))
             if t.attempts == 0 and self._expire_or_preempt(lane, t, now):
                 continue
-            if not lane.ready:
+            if not lane.ready or lane.retry is not None:
                 return
             if not self.publisher.publish_action(lane.host, action_envelope(t.action.command)):
-                lane.ready = False
+                self._refused(lane)
                 return
             del lane.waiting[action_id]
             self._sent(lane, t, now)
+
+    def _refused(self, lane: Lane) -> None:
+        """A send was refused: transport down, or (still ready) its send buffer is full."""
+        if not self.publisher.is_ready(lane.host):
+            self.transport_changed(lane.host, False)
+            return
+        self.counters["backpressure"] += 1
+        if lane.retry is None:
+            lane.retry = self.clock.callLater(BACKPRESSURE_RETRY, self._retry, lane)
+
+    def _retry(self, lane: Lane) -> None:
+        lane.retry = None
+        if self.lanes.get(lane.host) is lane:
+            self._on_tick_lane(lane, self.clock.seconds())
 
     def _sent(self, lane: Lane, t: Tracked, now: float) -> None:
         if t.attempts:
@@ -289,6 +316,8 @@ class DeliveryEngine:
             t.first_sent_at = now
         t.attempts += 1
         t.sent_at = now
+        lane.sends += 1
+        t.send_no = lane.sends
         t.deadline = now + self.ack_timeout * min(2 ** (t.attempts - 1), REDELIVERY_BACKOFF_CAP)
         lane.inflight[t.action.action_id] = t
 
@@ -325,18 +354,35 @@ class DeliveryEngine:
     def _on_tick(self) -> None:
         now = self.clock.seconds()
         for lane in list(self.lanes.values()):
-            if lane.ready:
-                for t in sorted((t for t in lane.inflight.values() if t.deadline is not None
-                                 and t.deadline <= now), key=lambda t: _order(t.action.entry_id)):
-                    if not self.publisher.publish_action(lane.host, action_envelope(t.action.command)):
-                        self.transport_changed(lane.host, False)
-                        break
-                    del lane.inflight[t.action.action_id]
-                    self._sent(lane, t, now)
-            # expiry and lease loss of actions still waiting (e.g. while the transport is down)
-            for t in [t for t in lane.waiting.values() if t.attempts == 0]:
-                self._expire_or_preempt(lane, t, now)
-            self._pump(lane)
+            self._on_tick_lane(lane, now)
+        self._gauges()
+
+    def _lost(self, lane: Lane, t: Tracked, now: float) -> bool:
+        """Is an overdue action lost (deliver again) or only slow (keep waiting)?
+
+        The channel is ordered and reliable, so an ack for something delivered later means
+        this delivery was dropped on the host; a host silent for a whole ack timeout may have
+        lost it.  A host that keeps acking earlier actions is only busy: delivering again
+        would add load to a congested path, so the deadline moves on instead."""
+        if lane.acked_send_no > t.send_no or now - lane.last_ack_at >= self.ack_timeout:
+            return True
+        t.deadline = now + self.ack_timeout
+        return False
+
+    def _on_tick_lane(self, lane: Lane, now: float) -> None:
+        if lane.ready and lane.retry is None:
+            overdue = [t for t in lane.inflight.values() if t.deadline is not None and t.deadline <= now]
+            for t in sorted((t for t in overdue if self._lost(lane, t, now)),
+                            key=lambda t: _order(t.action.entry_id)):
+                if not self.publisher.publish_action(lane.host, action_envelope(t.action.command)):
+                    self._refused(lane)
+                    break
+                del lane.inflight[t.action.action_id]
+                self._sent(lane, t, now)
+        # expiry and lease loss of actions still waiting (e.g. while the transport is down)
+        for t in [t for t in lane.waiting.values() if t.attempts == 0]:
+            self._expire_or_preempt(lane, t, now)
+        self._pump(lane)
 
     # -- acks ----------------------------------------------------------------------------------
     def on_ack(self, host: str, ack: dict[str, Any]) -> bool:
@@ -354,7 +400,10 @@ class DeliveryEngine:
                 self.log.debug("ack for unknown action {action_id}", action_id=action_id,
                                **self._fields(host))
             return False
-        self._finish(lane, t, ack["status"], self.clock.seconds(), ack.get("error_code"),
+        now = self.clock.seconds()
+        lane.last_ack_at = now
+        lane.acked_send_no = max(lane.acked_send_no, t.send_no)
+        self._finish(lane, t, ack["status"], now, ack.get("error_code"),
                      ack.get("error_message"), False, ack.get("latency_ms"))
         self._pump(lane)
         return True
@@ -369,7 +418,6 @@ class DeliveryEngine:
         key = status if status in ("expired", "preempted") else "acked"
         self.counters[key] += 1
         self._emit(final)
-        self._gauges()
 
     def _emit(self, final: FinalAck) -> None:
         try:
@@ -406,6 +454,7 @@ class DeliveryEngine:
                 "waiting": sum(len(x.waiting) for x in self.lanes.values()), **self.counters}
 
     def _gauges(self) -> None:
+        """``acks_pending`` and ``actions_inflight``, refreshed every tick (not per action)."""
         if self.metrics is None:
             return
         inflight = sum(len(x.inflight) for x in self.lanes.values())

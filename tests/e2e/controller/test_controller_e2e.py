@@ -150,23 +150,23 @@ async def test_manager_restart_mid_stream_redelivers_and_applies_once(road, star
     host = await start_host()
     with temporary_database() as db:
         settings = dict(redis_url=MACHINE_REDIS, database_url=db, instance_id="mgr-restart-e2e",
-                        action_inflight_window=4)
+                        action_inflight_window=1)
         mgr = await manager(road.url, **settings)
         token = await attach(mgr, host)
         hid = host.session_id
-        r = await post(mgr, hid, token, [write(i) for i in range(200)])
-        assert r.status == 200 and len(r.body["enqueued"]) == 200
-        await mgr.stop()  # mid-stream: some applied, some delivered without ack, most queued
+        r = await post(mgr, hid, token, [write(i) for i in range(400)])
+        assert r.status == 200 and len(r.body["enqueued"]) == 400
+        await mgr.stop()  # mid-stream: some applied, maybe one delivered without ack, most queued
         applied_before = sum(marks(host_lines(host)).values())
-        assert applied_before < 200
+        assert applied_before < 400
 
         mgr = await manager(road.url, **settings)
         try:
             await attach(mgr, host, register=False)
-            views = await acked(mgr, hid, [f"MARK-{i}" for i in range(200)], timeout=90)
+            views = await acked(mgr, hid, [f"MARK-{i}" for i in range(400)], timeout=90)
             assert {v["ack_status"] for v in views.values()} == {"ok"}
-            await until(lambda: len(marks(host_lines(host))) == 200, what="all 200 marks")
+            await until(lambda: len(marks(host_lines(host))) == 400, what="all 400 marks")
             seen = marks(host_lines(host))
-            assert all(seen[i] == 1 for i in range(200)), {i: c for i, c in seen.items() if c != 1}
+            assert all(seen[i] == 1 for i in range(400)), {i: c for i, c in seen.items() if c != 1}
         finally:
             await mgr.stop()

@@ -88,15 +88,15 @@ def test_window_and_ack_matching(rig):
     assert rig.pub.ids() == ["a-1", "a-2"]  # window 2
     env = rig.pub.sent[0][1]
     assert env == {"type": "action", "payload": cmd(1)}
+    rig.clock.advance(0.25)  # gauges are refreshed every tick
     assert rig.metrics.acks_pending._value.get() == 2
     assert rig.metrics.actions_inflight._value.get() == 5
-    rig.clock.advance(0.01)
     assert rig.ack(2)
     assert rig.pub.ids() == ["a-1", "a-2", "a-3"]
     assert [f.action.action_id for f in rig.finals] == ["a-2"]
     final = rig.finals[0]
     assert final.status == "ok" and final.attempts == 1 and not final.synthesized
-    assert final.latency == pytest.approx(0.01)
+    assert final.latency == pytest.approx(0.25)
     assert rig.ack(1, "rejected", error_code="unsupported_action", error_message="nope")
     assert rig.finals[-1].error_code == "unsupported_action"
     # a repeated ack finishes nothing; an unknown one neither
@@ -105,6 +105,7 @@ def test_window_and_ack_matching(rig):
     assert rig.engine.counters["duplicate_acks"] == 1 and rig.engine.counters["unknown_acks"] == 1
     for i in (3, 4, 5):
         rig.ack(i)
+    rig.clock.advance(0.25)
     assert len(rig.finals) == 5 and rig.metrics.actions_inflight._value.get() == 0
 
 
@@ -166,11 +167,24 @@ def test_actions_wait_for_the_transport_and_flow_on_reconnect(rig):
     assert rig.pub.ids()[-1] == "a-3"
 
 
-def test_refused_send_marks_the_lane_down_without_loss(rig):
-    rig.pub.refuse = True
+def test_refused_send_on_a_full_buffer_is_retried_soon(rig):
+    rig.pub.refuse = True  # still ready: backpressure
+    rig.submit(1, 2)
+    assert rig.pub.ids() == [] and rig.engine.lanes["h1"].ready
+    rig.clock.advance(0.005)
+    assert rig.pub.ids() == []
+    rig.pub.refuse = False
+    rig.clock.advance(0.005)
+    assert rig.pub.ids() == ["a-1", "a-2"]
+    assert rig.engine.counters["backpressure"] >= 2
+
+
+def test_refused_send_on_a_lost_transport_marks_the_lane_down_without_loss(rig):
+    rig.pub.ready.clear()
     rig.submit(1)
     assert rig.pub.ids() == [] and not rig.engine.lanes["h1"].ready
-    rig.pub.refuse = False
+    rig.clock.advance(30)
+    rig.pub.ready.add("h1")
     rig.engine.transport_changed("h1", True)
     assert rig.pub.ids() == ["a-1"]
 
@@ -260,3 +274,41 @@ def test_describe_reports_queued_delivered_and_acked(rig):
     assert view["status"] == "acked" and view["ack_status"] == "ok"
     assert view["latency_ms"] == pytest.approx(20, abs=0.01)
     assert rig.engine.describe("h1", "nope") is None
+
+
+def test_a_slow_host_that_keeps_acking_gets_no_redelivery():
+    r = Rig(window=4, ack_timeout=1.0)
+    try:
+        r.submit(1, 2, 3, 4)
+        r.clock.advance(0.8)
+        r.ack(1)
+        for _ in range(4):
+            r.clock.advance(0.25)  # t = 1.8: a-2..a-4 overdue, but the host is busy acking
+        r.ack(2)
+        for _ in range(3):
+            r.clock.advance(0.25)
+        assert r.pub.ids() == ["a-1", "a-2", "a-3", "a-4"]
+        assert r.engine.counters["redelivered"] == 0
+        # then the host goes silent for a whole timeout: a-3 and a-4 go again
+        for _ in range(8):
+            r.clock.advance(0.25)
+        assert r.pub.ids()[4:] == ["a-3", "a-4"]
+    finally:
+        r.stop()
+
+
+def test_an_action_dropped_on_the_way_is_delivered_again_once_a_later_one_is_acked():
+    r = Rig(window=2, ack_timeout=1.0)
+    try:
+        r.submit(1, 2)
+        r.clock.advance(0.5)
+        r.ack(2)  # the channel is ordered: a-1 was dropped on the host
+        r.clock.advance(0.25)
+        assert r.pub.ids() == ["a-1", "a-2"]
+        r.clock.advance(0.5)
+        assert r.pub.ids() == ["a-1", "a-2", "a-1"]
+        r.ack(1)
+        assert [f.action.action_id for f in r.finals] == ["a-2", "a-1"]
+        assert r.finals[1].attempts == 2
+    finally:
+        r.stop()
