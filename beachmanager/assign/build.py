@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 
 from ..context import ManagerContext
@@ -59,6 +60,26 @@ def local_base_of(ctx: ManagerContext) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def redis_prefix(cfg) -> str:
+    """The Redis key prefix of this cluster's assignment keys.
+
+    Instances that share a database are one cluster (they share sessions and leases), so the
+    prefix is derived from the database's address and name: two clusters (or two test runs)
+    sharing one Redis never see each other's members.  Without a database: one cluster per Redis.
+    """
+    from urllib.parse import urlsplit
+
+    from .store_redis import DEFAULT_PREFIX
+
+    url = cfg.get("database_url")
+    if not url:
+        return DEFAULT_PREFIX
+    parts = urlsplit(url)
+    where = f"{parts.hostname or ''}:{parts.port or 5432}/{parts.path.lstrip('/')}"
+    tag = hashlib.sha1(where.encode()).hexdigest()[:12]
+    return f"beach:{{assign:{tag}}}:"
+
+
 def build_assignment(ctx: ManagerContext, targets: tuple = ()) -> AssignmentService:
     cfg = ctx.config
     t = timings(cfg.get("heartbeat_interval", 5.0), cfg.get("membership_ttl", 15.0))
@@ -69,7 +90,8 @@ def build_assignment(ctx: ManagerContext, targets: tuple = ()) -> AssignmentServ
         if redis is not None:
             from .store_redis import RedisAssignmentStore
 
-            return RedisAssignmentStore(redis.conn, dead_after_ms=dead_after_ms)
+            return RedisAssignmentStore(redis.conn, dead_after_ms=dead_after_ms,
+                                        prefix=redis_prefix(cfg))
         from .store_memory import MemoryAssignmentStore
 
         return MemoryAssignmentStore(ctx.clock, dead_after_ms=dead_after_ms)

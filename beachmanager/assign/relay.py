@@ -100,16 +100,16 @@ class Relay:
             if not d.called:
                 d.errback(RelayTimeout("this instance is stopping"))
         self._waiters.clear()
+        try:  # ends the pending blocking read at once
+            await self.blocking.disconnect()
+        except Exception:
+            pass
         if self._loop is not None:
             loop, self._loop = self._loop, None
             try:
                 await loop.addTimeout(BLOCK_MS / 1000 + 2, self.clock)
             except Exception:
                 pass
-        try:
-            await self.blocking.disconnect()
-        except Exception:
-            pass
 
     # -- sending ------------------------------------------------------------------------------
     async def forward(self, owner: str, method: str, path: str, headers: dict[str, str], body: bytes,

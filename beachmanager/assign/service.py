@@ -40,6 +40,7 @@ from ..retry import backoff, retrying
 from ..service import FatalStartupError, ReadyService, with_timeout
 from ..telemetry.logs import fields
 from ..telemetry.metrics import Metrics
+from .attacher import NoJoinCode
 from .membership import STORE_TIMEOUT, Membership, Timings
 from .model import (
     SERVING,
@@ -456,6 +457,14 @@ class AssignmentService(ReadyService):
         def failed(failure):
             cur = self.slots.get(host)
             if cur is not slot or slot.state == "handing":
+                return
+            if failure.check(NoJoinCode):
+                # Nobody can attach a host whose join code no instance knows: let it go (it is
+                # placed again when it registers or is configured again).
+                self.log.warn("assignment: releasing {host_session_id}: {error}",
+                              error=failure.getErrorMessage(),
+                              **fields(host_session_id=host, manager_instance_id=self.instance_id))
+                background(ensureDeferred(self.release(host)), "release host", self.log)
                 return
             wait = self._retry_delay(slot.attempts - 1)
             slot.state, slot.retry_at = "retry", self.clock.seconds() + wait

@@ -51,11 +51,20 @@ def owner(host):
     return rank(host, IDS)[0]
 
 
+def know_codes(*managers):
+    """Every instance knows every host's join code (as with a shared --hosts-file); without one,
+    the owner could not attach a host and would release it."""
+    for m in managers:
+        for h in HOSTS:
+            m.ctx.parts["assign"].attacher.remember(h, "ABCDEF")
+
+
 @pytest_twisted.ensureDeferred
 async def test_debug_view_redirects_and_forwarded_actions(redis_url):
     a, b = await pair(redis_url)
     try:
         by_id = {"mgr-a": a, "mgr-b": b}
+        know_codes(a, b)
         for h in HOSTS:
             d = await a.ctx.parts["assign"].place(h)
             assert d.owner == owner(h)
@@ -109,6 +118,7 @@ async def test_debug_view_redirects_and_forwarded_actions(redis_url):
 @pytest_twisted.ensureDeferred
 async def test_drain_hands_every_host_over_and_the_audit_tables_agree(redis_url, database):
     a, b = await pair(redis_url, database_url=database)
+    know_codes(a, b)
     try:
         for h in HOSTS:
             await b.ctx.parts["assign"].place(h)

@@ -328,3 +328,30 @@ def test_a_hand_over_gives_way_when_new_hosts_would_exceed_capacity():
     c.run(1)
     assert a.attacher.hosts("detach") == [to_b[0]]
     assert len(a.slots) == 2 and a.owned_hosts() == {to_a[0], to_a[1]}
+
+
+def test_a_host_no_instance_can_attach_is_released(logged):
+    from beachmanager.assign.attacher import NoJoinCode
+
+    c = Cluster()
+    a = c.start("mgr-a")
+
+    def no_code(host):
+        raise NoJoinCode(f"no join code is known for host {host}")
+
+    a.attacher.attach = no_code
+    resolved(_run(a.assign("ghost")))
+    c.run(1)
+    assert resolved(_run(a.lookup("ghost"))) is None and "ghost" not in a.slots
+    assert any("releasing" in e.get("log_format", "") for e in logged)
+
+
+def test_the_redis_prefix_separates_clusters_by_database():
+    from beachmanager import config
+    from beachmanager.assign.build import redis_prefix
+
+    one = redis_prefix(config.defaults(database_url="postgresql://u@db:5432/one"))
+    same = redis_prefix(config.defaults(database_url="postgresql://other:secret@db/one"))
+    two = redis_prefix(config.defaults(database_url="postgresql://u@db:5432/two"))
+    assert one == same != two and one.startswith("beach:{assign:") and one.endswith("}:")
+    assert redis_prefix(config.defaults()) == "beach:{assign}:"
