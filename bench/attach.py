@@ -153,7 +153,12 @@ def run_size(n: int, args, workdir: Path, idle_rss: float) -> dict:
         wait_for(f"{n} hosts in the farm", hosts_file.exists, 60 + 2 * n, 0.2)
         ids = [line.split(":", 1)[0] for line in hosts_file.read_text().split()]
         started = time.monotonic()
+        farm_cpu_start = cpu_seconds(farm.pid)
+        road_proc = procs.procs[0]
+        road_cpu_start = cpu_seconds(road_proc.pid)
         proc, url = start_manager(procs, road, hosts_file, f"manager-{n}")
+        wait_for("the manager", lambda: urllib.request.urlopen(url + "/healthz").status == 200, 60)
+        manager_cpu_start = cpu_seconds(proc.pid)
 
         def all_ready():
             listing = get_json(url + "/debug/transports")
@@ -161,7 +166,11 @@ def run_size(n: int, args, workdir: Path, idle_rss: float) -> dict:
 
         wait_for(f"{n} transports ready", all_ready, args.timeout, 0.2)
         wall = time.monotonic() - started
+        attach_cpu = {"manager": cpu_seconds(proc.pid) - manager_cpu_start,
+                      "hosts": cpu_seconds(farm.pid) - farm_cpu_start,
+                      "road": cpu_seconds(road_proc.pid) - road_cpu_start}
         ready_times, retried = [], 0
+        phase_ms: dict[str, list[float]] = {}
         for host_id in ids:
             st = get_json(f"{url}/debug/transports/{host_id}")
             first = st["timeline"][0]["at"]
@@ -169,7 +178,15 @@ def run_size(n: int, args, workdir: Path, idle_rss: float) -> dict:
                          if e["phase"] == "ready" and e["status"] == "ok")
             ready_times.append(ready - first)
             retried += st["attempts"] > 1
+            last_attempt = [e for e in st["timeline"] if e["attempt"] == st["attempts"]]
+            begun = {}
+            for e in last_attempt:
+                if e["status"] == "pending":
+                    begun[e["phase"]] = e["at"]
+                elif e["status"] == "ok" and e["phase"] in begun:
+                    phase_ms.setdefault(e["phase"], []).append((e["at"] - begun[e["phase"]]) * 1000)
         time.sleep(args.settle)
+        reconnects0 = sum(t["reconnects"] for t in get_json(url + "/debug/transports")["transports"])
         cpu0, farm0, t0 = cpu_seconds(proc.pid), cpu_seconds(farm.pid), time.monotonic()
         time.sleep(args.rest)
         elapsed = time.monotonic() - t0
@@ -180,7 +197,7 @@ def run_size(n: int, args, workdir: Path, idle_rss: float) -> dict:
         latencies = [t["heartbeat"]["latency_ms"] for t in listing["transports"]
                      if t["heartbeat"]["latency_ms"] is not None]
         still_ready = listing["counts"].get("ready", 0)
-        reconnects = sum(t["reconnects"] for t in listing["transports"])
+        reconnects = sum(t["reconnects"] for t in listing["transports"]) - reconnects0
         return {
             "hosts": n, "all_ready_wall_s": round(wall, 3),
             "rtc_ready_p50_s": round(pct(ready_times, 50), 3),
@@ -193,6 +210,8 @@ def run_size(n: int, args, workdir: Path, idle_rss: float) -> dict:
             "heartbeat_latency_ms_p50": round(pct(latencies, 50), 2) if latencies else None,
             "heartbeat_latency_ms_p95": round(pct(latencies, 95), 2) if latencies else None,
             "heartbeat_samples": len(latencies), "still_ready": still_ready,
+            "phase_ms_p50": {k: round(pct(v, 50), 1) for k, v in phase_ms.items()},
+            "attach_cpu_ms_per_host": {k: round(v * 1000 / n, 1) for k, v in attach_cpu.items()},
             "reconnects_at_rest": reconnects, "farm_cpu_pct_core": round(farm_cpu * 100, 1),
         }
     finally:
