@@ -57,14 +57,17 @@ def test_round_trip_text_frames_and_extensions(secure):
                                                      b'{"type":"action"}')
     p.host_sends(p.host_out.text("__offer_ready__"))
     p.host_sends(p.host_out.host_frame(frames.Heartbeat(0, 1733300000000)))
-    # HEAD hosts send their extensions with the client header 0x44.
+    # HEAD hosts send their extensions with the client header 0x44, fixed ones with 0x4A.
     p.host_sends(p.host_out.binary(extensions.encode_from_host(extensions.TOPIC_ACK, b"{}")))
+    p.host_sends(p.host_out.binary(extensions.encode_from_host(extensions.TOPIC_STATE, b"[]",
+                                                               head_layout=False)))
     big = frames.Snapshot(1, frames.Lane.FOREGROUND, 1, False,
                           tuple(frames.Row(r, 1, (0x41 << 32,) * 200) for r in range(40)))
     p.host_sends(p.host_out.host_frame(big))  # several chunks
     assert p.texts == ["__offer_ready__"]
     assert p.frames == [frames.Heartbeat(0, 1733300000000),
-                        frames.Extension("manager", extensions.TOPIC_ACK, b"{}"), big]
+                        frames.Extension("manager", extensions.TOPIC_ACK, b"{}"),
+                        frames.Extension("manager", extensions.TOPIC_STATE, b"[]"), big]
     assert p.link.stats()["secure"] is secure
 
 

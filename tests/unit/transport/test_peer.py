@@ -142,3 +142,26 @@ async def test_waiting_for_a_channel_fails_when_closed():
             await peer.wait_connected()
 
     await _aio.as_deferred(scenario())
+
+
+@pytest_twisted.ensureDeferred
+async def test_loopback_only_gathering_with_the_host_address_override():
+    """A loopback-only network namespace: aioice alone gathers nothing there; with
+    BEACH_ICE_HOST_ADDRESSES=127.0.0.1 both ends connect over 127.0.0.1."""
+    from beachmanager.transport.ice import install_host_address_override
+
+    install_host_address_override(["127.0.0.1"])
+    try:
+        async def scenario():
+            peer = AnswerPeer(NO_STUN, on_message=lambda *a: None, on_event=lambda *a, **k: None)
+            pc, _ = await _offerer()
+            assert " 127.0.0.1 " in pc.localDescription.sdp
+            await _connect(peer, pc, trickle=True)
+            assert " 127.0.0.1 " in peer.pc.localDescription.sdp
+            await asyncio.wait_for(peer.wait_channel("beach"), 10)
+            await pc.close()
+            await peer.close()
+
+        await _aio.as_deferred(scenario())
+    finally:
+        install_host_address_override([])
