@@ -470,7 +470,13 @@ class AttachMachine:
         self.ready_at = self.clock.seconds()
         a.last_inbound = self.ready_at
         self._set_status("ready")
-        self.bus.attach(a.link.send_extension)
+        def send(namespace: str, topic: str, payload: bytes) -> bool:
+            try:
+                return a.link.send_extension(namespace, topic, payload)
+            except PeerClosed:  # the channel closed under us: the loss is being handled
+                return False
+
+        self.bus.attach(send)
         waiters, self._ready_waiters = self._ready_waiters, []
         for d in waiters:
             d.callback(self)

@@ -33,6 +33,7 @@ from .ice import (
     rewrite_host_candidates,
     strip_end_of_candidates,
 )
+from .rtc_compat import candidate_text, to_aiortc
 
 #: Seconds between ICE consent checks, and misses before the pair is declared dead.
 CONSENT_INTERVAL = 1.5
@@ -132,18 +133,13 @@ class AnswerPeer:
         await self._add(candidate)
 
     async def _add(self, candidate: dict[str, Any]) -> None:
-        from aiortc.sdp import candidate_from_sdp
-
         text = candidate.get("candidate") or ""
-        if not isinstance(text, str) or not text:
+        if not isinstance(text, str) or not candidate_text(text):
             return  # an empty candidate is webrtc-rs' end-of-candidates; keep checking
-        if text.startswith("a="):
-            text = text[2:]
-        if text.startswith("candidate:"):
-            text = text[len("candidate:"):]
         try:
-            parsed = candidate_from_sdp(text)
-        except (ValueError, IndexError):
+            # The application m-line's mid, whatever the host said (webrtc-rs sends "").
+            parsed = to_aiortc(text, self._mid, self._mline_index)
+        except ValueError:
             self.candidates_dropped += 1
             self.on_event("candidate_rejected", reason="unparsable")
             return
@@ -151,8 +147,6 @@ class AnswerPeer:
             self.candidates_dropped += 1
             self.on_event("candidate_rejected", reason="mdns")
             return
-        parsed.sdpMid = self._mid
-        parsed.sdpMLineIndex = self._mline_index
         try:
             await self.pc.addIceCandidate(parsed)
         except Exception as e:  # aiortc raises several types for odd candidates

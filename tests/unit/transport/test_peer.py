@@ -165,3 +165,24 @@ async def test_loopback_only_gathering_with_the_host_address_override():
         await _aio.as_deferred(scenario())
     finally:
         install_host_address_override([])
+
+
+@pytest_twisted.ensureDeferred
+async def test_odd_candidates_are_dropped_and_counted_never_raised():
+    async def scenario():
+        events = []
+        peer = AnswerPeer(NO_STUN, on_message=lambda *a: None,
+                          on_event=lambda name, **f: events.append((name, f)))
+        pc, _ = await _offerer()
+        offer, _ = _split_candidates(pc.localDescription.sdp)
+        await peer.answer(offer)
+        for bad in ("candidate:1 1 udp", "candidate:garbage", "candidate:1 1 udp 1 host.local 9 typ host",
+                    "", "candidate:"):
+            await peer.add_candidate({"candidate": bad, "sdp_mid": "", "sdp_mline_index": 0})
+        assert peer.candidates_dropped == 3 and peer.candidates_added == 0
+        assert sorted(f["reason"] for n, f in events if n == "candidate_rejected") == [
+            "mdns", "unparsable", "unparsable"]
+        await peer.close()
+        await pc.close()
+
+    await _aio.as_deferred(scenario())
