@@ -200,6 +200,7 @@ def main() -> None:
     ap.add_argument("--database-url")
     ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--profile", help="write a cProfile of the manager to this file")
+    ap.add_argument("--logs", help="copy the processes' logs into this folder")
     # internal: the farm process
     ap.add_argument("--farm", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--hosts-out", help=argparse.SUPPRESS)
@@ -210,7 +211,7 @@ def main() -> None:
         return
     args.sizes = [int(x) for x in args.sizes.split(",") if x]
     args.throughput = [float(x) for x in args.throughput.split(",") if x]
-    n = max(args.sizes)
+    n = max(args.sizes or [50])
     with tempfile.TemporaryDirectory(prefix="bench-actions-") as tmp:
         workdir = Path(tmp)
         procs = Procs(workdir)
@@ -252,6 +253,10 @@ def main() -> None:
             run_client(args, url, ids)
         finally:
             procs.stop_all()
+            if args.logs:
+                import shutil
+
+                shutil.copytree(workdir, args.logs, dirs_exist_ok=True)
 
 
 def run_client(args, url: str, ids: list[str]) -> None:

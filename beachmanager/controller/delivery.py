@@ -30,14 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ..telemetry.logs import fields
 from .commands import action_envelope, expires_at, system_time
-from .queue import QueuedAction, QueueError
+from .queue import QueuedAction
 
 #: Recently finished ids remembered per host (late duplicate acks, GET status).
 FINISHED_MEMORY = 4096
@@ -238,7 +238,9 @@ class DeliveryEngine:
                 if failures or self.clock.seconds() - self._last_claim >= self.claim_timeout / 2:
                     await self._housekeeping(failures > 0)
                 failures = 0
-            except (QueueError, ConnectionError, TimeoutError) as e:
+            except CancelledError:
+                return
+            except Exception as e:  # the store is down or answered oddly: never stop reading
                 failures += 1
                 if failures in (1, 10) or failures % 100 == 0:
                     self.log.warn("action queue read failed ({error}); retrying (attempt {n})",

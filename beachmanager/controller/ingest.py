@@ -18,7 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -41,6 +42,7 @@ class AckWriter:
         self.bound = bound
         self.record = record
         self.buffer: deque[FinalAck] = deque()
+        self._held: set[tuple[str, str]] = set()
         self.running = False
         self._wake: Deferred | None = None
         self._loop: Deferred | None = None
@@ -61,10 +63,19 @@ class AckWriter:
             await deferLater(self.clock, 0.01, lambda: None)
         self.running = False
         self._poke()
-        if self._loop is not None:
-            await self._loop
+        if self._loop is not None and not self._loop.called:
+            done: Deferred = Deferred()
+            self._loop.addBoth(lambda r: done.called or done.callback(None) or r)
+            try:  # a cancelled or slow stop must not cancel the loop mid-write
+                await done.addTimeout(1.0, self.clock)
+            except DeferredTimeout:
+                self.log.warn("stopping with {n} acks not written (their actions stay queued and "
+                              "are redelivered by the next owner)", n=len(self.buffer))
 
     def submit(self, final: FinalAck) -> None:
+        key = (final.host, final.action.action_id)
+        if key in self._held:
+            return  # already waiting to be written (a repeat while the store is down)
         if len(self.buffer) >= self.bound:
             self.overflowed += 1
             if self.overflowed in (1, 100) or self.overflowed % 10_000 == 0:
@@ -74,6 +85,7 @@ class AckWriter:
                               **fields(host_session_id=final.host))
             return
         self.buffer.append(final)
+        self._held.add(key)
         self._poke()
 
     def _poke(self) -> None:
@@ -90,6 +102,8 @@ class AckWriter:
             batch = [self.buffer[i] for i in range(min(BATCH, len(self.buffer)))]
             try:
                 await self._write(batch)
+            except CancelledError:
+                return
             except Exception as e:
                 self.failures += 1
                 self.last_error = str(e) or type(e).__name__
@@ -98,8 +112,9 @@ class AckWriter:
                                   n=len(batch), error=self.last_error, attempt=self.failures)
                 await deferLater(self.clock, min(5.0, 0.05 * 2 ** min(self.failures, 7)), lambda: None)
                 continue
-            for _ in batch:
+            for final in batch:
                 self.buffer.popleft()
+                self._held.discard((final.host, final.action.action_id))
             if self.failures:
                 self.log.info("acks written again after {n} failed attempts", n=self.failures)
             self.failures = 0

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
@@ -202,7 +203,7 @@ class ControllerService(ReadyService):
         d = ensureDeferred(self.queue.enqueue(host, new))
         try:
             result = await d.addTimeout(ENQUEUE_TIMEOUT, self.ctx.clock)
-        except TimeoutError:
+        except DeferredTimeout:
             raise QueueUnavailable("the action queue did not answer in time") from None
         if controller_token and self.lease_watch is not None:
             self.lease_watch.granted(host, controller_token)
