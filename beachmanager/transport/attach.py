@@ -25,6 +25,7 @@ A rejected join code is permanent: the machine stops and says so.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import uuid
@@ -34,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
-from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -44,6 +44,7 @@ from ..bus.bus import HostBus
 from ..cache.mirror import TerminalMirror
 from ..protocol import crypto, frames
 from ..protocol import signaling as sig
+from ..protocol.crypto.policy import join_code_present
 from ..retry import backoff
 from ..telemetry.logs import fields
 from .errors import AttachError, RoadError, TransportLost
@@ -58,6 +59,9 @@ TIMELINE = 64
 #: After an offer hint: this many quick polls, this far apart (the offer POST follows the hint).
 QUICK_POLLS = 5
 QUICK_POLL = 0.02
+#: Seconds to wait, after "beach" opens, for the host's handshake channel before deciding
+#: that the host runs no secure transport for us.
+HANDSHAKE_GRACE = 2.0
 _transport_ids = itertools.count(1)
 
 
@@ -100,6 +104,7 @@ class _Attempt:
         self.offer_ready_d: Deferred = Deferred()
         self.lost_d: Deferred = Deferred()
         self.key_d: Deferred | None = None
+        self.secure = False  # Beach's secure transport runs on this attempt
         self.slot: DeferredSemaphore | None = None
         self.peer_lost: Deferred | None = None
         self.waiting: Deferred | None = None  # what the attempt awaits now (cancelled on loss)
@@ -272,7 +277,8 @@ class AttachMachine:
                           on_text=lambda text: self._on_text(a, text),
                           on_frame=lambda frame: self._on_frame(a, frame),
                           buffered=lambda: a.peer.buffered_amount(BEACH) if a.peer else 0)
-        if self.secure:
+        if join_code_present(self._join_code):
+            # Ready even when we do not expect Noise: the host's handshake channel decides.
             a.handshake = crypto.SecureHandshake(crypto.Role.RESPONDER, psk, a.handshake_id,
                                                  a.signaling.my_id, a.host_peer_id)
         for cand in a.signaling.take_candidates(a.handshake_id,
@@ -292,17 +298,30 @@ class AttachMachine:
         self._exit("ice", a)
 
         self._enter("dc_open", a)
-        labels = [BEACH, HANDSHAKE] if self.secure else [BEACH]
-        for label in labels:
-            await self._timed(a, _aio.as_deferred(a.peer.wait_channel(label)), s.phase_timeout,
-                              "dc_open", f"the {label!r} data channel")
-        self._exit("dc_open", a, channels=labels)
+        await self._timed(a, _aio.as_deferred(a.peer.wait_channel(BEACH)), s.phase_timeout,
+                          "dc_open", "the 'beach' data channel")
+        if self.secure and HANDSHAKE not in a.peer.channels:
+            # Hosts open it right after "beach"; its absence means the host runs no Noise
+            # for us (reference §4.1: the host's channel is authoritative).
+            try:
+                await self._timed(a, _aio.as_deferred(a.peer.wait_channel(HANDSHAKE)),
+                                  HANDSHAKE_GRACE, "dc_open", "the handshake channel")
+            except AttachError as e:
+                if e.code != "timeout":
+                    raise
+        a.secure = HANDSHAKE in a.peer.channels and a.handshake is not None
+        if self.secure and not a.secure:
+            self.log.warn("the host opened no {label!r} channel within {grace}s: continuing "
+                          "WITHOUT Beach's secure transport (DTLS only); is the host's "
+                          "BEACH_INSECURE_TRANSPORT set?", label=HANDSHAKE, grace=HANDSHAKE_GRACE,
+                          **self._fields(a))
+        self._exit("dc_open", a, channels=sorted(a.peer.channels))
 
         self._enter("handshake", a)
-        if self.secure:
+        if a.secure:
             await self._timed(a, a.handshake_d, s.phase_timeout, "handshake",
                               "the Noise handshake and challenge")
-        self._exit("handshake", a, secure=self.secure)
+        self._exit("handshake", a, secure=a.secure)
 
         self._enter("ready", a)
         a.link.send_text(READY)
@@ -532,28 +551,39 @@ class AttachMachine:
     # -- bookkeeping ------------------------------------------------------------------------------
     async def _timed(self, a: _Attempt, d: Deferred, seconds: float, phase: str, what: str) -> Any:
         """Await *d* for at most *seconds*; a loss of the attempt's transport or signaling
-        interrupts the wait.  Failures become AttachError(phase)."""
+        interrupts the wait.  Failures become AttachError(phase).
+
+        The timer is ours (not ``addTimeout``): cancelling a Deferred that wraps an asyncio
+        task fails it with ``asyncio.CancelledError``, which ``addTimeout`` does not convert."""
         if a.lost_reason is not None:
             d.cancel()
             d.addErrback(lambda f: None)
             raise AttachError(phase, a.lost_reason[0], code=a.lost_reason[1])
-        d.addTimeout(seconds, self.clock)
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            d.cancel()
+
+        timer = self.clock.callLater(seconds, expire)
         a.waiting = d
         try:
             return await d
-        except (DeferredTimeout, TimeoutError, CancelledError) as e:
+        except (CancelledError, asyncio.CancelledError):
             if self._stopping:
                 raise CancelledError() from None
             if a.lost_reason is not None:
                 raise AttachError(phase, a.lost_reason[0], code=a.lost_reason[1]) from None
-            if isinstance(e, CancelledError):
-                raise
-            raise AttachError(phase, f"timed out after {seconds:.1f}s waiting for {what}",
-                              code="timeout") from None
+            if expired:
+                raise AttachError(phase, f"timed out after {seconds:.1f}s waiting for {what}",
+                                  code="timeout") from None
+            raise CancelledError() from None
         except PeerError as e:
             raise AttachError(phase, str(e), code="peer") from None
         finally:
             a.waiting = None
+            if timer.active():
+                timer.cancel()
 
     def _enter(self, phase: str, a: _Attempt) -> None:
         self.phase = phase
@@ -626,7 +656,8 @@ class AttachMachine:
             "transport_id": a.transport_id if a else None,
             "handshake_id": a.handshake_id if a else None,
             "host_peer_id": a.host_peer_id if a else None,
-            "secure": self.secure, "ready_since": self.ready_at if self.status_name == "ready" else None,
+            "secure": a.secure if a else None,
+            "ready_since": self.ready_at if self.status_name == "ready" else None,
             "last_error": self.last_error,
             "heartbeat": self.mirror.heartbeats.as_dict(),
             "link": a.link.stats() if a and a.link else None,

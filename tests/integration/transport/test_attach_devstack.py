@@ -117,3 +117,27 @@ async def test_a_vanished_host_is_retried_with_backoff_not_stormed(start_host, h
     assert machine.last_error["phase"] == "attach"
     assert machine.last_error["code"] in ("host_not_connected", "timeout")
     assert reactor.seconds() - lost_at >= 6.0
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_hosts_handshake_channel_decides_whether_transport_is_secure(start_host,
+                                                                               hosts_service,
+                                                                               monkeypatch):
+    from beachmanager.protocol.crypto import InsecureOverrides, InsecureOverrideWarning
+
+    # A host that runs no Noise for us (BEACH_INSECURE_TRANSPORT on its side): plaintext beach.
+    plain_host = await start_host(overrides=InsecureOverrides(transport=True))
+    hosts = await hosts_service()
+    machine = hosts.attach(plain_host.session_id, plain_host.join_code)
+    await machine.when_ready().addTimeout(20, reactor)
+    assert machine.status()["secure"] is False
+    await until(lambda: hosts.mirror(plain_host.session_id).in_sync, what="the plaintext mirror")
+
+    # The manager's own override does not stop it from following a secure host.
+    monkeypatch.setenv("BEACH_INSECURE_TRANSPORT", "I_KNOW_THIS_IS_UNSAFE")
+    secure_host = await start_host()
+    with pytest.warns(InsecureOverrideWarning):
+        insecure_manager = await hosts_service()
+    machine = insecure_manager.attach(secure_host.session_id, secure_host.join_code)
+    await machine.when_ready().addTimeout(20, reactor)
+    assert machine.status()["secure"] is True
