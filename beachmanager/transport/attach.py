@@ -62,6 +62,8 @@ QUICK_POLL = 0.02
 #: Seconds to wait, after "beach" opens, for the host's handshake channel before deciding
 #: that the host runs no secure transport for us.
 HANDSHAKE_GRACE = 2.0
+#: Seconds a peer connection may take to close before it is abandoned.
+CLOSE_TIMEOUT = 5.0
 _transport_ids = itertools.count(1)
 
 
@@ -201,7 +203,7 @@ class AttachMachine:
                 self._attach_failed(attempt, e)
             except TransportLost as e:
                 self._lost(attempt, e)
-            except Exception as e:  # a bug: log it loudly, count it, and keep going
+            except (Exception, asyncio.CancelledError) as e:  # a bug: log it, count it, go on
                 self.log.failure("attach attempt crashed", **self._fields(attempt))
                 self._attach_failed(attempt, AttachError(self.phase or "attach",
                                                          f"internal error: {e!r}", code="internal"))
@@ -540,11 +542,16 @@ class AttachMachine:
             a.signaling.close()
         if a.peer is not None:
             peer, a.peer = a.peer, None
+            closing = _aio.as_deferred(peer.close())
+            timer = self.clock.callLater(CLOSE_TIMEOUT, closing.cancel)
             try:
-                await _aio.as_deferred(peer.close()).addTimeout(5, self.clock)
-            except Exception as e:
+                await closing
+            except (Exception, asyncio.CancelledError) as e:  # a stuck close is abandoned
                 self.log.warn("closing the peer connection failed: {error!r}", error=e,
                               **self._fields(a))
+            finally:
+                if timer.active():
+                    timer.cancel()
         if self.status_name == "ready":
             self._set_status("attaching")
 
