@@ -29,7 +29,7 @@ from ..telemetry.logs import fields
 from .bus_link import NOT_ATTACHED, BusLink
 from .delivery import DeliveryEngine
 from .ingest import AckWriter, Ingest
-from .queue import NewAction, QueuedAction, QueueUnavailable
+from .queue import NewAction, QueuedAction, QueueFull, QueueUnavailable
 
 #: Seconds an enqueue may wait for the queue's store before the request gets a 503.
 ENQUEUE_TIMEOUT = 5.0
@@ -79,6 +79,7 @@ class ControllerService(ReadyService):
         self._subscriber = None
         self._on_change = None
         self._host_ids_given = False
+        self._full_log: dict[str, tuple[float, int]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -205,6 +206,9 @@ class ControllerService(ReadyService):
             result = await d.addTimeout(ENQUEUE_TIMEOUT, self.ctx.clock)
         except DeferredTimeout:
             raise QueueUnavailable("the action queue did not answer in time") from None
+        except QueueFull as e:
+            self._log_full(host, e, controller_token)
+            raise
         if controller_token and self.lease_watch is not None:
             self.lease_watch.granted(host, controller_token)
         by_id = {c["id"]: c for c in commands}
@@ -218,6 +222,22 @@ class ControllerService(ReadyService):
                        **fields(host_session_id=host, controller_token=controller_token,
                                 manager_instance_id=self.instance_id))
         return Submitted([c["id"] for c in commands], result.accepted, result.duplicates, result.depth)
+
+    def _log_full(self, host: str, e: QueueFull, token: str | None) -> None:
+        """Drops are logged with the depth, at most once per host every 10 s (counted between)."""
+        now = self.ctx.clock.seconds()
+        last, count = self._full_log.get(host, (float("-inf"), 0))
+        if now - last < 10:
+            self._full_log[host] = (last, count + 1)
+            return
+        if len(self._full_log) > 10_000:
+            self._full_log.clear()
+        self._full_log[host] = (now, 0)
+        self.log.warn("queue full: refused {adding} actions (depth {depth} of {bound}; {more} more "
+                      "refusals since the last report)", adding=e.adding, depth=e.depth, bound=e.bound,
+                      more=count, reason="queue_full",
+                      **fields(host_session_id=host, controller_token=token,
+                               manager_instance_id=self.instance_id))
 
     async def describe(self, host: str, action_id: str) -> dict[str, Any] | None:
         live = self.engine.describe(host, action_id) if self.engine is not None else None
