@@ -47,6 +47,7 @@ from ..protocol import signaling as sig
 from ..protocol.crypto.policy import join_code_present
 from ..retry import backoff
 from ..telemetry.logs import fields
+from . import negotiation
 from .errors import AttachError, RoadError, TransportLost
 from .ice import IceSettings
 from .link import OFFER_READY, READY, HostLink
@@ -268,7 +269,7 @@ class AttachMachine:
         a.handshake_id = offer.handshake_id
         session_key = await self._timed(a, a.key_d, s.phase_timeout, "offer", "the session key")
         psk = crypto.derive_handshake_key(session_key, a.handshake_id)
-        offer_sdp = self._open_offer(offer, psk)
+        offer_sdp = negotiation.open_offer(offer, psk)
         self._exit("offer", a, handshake_id=a.handshake_id, sealed=offer.sealed is not None)
 
         self._enter("answer", a)
@@ -288,7 +289,8 @@ class AttachMachine:
             self._remote_candidate(a, psk, cand)
         answer_sdp = await self._timed(a, _aio.as_deferred(a.peer.answer(offer_sdp)),
                                        s.phase_timeout, "answer", "building the answer")
-        payload = self._answer_payload(a, psk, answer_sdp)
+        payload = negotiation.answer_payload(psk, a.handshake_id, a.signaling.my_id,
+                                             a.host_peer_id, answer_sdp, self.sealed)
         tries = await self._timed(a, _wrap_road(self.road.post_answer(a.peer_session_id, payload),
                                                 "answer"), s.phase_timeout, "answer",
                                   "posting the answer")
@@ -396,47 +398,16 @@ class AttachMachine:
                 hint.cancel()
             hint.addErrback(lambda f: None)
 
-    def _open_offer(self, offer: sig.WebRtcSdpPayload, psk: bytes) -> str:
-        if offer.sealed is None:
-            if not offer.sdp:
-                raise AttachError("offer", "the offer has neither SDP nor a sealed SDP", code="bad_offer")
-            return offer.sdp
-        try:
-            plain = crypto.open_sealed(psk, offer.handshake_id, "offer",
-                                       crypto.sdp_components(offer.from_peer, offer.to_peer, "offer"),
-                                       offer.sealed.to_json())
-            return plain.decode("utf-8")
-        except (crypto.CryptoError, UnicodeDecodeError) as e:
-            raise AttachError("offer", f"cannot open the sealed offer ({e}): wrong join code?",
-                              permanent=False, code="offer_unsealable") from None
-
-    def _answer_payload(self, a: _Attempt, psk: bytes, answer_sdp: str) -> sig.WebRtcSdpPayload:
-        me, host, hid = a.signaling.my_id, a.host_peer_id, a.handshake_id
-        if not self.sealed:
-            return sig.WebRtcSdpPayload(answer_sdp, "answer", hid, me, host)
-        env = crypto.seal(psk, hid, "answer", crypto.sdp_components(me, host, "answer"),
-                          answer_sdp.encode("utf-8"))
-        return sig.WebRtcSdpPayload("", "answer", hid, me, host,
-                                    sealed=sig.SealedBox.from_json(env))
-
     def _remote_candidate(self, a: _Attempt, psk: bytes, cand: sig.IceCandidateSignal) -> None:
         try:
-            if cand.sealed is not None:
-                plain = crypto.open_sealed(psk, cand.handshake_id, "ice",
-                                           crypto.ice_components(a.host_peer_id, a.signaling.my_id,
-                                                                 cand.handshake_id),
-                                           cand.sealed.to_json())
-                ice = sig.IceCandidate.decode(plain)
-            else:
-                ice = cand.plain_candidate()
-        except (crypto.CryptoError, sig.SignalingError) as e:
+            ice = negotiation.open_candidate(psk, cand, a.host_peer_id, a.signaling.my_id)
+        except negotiation.NegotiationError as e:
             self.log.warn("dropping an ICE candidate that does not open: {error}", error=str(e),
                           **self._fields(a))
             return
-        if a.peer is None:
-            return
-        _aio.background(_aio.as_deferred(a.peer.add_candidate(ice.to_json())), "add ICE candidate",
-                        self.log)
+        if a.peer is not None:
+            _aio.background(_aio.as_deferred(a.peer.add_candidate(ice)), "add ICE candidate",
+                            self.log)
 
     # -- data-channel traffic ---------------------------------------------------------------------
     def _on_message(self, a: _Attempt, label: str, data: bytes) -> None:
