@@ -141,3 +141,18 @@ async def test_the_hosts_handshake_channel_decides_whether_transport_is_secure(s
     machine = insecure_manager.attach(secure_host.session_id, secure_host.join_code)
     await machine.when_ready().addTimeout(20, reactor)
     assert machine.status()["secure"] is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_attach_is_bounded_by_capacity_and_refuses_a_second_join_code(hosts_service):
+    from beachmanager.transport.hosts import CapacityExceeded, HostAlreadyAttached
+
+    hosts = await hosts_service(capacity=1)
+    first = hosts.attach("host-a", "AAA111")
+    with pytest.raises(HostAlreadyAttached):
+        hosts.attach("host-a", "BBB222")
+    with pytest.raises(CapacityExceeded):
+        hosts.attach("host-b", "BBB222")
+    await hosts.detach("host-a")
+    assert first.status_name == "stopped" and hosts.get("host-a") is None
+    assert hosts.attach("host-b", "BBB222") is hosts.get("host-b")
