@@ -354,7 +354,7 @@ class AttachMachine:
                     return await self.keys.get(self._join_code, self.host_session_id)
                 except crypto.CryptoError as e:
                     raise AttachError("offer", f"cannot derive the session key: {e}",
-                                      permanent=True, code="bad_join_code") from None
+                                      permanent=True, code="session_key") from None
                 except RuntimeError as e:  # SessionKeyBusy: too many derivations queued
                     self.log.debug("session key cache busy ({error}); waiting", error=str(e))
                     await deferLater(self.clock, 0.1)

@@ -148,11 +148,11 @@ async def test_attach_is_bounded_by_capacity_and_refuses_a_second_join_code(host
     from beachmanager.transport.hosts import CapacityExceeded, HostAlreadyAttached
 
     hosts = await hosts_service(capacity=1)
-    first = hosts.attach("host-a", "AAA111")
+    first = hosts.attach("host-aaaa", "AAA111")
     with pytest.raises(HostAlreadyAttached):
-        hosts.attach("host-a", "BBB222")
+        hosts.attach("host-aaaa", "BBB222")
     with pytest.raises(CapacityExceeded):
-        hosts.attach("host-b", "BBB222")
-    await hosts.detach("host-a")
-    assert first.status_name == "stopped" and hosts.get("host-a") is None
-    assert hosts.attach("host-b", "BBB222") is hosts.get("host-b")
+        hosts.attach("host-bbbb", "BBB222")
+    await hosts.detach("host-aaaa")
+    assert first.status_name == "stopped" and hosts.get("host-aaaa") is None
+    assert hosts.attach("host-bbbb", "BBB222") is hosts.get("host-bbbb")
