@@ -170,3 +170,31 @@ async def test_manager_restart_mid_stream_redelivers_and_applies_once(road, star
             assert all(seen[i] == 1 for i in range(400)), {i: c for i, c in seen.items() if c != 1}
         finally:
             await mgr.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_actions_wait_for_a_dropped_transport_and_flow_after_the_redo(road, start_host):
+    host = await start_host()
+    mgr = await manager(road.url, action_inflight_window=1, reconnect_max_delay=1.0)
+    try:
+        token = await attach(mgr, host)
+        hid = host.session_id
+        controller = mgr.ctx.parts["controller"]
+        r = await post(mgr, hid, token, [write(i) for i in range(300)])
+        assert r.status == 200
+        (peer,) = host.host.serving_peers()
+        await peer.close("test: dropped by the host")
+        await until(lambda: controller.transport_state(hid) != "ready", timeout=5,
+                    what="the controller to see the transport down")
+        r = await post(mgr, hid, token, [write(1000)])
+        assert r.status == 409 and r.error_code == "child_offline"
+        waiting = controller.engine.depth(hid)
+        assert waiting > 0  # held, not dropped, while the transport is down
+        views = await acked(mgr, hid, [f"MARK-{i}" for i in range(300)], timeout=60)
+        assert {v["ack_status"] for v in views.values()} == {"ok"}
+        await until(lambda: len(marks(host_lines(host))) == 300, what="all 300 marks")
+        seen = marks(host_lines(host))
+        assert all(seen[i] == 1 for i in range(300)), {i: c for i, c in seen.items() if c != 1}
+        assert mgr.metrics.registry.get_sample_value("http_fallback_total") == 0
+    finally:
+        await mgr.stop()
