@@ -6,9 +6,14 @@ Phases of one attempt (reference ``road-signaling-and-webrtc-join.md`` §6)::
     offer      poll the offer mailbox; open the sealed offer (Argon2id session key, HKDF)
     answer     aiortc answer (candidates gathered here), sealed, posted to the mailbox
     ice        the peer connection reaches "connected" (ICE + DTLS)
-    dc_open    the host's "beach" channel (and "beach-secure-handshake" when secure) is open
+    dc_open    the host's "beach" channel is open, and "beach-secure-handshake" when the host
+               runs secure transport for us (its channel decides; 2 s grace after "beach")
     handshake  Noise XX responder + challenge frames; "beach" is encrypted from here
-    ready      "__ready__" sent; the host answers "__offer_ready__"
+    ready      "__ready__" sent; the host answers "__offer_ready__" (an upstream host that
+               already serves another peer never does: reported as such)
+
+At most ``gate`` attempts (``--attach-concurrency``) negotiate at once across all hosts;
+the others wait in the ``attach`` phase, and their RTC-ready time includes the wait.
 
 Every phase is logged on entry (``attach_phase=pending``) and exit (``attach_phase=ok``) with
 the plan's fields and a per-attempt correlation id; a failure names its phase and the ids
@@ -26,6 +31,7 @@ A rejected join code is permanent: the machine stops and says so.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 import secrets
 import uuid
@@ -169,6 +175,9 @@ class AttachMachine:
         self._set_status("stopped")
         self._fail_waiters(AttachError("attach", "the host was detached", code="stopped"))
         return d if d is not None else Deferred.fromCoroutine(_nothing())
+
+    def uses_join_code(self, join_code: str) -> bool:
+        return hmac.compare_digest(self._join_code.encode(), join_code.encode())
 
     def when_ready(self) -> Deferred:
         """Fires with this machine when the transport is (next) ready; fails if it never can be."""

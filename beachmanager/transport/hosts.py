@@ -161,9 +161,10 @@ class HostManager(ReadyService):
         target = HostTarget(host_session_id, join_code)  # validates nothing; callers did
         existing = self.machines.get(target.host_session_id)
         if existing is not None:
-            if existing._join_code == join_code and existing.status_name != "rejected":
+            same_code = existing.uses_join_code(join_code)
+            if same_code and existing.status_name != "rejected":
                 return existing
-            if existing._join_code != join_code and existing.status_name != "rejected":
+            if not same_code and existing.status_name != "rejected":
                 raise HostAlreadyAttached(f"host {host_session_id} is already managed with "
                                           f"another join code; detach it first")
             self._forget(existing)
