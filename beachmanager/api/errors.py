@@ -28,17 +28,21 @@ ERROR_WORDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, error_code: str | None = None, **extra: Any):
+    def __init__(self, status: int, message: str, error_code: str | None = None, *,
+                 headers: dict[bytes, bytes] | None = None, **extra: Any):
         super().__init__(message)
         self.status = status
         self.message = message
         self.error_code = error_code
+        self.headers = headers or {}
         self.extra = extra
 
 
 def error_response(request, e: Exception) -> bytes:
     """The answer for *e* (any exception), in the legacy error shape."""
     if isinstance(e, ApiError):
+        for name, value in e.headers.items():
+            request.setHeader(name, value)
         return error_body(request, e.status, ERROR_WORDS.get(e.status, "error"), e.message,
                           e.error_code, **e.extra)
     if isinstance(e, AuthFailure):

@@ -16,6 +16,7 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
 from .._aio import background
+from ..assign.model import AssignmentUnavailable, CapacityExhausted
 from ..context import ManagerContext
 from ..registry.store import (
     DEFAULT_LEASE_TTL_MS,
@@ -48,6 +49,28 @@ def summary(session: Session, lease: Lease | None, show_token: bool) -> dict[str
         "pending_actions": 0, "pending_unacked": 0, "last_health": None,
         "attach_method": session.attach_method, "attach_state": session.attach_state,
     }
+
+
+async def place_and_attach(ctx: ManagerContext, tenant: Tenant, host_session_id: str,
+                           join_code: str) -> dict[str, Any]:
+    """Place the host on its owning instance, then attach it here if this instance owns it.
+
+    With several instances (``parts["assign"]``) the rendezvous owner attaches the host; any
+    other instance only records the placement (the owner reads the join code from the
+    registry).  Raises :class:`CapacityExhausted` when every instance is full: the host is
+    refused, never queued.  Returns what happened, for the answer.
+    """
+    assign = ctx.parts.get("assign")
+    if assign is not None:
+        decision = await assign.place(host_session_id, join_code)
+        placement = {"manager_instance_id": decision.owner, "status": decision.status}
+        if decision.owner != ctx.config.instance_id:
+            log.info("{host_session_id} is owned by {owner}; it attaches the host",
+                     host_session_id=host_session_id, owner=decision.owner)
+            return {**placement, "attaching_here": False}
+    else:
+        placement = {"manager_instance_id": ctx.config.instance_id, "status": "single_instance"}
+    return {**placement, "attaching_here": await hand_to_hosts(ctx, tenant, host_session_id, join_code)}
 
 
 async def hand_to_hosts(ctx: ManagerContext, tenant: Tenant, host_session_id: str, join_code: str) -> bool:
@@ -131,9 +154,20 @@ def install(app, ctx: ManagerContext) -> None:
                            "invalid_join_code")
         store = registry(ctx)
         session = await store.attach_session(tenant, session_id, code, Op.new(), now_ms(ctx))
-        if await hand_to_hosts(ctx, tenant, session_id, code):
+        try:
+            placement = await place_and_attach(ctx, tenant, session_id, code)
+        except CapacityExhausted as e:
+            await store.set_attach_state(tenant, session_id, AttachState.FAILED, now_ms(ctx))
+            raise ApiError(503, str(e), "capacity_exhausted", headers={b"retry-after": b"30"},
+                           host_session_id=session_id, live_instances=e.members,
+                           serving_instances=e.serving) from None
+        except AssignmentUnavailable as e:
+            raise ApiError(503, f"host placement is unavailable: {e}", "assignment_unavailable",
+                           headers={b"retry-after": b"5"}) from None
+        if placement["attaching_here"]:
             session = await store.get_session(tenant, session_id) or session
-        log.info("attached {host_session_id} to private beach {private_beach_id} by code ({state})",
-                 host_session_id=session_id, private_beach_id=tenant.private_beach_id,
-                 state=session.attach_state)
-        return 200, {"ok": True, "attach_method": "code", "session": summary(session, None, False)}
+        log.info("attached {host_session_id} to private beach {private_beach_id} by code ({state}, "
+                 "owner {owner})", host_session_id=session_id, private_beach_id=tenant.private_beach_id,
+                 state=session.attach_state, owner=placement["manager_instance_id"])
+        return 200, {"ok": True, "attach_method": "code", "session": summary(session, None, False),
+                     "assignment": placement}

@@ -180,3 +180,25 @@ async def test_road_answers_that_are_not_usable(road):
         assert (await real.verify("nobody", "x")).verified is False
     finally:
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_full_instance_refuses_with_503_and_queues_nothing(road, jwks, gate):
+    await host_session(road, "host-a", "CODEAA")
+    await host_session(road, "host-b", "CODEBB")
+    m = await start_manager(road_url=road.url, capacity=1, **auth_settings(jwks))
+    hosts = m.ctx.parts["hosts"] = FakeHosts()
+    try:
+        await m.ctx.parts["assign"].whenReady()
+        r = await m.call("POST", URL, token=gate.token(), body={"session_id": "host-a", "code": "CODEAA"})
+        assert r.status == 200, r.body
+        assert r.body["assignment"] == {"manager_instance_id": m.ctx.config.instance_id,
+                                        "status": "assigned", "attaching_here": True}
+        r = await m.call("POST", URL, token=gate.token(), body={"session_id": "host-b", "code": "CODEBB"})
+        assert (r.status, r.error_code) == (503, "capacity_exhausted"), r.body
+        assert r.body["host_session_id"] == "host-b"
+        assert [h for h, _ in hosts.attached] == ["host-a"]   # host-b was refused, not queued
+        sessions = (await m.call("GET", "/private-beaches/pb-1/sessions", token=gate.token())).body
+        assert {s["session_id"]: s["attach_state"] for s in sessions}["host-b"] == "attach_failed"
+    finally:
+        await m.stop()
