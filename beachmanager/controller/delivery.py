@@ -99,6 +99,7 @@ class Lane:
     waiting: OrderedDict[str, Tracked] = field(default_factory=OrderedDict)
     inflight: dict[str, Tracked] = field(default_factory=dict)
     finished: OrderedDict[str, FinalAck] = field(default_factory=OrderedDict)
+    written: set[str] = field(default_factory=set)  # finished ids whose ack is stored
     recovered: bool = False
     retry: Any = None  # a pending call after a refused (backpressured) send
     sends: int = 0  # deliveries so far (orders them: the channel is ordered)
@@ -207,9 +208,10 @@ class DeliveryEngine:
                 continue
             final = lane.finished.get(a.action_id)
             if final is not None:
-                # finished here, but the queue still has it (the finish write is pending/lost)
-                self._emit(replace(final, action=a, repeat=True))
-                continue
+                if a.action_id not in lane.written:
+                    # finished here, its write pending or dropped: (re)submit it
+                    self._emit(replace(final, action=a, repeat=True))
+                continue  # else a read that raced the removal: nothing to do
             lane.waiting[a.action_id] = Tracked(a)
         self._pump(lane)
 
@@ -416,7 +418,8 @@ class DeliveryEngine:
                          error_code, error_message, host_latency, synthesized)
         lane.finished[t.action.action_id] = final
         while len(lane.finished) > FINISHED_MEMORY:
-            lane.finished.popitem(last=False)
+            old_id, _ = lane.finished.popitem(last=False)
+            lane.written.discard(old_id)
         key = status if status in ("expired", "preempted") else "acked"
         self.counters[key] += 1
         self._emit(final)
@@ -426,6 +429,12 @@ class DeliveryEngine:
             self.on_final(final)
         except Exception:
             self.log.failure("final ack sink failed for {action_id}", action_id=final.action.action_id)
+
+    def confirm(self, final: FinalAck) -> None:
+        """The ack of *final* is stored and its queue entry removed."""
+        lane = self.lanes.get(final.host)
+        if lane is not None and final.action.action_id in lane.finished:
+            lane.written.add(final.action.action_id)
 
     # -- views ---------------------------------------------------------------------------------
     def describe(self, host: str, action_id: str) -> dict[str, Any] | None:

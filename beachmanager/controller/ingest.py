@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, gatherResults
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -30,6 +30,8 @@ from .delivery import FinalAck, final_view
 
 DEFAULT_BUFFER = 20_000
 BATCH = 256
+#: Action-log writes in flight at once (the registry's pool holds 10 connections).
+STORE_CONCURRENCY = 8
 
 
 class AckWriter:
@@ -121,9 +123,12 @@ class AckWriter:
             self.last_error = None
 
     async def _write(self, batch: list[FinalAck]) -> None:
-        if self.store is not None:
-            for final in batch:
-                await self._log(final)
+        if self.store is not None and hasattr(self.store, "record_actions"):
+            await self._log_batches(batch)  # one transaction per private beach
+        elif self.store is not None:  # a few at once: each is a round trip to the database
+            for i in range(0, len(batch), STORE_CONCURRENCY):
+                await gatherResults([ensureDeferred(self._log(f))
+                                     for f in batch[i:i + STORE_CONCURRENCY]], consumeErrors=True)
         by_host: dict[str, list[tuple[str, str, str]]] = {}
         for final in batch:
             by_host.setdefault(final.host, []).append(
@@ -142,19 +147,24 @@ class AckWriter:
             if self.record is not None:
                 self.record(final)
 
+    async def _log_batches(self, batch: list[FinalAck]) -> None:
+        """With a store that has ``record_actions(tenant, records)``: one call per beach."""
+        from ..registry.store import Tenant
+
+        by_beach: dict[str, list[Any]] = {}
+        for final in batch:
+            if final.action.beach:
+                by_beach.setdefault(final.action.beach, []).append(_record(final))
+        for beach, records in by_beach.items():
+            await self.store.record_actions(Tenant(beach), records)
+
     async def _log(self, final: FinalAck) -> None:
-        from ..registry.store import ActionRecord, SessionNotFound, Tenant
+        from ..registry.store import SessionNotFound, Tenant
 
         if not final.action.beach:
             return
-        cmd = final.action.command
-        record = ActionRecord(host_session_id=final.host, action_id=final.action.action_id,
-                              action_type=str(cmd.get("action_type")), payload=cmd.get("payload"),
-                              enqueued_at_ms=round(final.action.enqueued_at * 1000),
-                              controller_token=final.action.controller_token, status=final.status,
-                              acked_at_ms=round(final.acked_at * 1000))
         try:
-            await self.store.record_action(Tenant(final.action.beach), record)
+            await self.store.record_action(Tenant(final.action.beach), _record(final))
         except SessionNotFound:
             # the session was deleted meanwhile: nothing to log it under, never retry forever
             self.log.info("action {action_id} finished for a session that no longer exists",
@@ -165,6 +175,17 @@ class AckWriter:
         if self.last_error:
             out["error"] = self.last_error
         return out
+
+
+def _record(final: FinalAck):
+    from ..registry.store import ActionRecord
+
+    cmd = final.action.command
+    return ActionRecord(host_session_id=final.host, action_id=final.action.action_id,
+                        action_type=str(cmd.get("action_type")), payload=cmd.get("payload"),
+                        enqueued_at_ms=round(final.action.enqueued_at * 1000),
+                        controller_token=final.action.controller_token, status=final.status,
+                        acked_at_ms=round(final.acked_at * 1000))
 
 
 def _stored_view(final: FinalAck, stored_at: float) -> dict[str, Any]:

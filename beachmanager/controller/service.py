@@ -102,6 +102,7 @@ class ControllerService(ReadyService):
             window=self.window, ack_timeout=self.ack_timeout, claim_timeout=self.claim_timeout,
             on_final=self.writer.submit, lease_check=self._lease_check, metrics=ctx.metrics,
             manager_instance_id=self.instance_id)
+        self.writer.confirm = self.engine.confirm
         self.ingest = Ingest(self.engine, self.cache, ctx.clock, self.instance_id)
         self.writer.start()
         self.engine.start()

@@ -312,3 +312,14 @@ def test_an_action_dropped_on_the_way_is_delivered_again_once_a_later_one_is_ack
         assert r.finals[1].attempts == 2
     finally:
         r.stop()
+
+
+def test_a_finished_entry_read_again_is_resubmitted_only_until_its_ack_is_stored(rig):
+    rig.submit(1)
+    rig.ack(1)
+    rig.clock.advance(0.6)  # the reader reads the entry the REST path had adopted
+    assert [f.action.action_id for f in rig.repeats] == ["a-1"]  # not stored yet: again
+    rig.engine.confirm(rig.finals[0])
+    for _ in range(60):  # stale claims bring it back while the queue still holds it
+        rig.clock.advance(0.25)
+    assert len(rig.repeats) == 1  # stored: a read that raced the removal is ignored

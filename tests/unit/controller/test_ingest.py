@@ -142,3 +142,29 @@ def test_ingest_routes_acks_and_keeps_latest_state_and_health():
     health = ensureDeferred(cache.get_snapshot("h1", "health")).result
     assert health["degraded"] is False and health["received_at_ms"] == 50_000
     assert ensureDeferred(cache.get_snapshot("h2", "health")).result is None
+
+
+class BatchStore(FlakyStore):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def record_actions(self, tenant, records):
+        self.calls.append((tenant.private_beach_id, [r.action_id for r in records]))
+        for r in records:
+            self.records.setdefault((tenant.private_beach_id, r.host_session_id, r.action_id), r)
+        return succeed(len(records))
+
+
+def test_a_store_with_record_actions_gets_one_call_per_beach_and_batch():
+    clock = Clock()
+    clock.advance(1000)
+    queue = MemoryActionQueue(clock)
+    store = BatchStore()
+    writer = AckWriter(queue, clock, store=store, metrics=Metrics(CollectorRegistry()))
+    actions = enqueue_and_read(clock, queue, 3)
+    for a in actions:  # buffered before the loop runs: one batch
+        writer.submit(final(a, clock))
+    writer.start()
+    assert store.calls == [("pb-1", ["a-0", "a-1", "a-2"])]
+    assert ensureDeferred(queue.depth("h1")).result == 0 and writer.written == 3
