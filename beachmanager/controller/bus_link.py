@@ -58,9 +58,12 @@ class BusLink:
         managed = set(self.host_ids())
         for host in managed:
             self.engine.transport_changed(host, self.publisher.is_ready(host))
-        for host in list(self.engine.lanes):
+        for host, lane in list(self.engine.lanes.items()):
             if host not in managed:
-                self.engine.transport_changed(host, False)
+                if lane.waiting or lane.inflight:
+                    self.engine.transport_changed(host, False)  # its actions wait for it
+                else:
+                    self.engine.forget_host(host)  # nothing held: no lane for a departed host
 
     def transport_state(self, host: str) -> str:
         """``ready``, ``offline`` (managed, transport down) or ``not_attached``."""
