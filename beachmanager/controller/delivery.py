@@ -133,6 +133,7 @@ class DeliveryEngine:
         self._reader: Deferred | None = None
         self._last_claim = 0.0
         self._epoch: str | None = None
+        self._resets = 0
         self.counters = {"delivered": 0, "redelivered": 0, "acked": 0, "expired": 0,
                          "preempted": 0, "duplicate_acks": 0, "unknown_acks": 0, "reseeded": 0,
                          "backpressure": 0}
@@ -237,7 +238,10 @@ class DeliveryEngine:
                 for host, actions in got.items():
                     if host in self.lanes:
                         self._take(self.lanes[host], actions)
-                if failures or self.clock.seconds() - self._last_claim >= self.claim_timeout / 2:
+                resets = getattr(self.queue, "group_resets", 0)
+                if (failures or resets != self._resets
+                        or self.clock.seconds() - self._last_claim >= self.claim_timeout / 2):
+                    self._resets = resets
                     await self._housekeeping(failures > 0)
                 failures = 0
             except CancelledError:

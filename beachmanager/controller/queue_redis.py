@@ -129,6 +129,8 @@ class RedisActionQueue:
         self.ttl = ttl
         self.group = group
         self._grouped: set[str] = set()
+        #: consumer groups found missing and re-created (a sign that Redis lost its data)
+        self.group_resets = 0
 
     # -- keys ----------------------------------------------------------------------------------
     def stream_key(self, host: str) -> str:
@@ -230,6 +232,7 @@ class RedisActionQueue:
             if not _is_nogroup(e):
                 raise QueueError(f"XREADGROUP failed: {e}") from e
             # A stream or its group vanished (Redis restarted or the key expired).
+            self.group_resets += 1
             self._grouped.difference_update(hosts)
             for host in hosts:
                 await self._ensure_group(host)
