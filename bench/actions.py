@@ -187,7 +187,29 @@ async def client(args, url: str, ids: list[str]) -> dict:
     return results
 
 
+def profiled_manager(path: str, argv: list[str]) -> None:
+    """``twist beach-manager ARGV`` under cProfile, written to *path* when the reactor stops."""
+    import cProfile
+
+    from twisted.application.twist._twist import Twist
+
+    prof = cProfile.Profile()
+    start = Twist.startService
+
+    def profiled_start(reactor, service):
+        reactor.addSystemEventTrigger("before", "shutdown",
+                                      lambda: (prof.disable(), prof.dump_stats(path)))
+        prof.enable()
+        return start(reactor, service)
+
+    Twist.startService = staticmethod(profiled_start)
+    Twist.main(["twist", "--log-format=text", "--reactor=beach-asyncio", *argv])
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--profiled-manager":
+        profiled_manager(sys.argv[2], sys.argv[3:])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1,10,50")
     ap.add_argument("--rate", type=float, default=10.0, help="actions/s per host in the latency phase")
@@ -233,8 +255,8 @@ def main() -> None:
             twist = procs.twist
             if args.profile:  # the manager under cProfile (written when it stops)
                 def twist(name, argv, env=None):
-                    return procs.start(name, [sys.executable, "/tmp/prof_manager.py", args.profile,
-                                              *argv], env)
+                    return procs.start(name, [sys.executable, str(Path(__file__).resolve()),
+                                              "--profiled-manager", args.profile, *argv], env)
             manager = twist("manager", [
                 "beach-manager", f"--http-endpoint=tcp:{port}:interface=127.0.0.1",
                 f"--road-url=http://127.0.0.1:{road_port}", "--webrtc-disable-stun=1",
