@@ -217,9 +217,12 @@ class DeliveryEngine:
         self._pump(lane)
 
     async def _recover(self, lane: Lane) -> None:
-        """This consumer's own pending entries (after a restart), then stale ones of others."""
+        """On taking a host: this consumer's own pending entries (after a restart), then every
+        entry pending with another consumer (the previous owner's): taken at once, since the
+        harness applies an id once, a brief overlap with a live previous owner is harmless.
+        Later claims (housekeeping) only take entries idle for ``claim_timeout``."""
         own = await self.queue.read_pending(lane.host, self.consumer, 10_000)
-        stale = await self.queue.claim_stale(lane.host, self.consumer, self.claim_timeout, 10_000)
+        stale = await self.queue.claim_stale(lane.host, self.consumer, 0.0, 10_000)
         lane.recovered = True
         if own or stale:
             self.log.info("recovered {own} own and {stale} stale pending actions",

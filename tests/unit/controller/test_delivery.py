@@ -246,12 +246,9 @@ def test_restart_redelivers_pending_entries():
     assert r2b.pub.ids() == ["a-2", "a-3"]
     r2b.stop()
 
-    # another instance: claims them once they are stale
+    # another instance taking the host: claims the previous owner's pending entries at once
     r3 = Rig(window=4, consumer="m2", queue=r1.queue, clock=r1.clock, ack_timeout=100)
     r3.engine.transport_changed("h1", True)
-    assert r3.pub.ids() == []
-    for _ in range(60):
-        r3.clock.advance(0.25)
     assert r3.pub.ids() == ["a-2", "a-3"]
     r3.ack(2)
     r3.ack(3)
@@ -323,3 +320,26 @@ def test_a_finished_entry_read_again_is_resubmitted_only_until_its_ack_is_stored
     for _ in range(60):  # stale claims bring it back while the queue still holds it
         rig.clock.advance(0.25)
     assert len(rig.repeats) == 1  # stored: a read that raced the removal is ignored
+
+
+def test_a_live_owner_keeps_its_entries_a_dead_ones_are_claimed_once_stale():
+    a = Rig(window=4, consumer="m1", ack_timeout=100)
+    b = Rig(window=4, consumer="m2", queue=a.queue, clock=a.clock, ack_timeout=100)
+    try:
+        b.engine.transport_changed("h1", True)  # b already holds a lane for h1
+        a.submit(1)
+        for _ in range(4):
+            a.clock.advance(0.25)  # a's reader reads the entry: pending with m1
+        assert a.pub.ids() == ["a-1"] and b.pub.ids() == []
+        for _ in range(80):
+            a.clock.advance(0.25)  # 20 s: a keeps claiming its own idle entry (it is alive)
+        assert b.pub.ids() == []
+        a.stop()  # a dies without an ack
+        for _ in range(24):
+            a.clock.advance(0.25)  # 6 s: not idle long enough (claim timeout 10 s)
+        assert b.pub.ids() == []
+        for _ in range(40):
+            a.clock.advance(0.25)
+        assert b.pub.ids() == ["a-1"]
+    finally:
+        b.stop()
