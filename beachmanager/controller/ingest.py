@@ -18,7 +18,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, gatherResults
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    ensureDeferred,
+    gatherResults,
+)
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -43,6 +49,8 @@ class AckWriter:
         self.metrics = metrics
         self.bound = bound
         self.record = record
+        #: called with each final ack once it is stored and dequeued (the engine's ``confirm``)
+        self.confirm: Callable[[FinalAck], Any] | None = None
         self.buffer: deque[FinalAck] = deque()
         self._held: set[tuple[str, str]] = set()
         self.running = False
@@ -51,6 +59,7 @@ class AckWriter:
         self.written = 0
         self.overflowed = 0
         self.failures = 0
+        self.orphans = 0  # acks of sessions that no longer exist (nothing to log them under)
         self.last_error: str | None = None
 
     def start(self) -> None:
@@ -133,12 +142,13 @@ class AckWriter:
         for final in batch:
             by_host.setdefault(final.host, []).append(
                 (final.action.action_id, final.action.entry_id, final.status))
-        for host, done in by_host.items():
-            await self.queue.finish(host, done)
+        await _all([self.queue.finish(host, done) for host, done in by_host.items()])
         now = self.clock.seconds()
         if self.cache is not None:
             await self.cache.put_acks([(f.host, f.action.action_id, _stored_view(f, now)) for f in batch])
         for final in batch:
+            if self.confirm is not None:
+                self.confirm(final)
             if final.repeat:
                 continue
             self.written += 1
@@ -148,15 +158,31 @@ class AckWriter:
                 self.record(final)
 
     async def _log_batches(self, batch: list[FinalAck]) -> None:
-        """With a store that has ``record_actions(tenant, records)``: one call per beach."""
+        """With a store that has ``record_actions(tenant, records)``: one call per beach, a few
+        beaches at once."""
         from ..registry.store import Tenant
 
-        by_beach: dict[str, list[Any]] = {}
+        by_beach: dict[str, list[FinalAck]] = {}
         for final in batch:
             if final.action.beach:
-                by_beach.setdefault(final.action.beach, []).append(_record(final))
-        for beach, records in by_beach.items():
-            await self.store.record_actions(Tenant(beach), records)
+                by_beach.setdefault(final.action.beach, []).append(final)
+
+        async def one(beach: str, finals: list[FinalAck]) -> None:
+            outcome = await self.store.record_actions(Tenant(beach), [_record(f) for f in finals])
+            for final, logged in zip(finals, outcome, strict=True):
+                if logged == "no_session":
+                    self._no_session(final)
+
+        items = list(by_beach.items())
+        for i in range(0, len(items), STORE_CONCURRENCY):
+            await _all([one(beach, finals) for beach, finals in items[i:i + STORE_CONCURRENCY]])
+
+    def _no_session(self, final: FinalAck) -> None:
+        self.orphans += 1
+        if self.orphans in (1, 10) or self.orphans % 1000 == 0:
+            self.log.info("action {action_id} finished for a session that no longer exists ({n} so far)",
+                          action_id=final.action.action_id, n=self.orphans,
+                          **fields(host_session_id=final.host))
 
     async def _log(self, final: FinalAck) -> None:
         from ..registry.store import SessionNotFound, Tenant
@@ -167,14 +193,24 @@ class AckWriter:
             await self.store.record_action(Tenant(final.action.beach), _record(final))
         except SessionNotFound:
             # the session was deleted meanwhile: nothing to log it under, never retry forever
-            self.log.info("action {action_id} finished for a session that no longer exists",
-                          action_id=final.action.action_id, **fields(host_session_id=final.host))
+            self._no_session(final)
 
     def status(self) -> dict[str, Any]:
         out = {"buffered": len(self.buffer), "written": self.written, "overflowed": self.overflowed}
         if self.last_error:
             out["error"] = self.last_error
         return out
+
+
+async def _all(awaitables: list) -> None:
+    """Await them together; once all have settled, the first failure is raised."""
+    if len(awaitables) == 1:
+        await awaitables[0]
+        return
+    results = await DeferredList([ensureDeferred(a) for a in awaitables], consumeErrors=True)
+    for ok, value in results:
+        if not ok:
+            value.raiseException()
 
 
 def _record(final: FinalAck):

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 
 from .join_codes import JoinCodeCipher
+from .repository import outcomes
 from .store import (
+    MAX_ACTION_BATCH,
     REGISTER_REASON,
+    ActionLogged,
     ActionRecord,
     AttachState,
     ControllerEvent,
@@ -265,13 +268,28 @@ class MemoryStore:
         return self._run(run)
 
     def record_action(self, tenant: Tenant, action: ActionRecord) -> Deferred[bool]:
-        def run() -> bool:
-            row = self._row(tenant, action.host_session_id)
-            if action.action_id in row.actions:
-                return False
-            if len(row.actions) >= MAX_ACTIONS_PER_SESSION:
-                row.actions.pop(next(iter(row.actions)))
-            row.actions[action.action_id] = action
-            return True
+        return self._run(lambda: self._append(self._row(tenant, action.host_session_id), action))
+
+    @staticmethod
+    def _append(row: _SessionRow, action: ActionRecord) -> bool:
+        if action.action_id in row.actions:
+            return False
+        if len(row.actions) >= MAX_ACTIONS_PER_SESSION:
+            row.actions.pop(next(iter(row.actions)))
+        row.actions[action.action_id] = action
+        return True
+
+    def record_actions(self, tenant: Tenant, records: Sequence[ActionRecord]) -> Deferred[list[ActionLogged]]:
+        records = list(records)
+        if len(records) > MAX_ACTION_BATCH:
+            return fail(ValueError(f"at most {MAX_ACTION_BATCH} action records per call, got {len(records)}"))
+
+        def run() -> list[ActionLogged]:
+            known = {r.host_session_id for r in records
+                     if (tenant.private_beach_id, r.host_session_id) in self._sessions}
+            inserted = {(r.host_session_id, r.action_id) for r in records
+                        if r.host_session_id in known
+                        and self._append(self._sessions[(tenant.private_beach_id, r.host_session_id)], r)}
+            return outcomes(records, known, inserted)
 
         return self._run(run)

@@ -10,10 +10,10 @@ answer was lost changes nothing.  When the attempts are spent the call fails wit
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -23,7 +23,9 @@ from . import repository as repo
 from .join_codes import JoinCodeCipher
 from .store import (
     DEFAULT_LEASE_TTL_MS,
+    MAX_ACTION_BATCH,
     REGISTER_REASON,
+    ActionLogged,
     ActionRecord,
     AttachState,
     ControllerEvent,
@@ -163,6 +165,12 @@ class PostgresStore:
 
     def record_action(self, tenant: Tenant, action: ActionRecord) -> Deferred[bool]:
         return self._tx("record_action", tenant, repo.record_action, tenant, action)
+
+    def record_actions(self, tenant: Tenant, records: Sequence[ActionRecord]) -> Deferred[list[ActionLogged]]:
+        records = list(records)
+        if len(records) > MAX_ACTION_BATCH:
+            return fail(ValueError(f"at most {MAX_ACTION_BATCH} action records per call, got {len(records)}"))
+        return self._tx("record_actions", tenant, repo.record_actions, tenant, records)
 
 
 def _first_line(e: Exception) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from .join_codes import JoinCodeCipher
 from .store import (
     REGISTER_REASON,
+    ActionLogged,
     ActionRecord,
     AttachState,
     ControllerEvent,
@@ -312,3 +313,70 @@ async def record_action(conn, tenant: Tenant, action: ActionRecord) -> bool:
          Jsonb(action.payload), action.status, ts(action.enqueued_at_ms),
          ts(action.acked_at_ms) if action.acked_at_ms is not None else None))
     return cur.rowcount == 1
+
+
+_RECORD_ACTIONS = f"""
+WITH r AS (
+    SELECT * FROM unnest(%(hs)s::text[], %(aid)s::text[], %(tok)s::uuid[], %(typ)s::text[],
+                         %(payload)s::jsonb[], %(status)s::text[], %(enq)s::timestamptz[],
+                         %(ack)s::timestamptz[])
+        AS r(hs, aid, tok, typ, payload, status, enq, ack)
+), known AS (
+    SELECT host_session_id FROM {S}.host_session
+    WHERE private_beach_id = %(pb)s AND host_session_id = ANY(%(hosts)s::text[])
+), ins AS (
+    INSERT INTO {S}.action_log (private_beach_id, host_session_id, action_id, controller_token,
+        action_type, payload, status, enqueued_at, acked_at)
+    SELECT %(pb)s, r.hs, r.aid, r.tok, r.typ, r.payload, r.status, r.enq, r.ack
+    FROM r JOIN known ON known.host_session_id = r.hs
+    ORDER BY r.hs, r.aid
+    ON CONFLICT (private_beach_id, host_session_id, action_id) DO NOTHING
+    RETURNING host_session_id, action_id
+)
+SELECT true, host_session_id, action_id FROM ins
+UNION ALL SELECT false, host_session_id, NULL FROM known"""
+
+
+async def record_actions(conn, tenant: Tenant, records: list[ActionRecord]) -> list[ActionLogged]:
+    """One statement for the whole batch: sessions the tenant holds, the rows inserted."""
+    from psycopg.types.json import Jsonb
+
+    first: dict[tuple[str, str], ActionRecord] = {}
+    for r in records:
+        first.setdefault((r.host_session_id, r.action_id), r)
+    if not first:
+        return []
+    rows = sorted(first.values(), key=lambda r: (r.host_session_id, r.action_id))
+    cur = await conn.execute(_RECORD_ACTIONS, {
+        "pb": tenant.private_beach_id,
+        "hosts": sorted({r.host_session_id for r in rows}),
+        "hs": [r.host_session_id for r in rows], "aid": [r.action_id for r in rows],
+        "tok": [parse_token(r.controller_token) if r.controller_token else None for r in rows],
+        "typ": [r.action_type for r in rows], "payload": [Jsonb(r.payload) for r in rows],
+        "status": [r.status for r in rows], "enq": [ts(r.enqueued_at_ms) for r in rows],
+        "ack": [ts(r.acked_at_ms) if r.acked_at_ms is not None else None for r in rows]})
+    inserted: set[tuple[str, str]] = set()
+    known: set[str] = set()
+    for was_inserted, hs, aid in await cur.fetchall():
+        if was_inserted:
+            inserted.add((hs, aid))
+        else:
+            known.add(hs)
+    return outcomes(records, known, inserted)
+
+
+def outcomes(records: list[ActionRecord], known: set[str],
+             inserted: set[tuple[str, str]]) -> list[ActionLogged]:
+    """One outcome per record: the first of a key that was inserted is STORED, later ones
+    DUPLICATE (shared with the in-memory twin)."""
+    out = []
+    for r in records:
+        key = (r.host_session_id, r.action_id)
+        if r.host_session_id not in known:
+            out.append(ActionLogged.NO_SESSION)
+        elif key in inserted:
+            inserted.discard(key)
+            out.append(ActionLogged.STORED)
+        else:
+            out.append(ActionLogged.DUPLICATE)
+    return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -34,6 +35,10 @@ EVENT_TYPES = frozenset({
 })
 HARNESS_TYPES = ("terminal_shim", "cabana_adapter", "remote_widget", "service_proxy", "custom")
 TRANSPORT_MODES = ("fast_path", "http_fallback")
+
+
+#: Most records one ``record_actions`` call takes (the ack writer sends at most 256).
+MAX_ACTION_BATCH = 1_000
 
 
 class StoreError(Exception):
@@ -54,6 +59,14 @@ class AttachState(enum.StrEnum):
     ATTACHING = "attaching"            # handed to the attach machinery
     ATTACHED = "attached"
     FAILED = "attach_failed"
+
+
+class ActionLogged(enum.StrEnum):
+    """What ``record_actions`` did with one record."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"    # this action id was already in the log (or earlier in the batch)
+    NO_SESSION = "no_session"  # no such host session in the tenant's private beach: not logged
 
 
 class ReleaseOutcome(enum.StrEnum):
@@ -233,3 +246,12 @@ class RegistryStore(Protocol):
 
     def record_action(self, tenant: Tenant, action: ActionRecord) -> Deferred[bool]:
         """Append to the action log; False when this action id was already recorded."""
+
+    def record_actions(self, tenant: Tenant, records: Sequence[ActionRecord]) -> Deferred[list[ActionLogged]]:
+        """Append many records in one transaction, one outcome per record (same order).
+
+        Idempotent on ``(host session, action id)``: a repeat, in the log or earlier in the
+        same batch, is :attr:`ActionLogged.DUPLICATE` and changes nothing (the first wins).
+        A record of a session the tenant does not hold is :attr:`ActionLogged.NO_SESSION`
+        and written nowhere, so one such record cannot make the batch fail for ever.
+        More than :data:`MAX_ACTION_BATCH` records fail with :class:`ValueError`."""

@@ -7,7 +7,9 @@ from twisted.internet.task import Clock
 
 from beachmanager.controller.leases import LeaseError, Leases
 from beachmanager.registry.store import (
+    MAX_ACTION_BATCH,
     REGISTER_REASON,
+    ActionLogged,
     ActionRecord,
     AttachState,
     Op,
@@ -193,3 +195,38 @@ async def test_controller_leases_on_an_injected_clock(store):
         with pytest.raises(LeaseError) as info:
             await leases.check(A, "host-1", bad)
         assert info.value.code == "missing_lease"
+
+
+def rec(host, action_id, status="ok", **kw):
+    return ActionRecord(host, action_id, "terminal_write", {"bytes": action_id}, NOW, status=status,
+                        acked_at_ms=NOW + 5, **kw)
+
+
+@pytest_twisted.ensureDeferred
+async def test_record_actions_is_one_idempotent_batch_per_tenant(store):
+    await store.register_session(A, REG, Op.new(), NOW)
+    await store.register_session(A, SessionRegistration("host-2"), Op.new(), NOW)
+    lease = (await store.register_session(B, SessionRegistration("host-b"), Op.new(), NOW)).lease
+    assert await store.record_action(A, rec("host-1", "old")) is True
+    batch = [rec("host-1", "old"), rec("host-1", "n1", controller_token=lease.token),
+             rec("host-2", "n1", status="rejected"), rec("host-1", "n1", status="later"),
+             rec("host-b", "n2"), rec("host-1", "n3", controller_token="not-a-uuid")]
+    out = await store.record_actions(A, batch)
+    assert out == [ActionLogged.DUPLICATE, ActionLogged.STORED, ActionLogged.STORED, ActionLogged.DUPLICATE,
+                   ActionLogged.NO_SESSION, ActionLogged.STORED]
+    # the same batch again, and concurrently: nothing new, each key stored once
+    again = await gatherResults([store.record_actions(A, batch) for _ in range(3)])
+    assert all(o == [ActionLogged.DUPLICATE] * 4 + [ActionLogged.NO_SESSION, ActionLogged.DUPLICATE]
+               for o in again)
+    # the first of a repeated key won; single writes see the batch's rows
+    assert await store.record_action(A, rec("host-1", "n1")) is False
+    assert await store.record_action(A, rec("host-2", "n1")) is False
+    # RLS both ways: B's session is invisible to A, and A's rows to B
+    assert await store.record_actions(B, [rec("host-1", "x1"), rec("host-b", "n2")]) == [
+        ActionLogged.NO_SESSION, ActionLogged.STORED]
+    assert await store.record_action(B, rec("host-b", "n2")) is False
+    assert await store.record_actions(A, []) == []
+    with pytest.raises(ValueError, match="at most"):
+        await store.record_actions(A, [rec("host-1", f"z{i}") for i in range(MAX_ACTION_BATCH + 1)])
+    big = await store.record_actions(A, [rec("host-2", f"y{i}") for i in range(MAX_ACTION_BATCH)])
+    assert big == [ActionLogged.STORED] * MAX_ACTION_BATCH

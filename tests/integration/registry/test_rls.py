@@ -84,6 +84,11 @@ async def seed(pg) -> PostgresStore:
     for tenant, host in ((Tenant("pb-a", "acct-a"), "host-a"), (Tenant("pb-b", "acct-b"), "host-b")):
         await store.register_session(tenant, SessionRegistration(host, viewer_passcode=SECRET), Op.new(), NOW)
         await store.record_action(tenant, ActionRecord(host, "act-1", "t", {"n": 1}, NOW))
+        # the batched path: the other tenant's host is skipped, never written under either tenant
+        other = "host-b" if host == "host-a" else "host-a"
+        outcome = await store.record_actions(tenant, [ActionRecord(host, "act-2", "t", None, NOW),
+                                                      ActionRecord(other, "act-3", "t", None, NOW)])
+        assert [str(o) for o in outcome] == ["stored", "no_session"]
     return store
 
 
@@ -133,6 +138,10 @@ async def test_without_a_tenant_nothing_is_visible_and_the_owner_sees_all(pg, da
         assert conn.execute(f"SELECT * FROM {SCHEMA}.session_beaches('host-a')").fetchall() == [("pb-a",)]
     with psycopg.connect(database) as conn:  # the owner (migrations) is not subject to the policies
         assert conn.execute(f"SELECT count(*) FROM {SCHEMA}.host_session").fetchone()[0] == 2
+        logged = conn.execute(f"SELECT private_beach_id, host_session_id, action_id FROM {SCHEMA}.action_log "
+                              f"ORDER BY 1, 3").fetchall()
+        assert logged == [("pb-a", "host-a", "act-1"), ("pb-a", "host-a", "act-2"),
+                          ("pb-b", "host-b", "act-1"), ("pb-b", "host-b", "act-2")]
 
 
 @pytest_twisted.ensureDeferred

@@ -151,9 +151,13 @@ class BatchStore(FlakyStore):
 
     def record_actions(self, tenant, records):
         self.calls.append((tenant.private_beach_id, [r.action_id for r in records]))
+        out = []
         for r in records:
-            self.records.setdefault((tenant.private_beach_id, r.host_session_id, r.action_id), r)
-        return succeed(len(records))
+            key = (tenant.private_beach_id, r.host_session_id, r.action_id)
+            out.append("no_session" if r.host_session_id == "gone" else
+                       "duplicate" if key in self.records else "stored")
+            self.records.setdefault(key, r)
+        return succeed(out)
 
 
 def test_a_store_with_record_actions_gets_one_call_per_beach_and_batch():
@@ -168,3 +172,57 @@ def test_a_store_with_record_actions_gets_one_call_per_beach_and_batch():
     writer.start()
     assert store.calls == [("pb-1", ["a-0", "a-1", "a-2"])]
     assert ensureDeferred(queue.depth("h1")).result == 0 and writer.written == 3
+
+
+def test_batches_per_beach_skip_vanished_sessions_and_confirm_each_stored_ack():
+    clock = Clock()
+    clock.advance(1000)
+    queue = MemoryActionQueue(clock)
+    store = BatchStore()
+    writer = AckWriter(queue, clock, store=store, metrics=Metrics(CollectorRegistry()))
+    confirmed = []
+    writer.confirm = confirmed.append
+    finals = []
+    for host, beach in (("h1", "pb-1"), ("gone", "pb-1"), ("h2", "pb-2")):
+        ensureDeferred(queue.enqueue(host, [NewAction(f"{host}-a", {"id": f"{host}-a"}, "tok",
+                                                      clock.seconds(), beach)]))
+        for a in ensureDeferred(queue.read_new(host, "m1", 1)).result:
+            finals.append(FinalAck(host, a, "ok", clock.seconds(), 1, clock.seconds()))
+    for f in finals:
+        writer.submit(f)
+    writer.start()
+    assert sorted(store.calls) == [("pb-1", ["h1-a", "gone-a"]), ("pb-2", ["h2-a"])]
+    # the vanished session's ack is not logged anywhere, but it does not hold the batch back
+    assert writer.orphans == 1 and writer.failures == 0 and writer.written == 3
+    assert confirmed == finals
+    assert all(ensureDeferred(queue.depth(h)).result == 0 for h in ("h1", "gone", "h2"))
+
+
+def test_a_failed_beach_retries_the_whole_batch_without_duplicates():
+    clock = Clock()
+    clock.advance(1000)
+    queue = MemoryActionQueue(clock)
+    store = BatchStore()
+    failing = {"pb-2": 2}
+    plain = store.record_actions
+
+    def record_actions(tenant, records):
+        if failing.get(tenant.private_beach_id):
+            failing[tenant.private_beach_id] -= 1
+            return fail(StoreUnavailable("database down"))
+        return plain(tenant, records)
+
+    store.record_actions = record_actions
+    writer = AckWriter(queue, clock, store=store, metrics=Metrics(CollectorRegistry()))
+    for host, beach in (("h1", "pb-1"), ("h2", "pb-2")):
+        ensureDeferred(queue.enqueue(host, [NewAction(f"{host}-a", {"id": f"{host}-a"}, "tok",
+                                                      clock.seconds(), beach)]))
+        for a in ensureDeferred(queue.read_new(host, "m1", 1)).result:
+            writer.submit(FinalAck(host, a, "ok", clock.seconds(), 1, clock.seconds()))
+    writer.start()
+    assert writer.failures == 1 and writer.written == 0
+    assert ensureDeferred(queue.depth("h1")).result == 1  # nothing dequeued before the whole batch is logged
+    for _ in range(20):
+        clock.advance(0.5)
+    assert writer.written == 2 and writer.failures == 0
+    assert len(store.records) == 2 and ensureDeferred(queue.depth("h2")).result == 0
