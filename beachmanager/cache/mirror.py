@@ -275,11 +275,14 @@ class TerminalMirror:
         return entry.text() if entry is not None else ""
 
     def text_rows(self, first: int | None = None, last: int | None = None) -> list[str]:
-        """Rows ``first..last`` (inclusive, absolute ids) as text, trailing spaces removed."""
+        """Rows ``first..last`` (inclusive, absolute ids) as text, trailing spaces removed.
+
+        At most ``history_limit`` rows (the newest): row ids may be sparse and huge."""
         end = self.last_row if last is None else last
         if end is None:
             return []
         start = self.base_row if first is None else max(first, self.base_row)
+        start = max(start, end - self.history_limit + 1)
         return [self.row_text(r) for r in range(start, end + 1)]
 
     def viewport(self) -> list[str]:
