@@ -30,9 +30,10 @@ from ..registry.store import (
 from . import models as m
 from .auth_guard import principal_of
 from .errors import ApiError, json_handler
+from .leases import leases_of
 from .road_verify import RoadError, RoadTimeout, RoadVerifier
 from .schema import read_json
-from .tenancy import beach_tenant, now_ms, registry
+from .tenancy import beach_tenant, beaches_of, now_ms, registry
 
 log = Logger(namespace="beachmanager.api.sessions")
 
@@ -114,8 +115,13 @@ def install(app, ctx: ManagerContext) -> None:
             capabilities=tuple(body.get("capabilities") or ()), location_hint=body.get("location_hint"),
             metadata=body.get("metadata"), version=body.get("version"),
             transport_mode=body.get("transport_mode"), viewer_passcode=body.get("viewer_passcode"))
-        result = await registry(ctx).register_session(Tenant(pb, principal.account_id), reg, Op.new(),
-                                                      now_ms(ctx), DEFAULT_LEASE_TTL_MS)
+        tenant = Tenant(pb, principal.account_id)
+        try:
+            result = await registry(ctx).register_session(tenant, reg, Op.new(), now_ms(ctx),
+                                                          DEFAULT_LEASE_TTL_MS)
+        finally:  # it may have joined a private beach and revoked other leases
+            beaches_of(ctx).forget(reg.host_session_id)
+            leases_of(ctx).forget_session(tenant, reg.host_session_id)
         return 200, {"harness_id": result.session.harness_id, "controller_token": result.lease.token,
                      "lease_ttl_ms": result.lease.expires_at_ms - result.lease.issued_at_ms,
                      "state_cache_url": None, "transport_hints": {}}
@@ -153,7 +159,10 @@ def install(app, ctx: ManagerContext) -> None:
             raise ApiError(403, "Beach Road did not verify this join code for this session",
                            "invalid_join_code")
         store = registry(ctx)
-        session = await store.attach_session(tenant, session_id, code, Op.new(), now_ms(ctx))
+        try:
+            session = await store.attach_session(tenant, session_id, code, Op.new(), now_ms(ctx))
+        finally:
+            beaches_of(ctx).forget(session_id)
         try:
             placement = await place_and_attach(ctx, tenant, session_id, code)
         except CapacityExhausted as e:

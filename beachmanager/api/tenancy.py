@@ -1,16 +1,63 @@
-"""Which tenant a request acts in, and the shared bits route modules need from the context."""
+"""Which tenant a request acts in, and the shared bits route modules need from the context.
+
+Which private beaches hold a session is looked up in the registry once, then kept for
+:data:`SESSION_BEACHES_TTL` seconds (:class:`SessionBeaches`, ``ctx.parts["session_beaches"]``),
+so ``/sessions/:id/...`` requests do not cost a database transaction each.  Sessions are
+never deleted, so a kept answer can only *miss* a private beach that the session joined
+meanwhile: a registration or attach through this instance drops it at once; one made
+through another instance is seen here at most ``SESSION_BEACHES_TTL`` seconds late.
+Unknown sessions are not kept (a session registered elsewhere is found at once).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from ..auth.principal import Principal
 from ..context import ManagerContext
 from ..registry.store import Tenant
+from ..registry.ttl_cache import TtlCache
 from .errors import ApiError
 from .schema import path_id, query_arg
+
+#: Seconds a session's private beaches are kept (see the module text), and how many sessions.
+SESSION_BEACHES_TTL = 2.0
+SESSION_BEACHES_BOUND = 10_000
 
 
 def registry(ctx: ManagerContext):
     return ctx.parts["registry"].store
+
+
+class SessionBeaches:
+    """``session_beaches`` of the registry, kept briefly (see the module text)."""
+
+    def __init__(self, store: Callable[[], object], clock, ttl: float = SESSION_BEACHES_TTL,
+                 bound: int = SESSION_BEACHES_BOUND):
+        self.store = store
+        self.kept: TtlCache[list[str]] = TtlCache(clock, ttl, bound)
+        self._epoch = 0
+
+    async def lookup(self, session_id: str) -> list[str]:
+        found = self.kept.get(session_id)
+        if found is not None:
+            return list(found)
+        epoch = self._epoch
+        found = list(await self.store().session_beaches(session_id))
+        if found and epoch == self._epoch:  # not if a registration happened meanwhile
+            self.kept.put(session_id, found)
+        return list(found)
+
+    def forget(self, session_id: str) -> None:
+        self._epoch += 1
+        self.kept.pop(session_id)
+
+
+def beaches_of(ctx: ManagerContext) -> SessionBeaches:
+    found = ctx.parts.get("session_beaches")
+    if found is None:
+        found = ctx.parts["session_beaches"] = SessionBeaches(lambda: registry(ctx), ctx.clock)
+    return found
 
 
 def now_ms(ctx: ManagerContext) -> int:
@@ -34,7 +81,7 @@ async def session_tenant(ctx: ManagerContext, request, principal: Principal, ses
     wanted = query_arg(request, "private_beach_id")
     if wanted is not None:
         path_id(wanted, "private_beach_id")
-    beaches = await registry(ctx).session_beaches(session_id)
+    beaches = await beaches_of(ctx).lookup(session_id)
     candidates = [pb for pb in beaches if principal.may_use_beach(pb) and wanted in (None, pb)]
     if not candidates:
         raise ApiError(404, "no such session", "session_not_found")

@@ -2,8 +2,8 @@
 
 The engine asks :meth:`LeaseWatch.check` (synchronously) before delivering an action;
 it answers from what the last look-up said.  Every ``interval`` seconds the watch
-looks up again, through the lease module, every (host, token) that still has actions
-waiting; a lease that was released, revoked (e.g. by a re-registration) or expired
+looks up again, through the lease module and bypassing its cache (``fresh``), every
+(host, token) that still has actions waiting; a lease that was released, revoked (e.g. by a re-registration) or expired
 without renewal makes the engine preempt that token's undelivered actions.
 """
 
@@ -72,7 +72,7 @@ class LeaseWatch:
             del self.verdicts[key]
         for (host, token), beach in wanted.items():
             try:
-                await self.leases.check(Tenant(beach), host, token)
+                await self.leases.check(Tenant(beach), host, token, fresh=True)
             except LeaseError as e:
                 self.verdicts[(host, token)] = False
                 self.engine.preempt(host, lambda a, t=token: a.controller_token != t,

@@ -6,12 +6,31 @@ reason gets its own lease (several controllers may hold leases at once).  TTL: d
 30 s, at least 1 s, at most 24 h.  Leases expire by time (the clock is injected);
 ``check`` is what the action pipeline asks before accepting an action.
 
+``check`` trusts a positive answer for at most ``cache_ttl`` seconds (default
+:data:`LEASE_CACHE_TTL`, 1 s) and never past the lease's own expiry, so a steady
+stream of actions costs one database look-up per token per second, not one per
+request.  What that may miss, and for how long:
+
+* a release through this instance (``release``), a renewal (``acquire``) and a
+  re-registration through this instance (``forget_session``) drop the cached answers at
+  once, and a look-up that was in flight meanwhile is not cached, so here nothing is
+  missed;
+* expiry is never missed (the cache holds an answer only until the lease expires);
+* a release or revocation made through *another* manager instance (leases are shared
+  through PostgreSQL) is seen here at most ``cache_ttl`` seconds late: during that
+  window actions carrying the old token may still be accepted.  The lease watch
+  (:mod:`.lease_watch`) asks with ``fresh=True``, so actions still waiting are
+  preempted as promptly as without the cache.
+
+Negative answers are never cached (a token may get its lease on another instance
+the next moment).
+
 ``ctx.parts["leases"]`` is a :class:`Leases` over the registry store.
 """
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from ..registry.store import (
@@ -23,8 +42,13 @@ from ..registry.store import (
     ReleaseOutcome,
     Tenant,
 )
+from ..registry.ttl_cache import TtlCache
 
 MAX_LEASE_TTL_MS = 86_400_000
+#: Seconds a positive ``check`` is trusted (see the module text); 0 turns the cache off.
+LEASE_CACHE_TTL = 1.0
+#: Tokens remembered at once.
+LEASE_CACHE_BOUND = 10_000
 
 
 class LeaseError(Exception):
@@ -43,9 +67,12 @@ def clamp_ttl(ttl_ms: int | None) -> int:
 
 
 class Leases:
-    def __init__(self, store: RegistryStore, clock: IReactorTime):
+    def __init__(self, store: RegistryStore, clock: IReactorTime, cache_ttl: float = LEASE_CACHE_TTL,
+                 cache_bound: int = LEASE_CACHE_BOUND):
         self.store = store
         self.clock = clock
+        self.valid: TtlCache[Lease] | None = TtlCache(clock, cache_ttl, cache_bound) if cache_ttl > 0 else None
+        self._epoch = 0  # bumped by every invalidation: a look-up that saw it change is not cached
 
     def now_ms(self) -> int:
         return int(self.clock.seconds() * 1000)
@@ -56,32 +83,73 @@ class Leases:
 
         Fails with :class:`~beachmanager.registry.store.SessionNotFound`."""
         account = controller_account_id if controller_account_id is not None else tenant.account_id
-        return self.store.acquire_lease(tenant, host_session_id, account, reason, clamp_ttl(ttl_ms),
-                                         Op.new(), self.now_ms())
+
+        async def run() -> Lease:
+            lease = await self.store.acquire_lease(tenant, host_session_id, account, reason,
+                                                   clamp_ttl(ttl_ms), Op.new(), self.now_ms())
+            self._forget((tenant.private_beach_id, host_session_id, lease.token))
+            return lease
+
+        return ensureDeferred(run())
 
     def release(self, tenant: Tenant, host_session_id: str, token: str) -> Deferred[ReleaseOutcome]:
         """Revoke the lease; a repeat is fine; a token naming no lease of this session fails
         with :class:`LeaseError` ``controller_mismatch``."""
+        key = (tenant.private_beach_id, host_session_id, token)
 
         async def run() -> ReleaseOutcome:
-            outcome = await self.store.release_lease(tenant, host_session_id, token, Op.new(), self.now_ms())
+            self._forget(key)
+            try:
+                outcome = await self.store.release_lease(tenant, host_session_id, token, Op.new(),
+                                                         self.now_ms())
+            finally:
+                self._forget(key)  # and whatever a concurrent look-up cached before the commit
             if outcome is ReleaseOutcome.UNKNOWN:
                 raise LeaseError("controller_mismatch", "the controller token names no lease of this session")
             return outcome
 
         return ensureDeferred(run())
 
-    def check(self, tenant: Tenant, host_session_id: str, token: str) -> Deferred[Lease]:
-        """The live lease named by *token*, or :class:`LeaseError` saying why not."""
+    def forget_session(self, tenant: Tenant, host_session_id: str) -> None:
+        """Drop cached answers for every token of a session (e.g. a re-registration revoked its
+        other leases)."""
+        self._epoch += 1
+        if self.valid is not None:
+            beach = tenant.private_beach_id
+            self.valid.discard_if(lambda k: k[0] == beach and k[1] == host_session_id)
+
+    def _forget(self, key: tuple[str, str, str]) -> None:
+        self._epoch += 1
+        if self.valid is not None:
+            self.valid.pop(key)
+
+    def check(self, tenant: Tenant, host_session_id: str, token: str, *, fresh: bool = False) -> Deferred[Lease]:
+        """The live lease named by *token*, or :class:`LeaseError` saying why not.
+
+        A live answer may come from the cache (see the module text); ``fresh`` always asks
+        the store (and refreshes the cache with what it says)."""
+        key = (tenant.private_beach_id, host_session_id, token)
+        if self.valid is not None and not fresh:
+            cached = self.valid.get(key)
+            if cached is not None and cached.active(self.now_ms()):
+                return succeed(cached)
+        epoch = self._epoch
 
         async def run() -> Lease:
             lease = await self.store.find_lease(tenant, host_session_id, token)
-            if lease is None:
-                raise LeaseError("missing_lease", "no lease of this session has that controller token")
-            if lease.revoked_at_ms is not None and lease.revoke_reason != "expired":
-                raise LeaseError("lease_revoked", f"the lease was revoked ({lease.revoke_reason})")
-            if not lease.active(self.now_ms()):
-                raise LeaseError("lease_expired", "the lease has expired; acquire a new one")
+            try:
+                if lease is None:
+                    raise LeaseError("missing_lease", "no lease of this session has that controller token")
+                if lease.revoked_at_ms is not None and lease.revoke_reason != "expired":
+                    raise LeaseError("lease_revoked", f"the lease was revoked ({lease.revoke_reason})")
+                if not lease.active(self.now_ms()):
+                    raise LeaseError("lease_expired", "the lease has expired; acquire a new one")
+            except LeaseError:
+                if self.valid is not None:
+                    self.valid.pop(key)
+                raise
+            if self.valid is not None and epoch == self._epoch:
+                self.valid.put(key, lease, until=lease.expires_at_ms / 1000)
             return lease
 
         return ensureDeferred(run())

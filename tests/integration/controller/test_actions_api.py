@@ -190,3 +190,56 @@ async def test_state_and_health(stores):
         assert r.body["warnings"] == ["slow"] and r.body["received_at_ms"] > 0
     finally:
         await mgr.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cached_lease_and_session_lookups_never_outlive_what_they_cache(stores):
+    """The request path keeps lease checks and session look-ups briefly: a release or a
+    registration through this instance is seen at once, a release through another instance
+    within the bound, and waiting actions of a released lease are still preempted."""
+    from beachmanager.controller.leases import LEASE_CACHE_TTL, Leases
+
+    mgr, controller, bus = await setup(stores, action_inflight_window=1)
+    try:
+        host = "host-" + uuid.uuid4().hex[:8]
+        tenant, token = await session_with_lease(mgr, host)
+        bus.hosts[host] = True
+        path = f"/sessions/{host}/actions"
+
+        async def post(actions, tok):
+            return await mgr.call("POST", path, body={"controller_token": tok, "actions": actions})
+
+        lease_url = f"/sessions/{host}/controller/lease"
+        r = await mgr.call("POST", lease_url, body={"reason": "ui"})
+        ui = r.body["controller_token"]
+        assert (await post([cmd(1)], ui)).status == 200  # checked, and now cached
+        r = await mgr.call("DELETE", lease_url, body={"controller_token": ui})
+        assert r.status == 200
+        r = await post([cmd(2)], ui)
+        assert r.status == 409 and r.error_code == "lease_revoked"  # at once, not after the TTL
+
+        # a release through another instance (same store, its own cache) ...
+        other = Leases(mgr.ctx.parts["registry"].store, mgr.ctx.clock)
+        assert (await post([cmd(3), cmd(4), cmd(5)], token)).status == 200  # a-1 in flight: these wait
+        await other.release(tenant, host, token)
+        await sleep(LEASE_CACHE_TTL + 0.05)
+        r = await post([cmd(6)], token)
+        assert r.status == 409 and r.error_code == "lease_revoked"  # ... is seen within the bound
+        for _ in range(100):  # and the lease watch preempts what was waiting
+            views = [(await mgr.call("GET", f"/sessions/{host}/actions/a-{i}")).body for i in (3, 4, 5)]
+            if all(v.get("ack_status") == "preempted" for v in views):
+                break
+            await sleep(0.05)
+        assert [v.get("ack_status") for v in views] == ["preempted"] * 3
+        assert bus.ids(host) == ["a-1"]  # none of them was delivered
+
+        # joining a second private beach through this instance is seen at once
+        r = await mgr.call("GET", f"/sessions/{host}/controller-events")
+        assert r.status == 200  # the session's beaches are now kept
+        r = await mgr.call("POST", "/sessions/register",
+                           body={"session_id": host, "private_beach_id": tenant.private_beach_id + "-2"})
+        assert r.status == 200
+        r = await mgr.call("GET", f"/sessions/{host}/controller-events")
+        assert r.status == 409 and r.error_code == "ambiguous_session"
+    finally:
+        await mgr.stop()
