@@ -33,6 +33,7 @@ U64_MAX = (1 << 64) - 1
 LANES = (f.Lane.FOREGROUND, f.Lane.RECENT, f.Lane.HISTORY)
 DEFAULT_HISTORY_LIMIT = 10_000
 DEFAULT_MAX_COLS = 1024
+MAX_RECT_ROWS = 1024
 
 
 def cell_char(cell: int) -> str:
@@ -217,11 +218,13 @@ class TerminalMirror:
                 self.skipped += 1
 
     def _rect(self, r: f.Rect) -> None:
-        col_end = min(r.col_end, self.max_cols)
+        """Fill a rect, clamped to the grid's width and ``MAX_RECT_ROWS`` rows (a screen clear
+        is a few dozen rows; this bounds the work one update can cause)."""
+        col_end = min(r.col_end, self.cols or self.max_cols, self.max_cols)
         if r.col_start >= col_end or r.row_start >= r.row_end:
             return
         first = max(r.row_start, self.base_row)
-        last = min(r.row_end, first + self.history_limit)
+        last = min(r.row_end, first + min(self.history_limit, MAX_RECT_ROWS))
         run = (r.cell,) * (col_end - r.col_start)
         for row in range(first, last):
             self._write_run(row, r.col_start, r.seq, run)
