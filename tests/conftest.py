@@ -8,3 +8,31 @@ from beachmanager import _reactor
 
 if _reactor.installed_reactor() is None:
     _reactor.install()
+
+
+import pytest  # noqa: E402
+from twisted.logger import formatEvent, globalLogPublisher  # noqa: E402
+
+
+class _UnformattableEvents:
+    """Collects log events whose format string names a field the event lacks."""
+
+    def __init__(self):
+        self.bad: list[str] = []
+
+    def __call__(self, event):
+        if "log_format" in event and formatEvent(event).startswith("Unable to format event"):
+            self.bad.append(f"{event.get('log_namespace')}: {event.get('log_format')!r}")
+
+
+_unformattable = _UnformattableEvents()
+globalLogPublisher.addObserver(_unformattable)
+
+
+@pytest.fixture(autouse=True)
+def _every_log_event_formats():
+    """A log line that cannot be rendered loses its message: fail the test that emitted it."""
+    del _unformattable.bad[:]
+    yield
+    bad, _unformattable.bad[:] = list(_unformattable.bad), []
+    assert not bad, f"log events that cannot be formatted: {bad[:5]}"

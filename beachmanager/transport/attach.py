@@ -595,7 +595,8 @@ class AttachMachine:
                            "at": self.clock.seconds(), "attempt": a.number}
         self._event(e.phase, "failed", a, reason=e.reason, code=e.code)
         self.log.warn("attach of {host_session_id} failed in phase {phase}: {reason} (peer session "
-                      "{peer_session_id}, host peer {host_peer_id})", reason=e.reason,
+                      "{peer_or_none}, host peer {host_peer_id})", reason=e.reason,
+                      peer_or_none=a.peer_session_id or "none yet",
                       host_peer_id=a.host_peer_id, code=e.code, correlation_id=a.correlation_id,
                       **self._fields(a, phase=e.phase))
 
