@@ -19,6 +19,7 @@ from .service import OrderedMultiService, ReadyService
 from .telemetry.crash import CrashReporter
 from .telemetry.logs import bridge_stdlib_logging
 from .telemetry.metrics import Metrics
+from .transport.targets import configured_targets
 
 
 def exit_process(reactor, code: int) -> None:
@@ -104,7 +105,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     _add_registry_and_auth(ctx, root)
     _add_hosts(ctx, root)
     _add_controller(ctx, root)
-    _add_assignment(ctx, root)
+    _add_assignment(ctx, root, configured_targets(config))
     LoopLagMonitor(clock, ctx.metrics.reactor_lag_seconds).setServiceParent(root)
     http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(ctx))
     http.setServiceParent(root)
@@ -144,13 +145,13 @@ def _add_controller(ctx: ManagerContext, root: ManagerService) -> None:
     ctx.parts["controller"] = controller
 
 
-def _add_assignment(ctx: ManagerContext, root: ManagerService) -> None:
+def _add_assignment(ctx: ManagerContext, root: ManagerService, targets) -> None:
     """Membership and host placement (``parts["assign"]``); added after the hosts and the
-    controller so that on SIGTERM it drains (hands hosts over) before they stop.  It takes
-    over ``--host``/``--hosts-file``: each configured host is attached by its owner only."""
-    from .assign.build import build_assignment, take_configured_targets
+    controller so that on SIGTERM it drains (hands hosts over) before they stop.  It is
+    given ``--host``/``--hosts-file``: each configured host is attached by its owner only."""
+    from .assign.build import build_assignment
 
-    assign = build_assignment(ctx, take_configured_targets(ctx))
+    assign = build_assignment(ctx, targets)
     assign.stop_timeout = ctx.config.stop_timeout
     assign.setServiceParent(root)
     ctx.parts["assign"] = assign

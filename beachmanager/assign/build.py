@@ -20,23 +20,6 @@ from .membership import timings
 from .service import AssignmentService
 
 
-def take_configured_targets(ctx: ManagerContext) -> tuple:
-    """Move ``--host``/``--hosts-file`` from the transport to the assignment service.
-
-    The transport would attach every configured host on every instance; with assignment
-    each host is attached by its owner only.  The targets (with their join codes) are
-    returned and removed from ``ctx.config``.
-    """
-    from ..transport.targets import merge_targets
-
-    cfg = ctx.config
-    file_targets = cfg.hosts_file.targets if cfg.get("hosts_file") else ()
-    targets = merge_targets(tuple(cfg.get("host") or ()), file_targets)
-    if "host" in cfg:
-        ctx.config = cfg.replace(host=None, hosts_file=None)
-    return tuple(targets)
-
-
 def endpoint_of(ctx: ManagerContext) -> str:
     """This instance's advertised URL: ``--public-url``, else the HTTP listener's address."""
     if ctx.config.get("public_url"):

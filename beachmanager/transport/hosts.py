@@ -36,7 +36,7 @@ from . import ice as ice_mod
 from .attach import AttachMachine, AttachSettings
 from .peer import tune_consent
 from .road import RoadHttp
-from .targets import HostTarget, merge_targets
+from .targets import HostTarget
 
 CRASH_HOSTS = 50
 
@@ -52,9 +52,13 @@ class HostAlreadyAttached(RuntimeError):
 class HostManager(ReadyService):
     log = Logger()
 
-    def __init__(self, ctx, *, http_client=None, key_cache=None):
+    def __init__(self, ctx, *, targets: tuple[HostTarget, ...] = (), http_client=None,
+                 key_cache=None):
+        """*targets* are attached at start; with assignment (the product's wiring) the
+        assignment service attaches each configured host on its owner instead."""
         super().__init__("hosts", ctx.clock)
         self.ctx = ctx
+        self.targets = tuple(targets)
         self.stop_timeout = max(ctx.config.stop_timeout, 5.0)
         self.machines: dict[str, AttachMachine] = {}
         self.table = TopicTable.merge(SUBSCRIBES, PUBLISHES)
@@ -108,8 +112,7 @@ class HostManager(ReadyService):
         _preload()
         self.road = RoadHttp(cfg.road_url, self._http, self.clock)
         self.ctx.crash.add_state_provider("transports", self.crash_state)
-        file_targets = cfg.hosts_file.targets if cfg.get("hosts_file") else ()
-        targets = merge_targets(tuple(cfg.get("host") or ()), file_targets)
+        targets = self.targets
         for target in targets:
             self.attach(target.host_session_id, target.join_code)
         if targets:

@@ -78,6 +78,12 @@ def merge_targets(*groups: tuple[HostTarget, ...]) -> tuple[HostTarget, ...]:
     return tuple(seen.values())
 
 
+def configured_targets(config) -> tuple[HostTarget, ...]:
+    """The hosts named by ``--host`` (and ``BEACH_MANAGER_HOSTS``) and ``--hosts-file``."""
+    file_targets = config.hosts_file.targets if config.get("hosts_file") else ()
+    return merge_targets(tuple(config.get("host") or ()), file_targets)
+
+
 @dataclass(frozen=True)
 class HostsFile:
     """The ``--hosts-file`` setting: its path and the targets read from it at start-up."""
