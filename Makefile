@@ -26,8 +26,14 @@ $(PKG_STAMP): $(DEPS_STAMP) $(SOURCES)
 	@$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 	@touch $@
 
+# The manager with the devstack inside: a Road-compatible server on DEV_ROAD_PORT and
+# DEV_HOSTS Beach hosts running a shell, attached as soon as it starts.  The dev auth
+# bypass is on (loudly): try `.venv/bin/python scripts/send_action.py 'echo hi'`.
+DEV_ROAD_PORT ?= 4132
+DEV_HOSTS ?= 2
 run: install
-	$(BIN)/twist --log-format=text --reactor=beach-asyncio beach-manager --http-endpoint=$(HTTP)
+	AUTH_BYPASS=1 $(BIN)/twist --log-format=text --reactor=beach-asyncio beach-manager \
+	  --http-endpoint=$(HTTP) --dev-road=$(DEV_ROAD_PORT) --dev-hosts=$(DEV_HOSTS)
 
 check-lines:
 	@$(BIN)/python scripts/check_lines.py

@@ -291,6 +291,18 @@ SETTINGS += (
             positive_float(86_400)),
 )
 
+# -- devstack inside the manager (beachmanager/devstack/embedded.py): `make run`, demos
+SETTINGS += (
+    Setting("dev_road", "BEACH_DEV_ROAD", "0",
+            "Start a development Beach Road in this process on 127.0.0.1:PORT and use it "
+            "(replaces --road-url); 0 is off. Refused in production.", non_negative_int(65_535)),
+    Setting("dev_hosts", "BEACH_DEV_HOSTS", "0",
+            "Start this many development Beach hosts (real PTYs) in this process, record them in "
+            "private beach 'dev' and attach them. Refused in production.", non_negative_int(50)),
+    Setting("dev_host_command", "BEACH_DEV_HOST_COMMAND", "/bin/sh",
+            "The program each development host runs on its PTY (split on spaces)."),
+)
+
 SETTINGS_BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 
 
@@ -371,6 +383,9 @@ def load(cli: Mapping[str, str | None] | None = None,
         values[s.key] = parse_setting(s, raw)
     if values.get("auth_bypass") and values.get("beach_env") == "production":
         raise ConfigError("--auth-bypass / AUTH_BYPASS is refused when BEACH_ENV=production")
+    if (values.get("dev_road") or values.get("dev_hosts")) and values.get("beach_env") == "production":
+        raise ConfigError("--dev-road / --dev-hosts start development peers and are refused when "
+                          "BEACH_ENV=production")
     return Config(values)
 
 

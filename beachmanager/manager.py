@@ -96,13 +96,23 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     from .telemetry.loop_lag import LoopLagMonitor
 
     clock = clock or reactor
+    if config.get("dev_road"):  # the embedded dev Road replaces --road-url
+        config = config.replace(road_url=f"http://127.0.0.1:{config.dev_road}")
     ctx = ManagerContext(config=config, reactor=reactor, clock=clock,
                          metrics=metrics or Metrics(), crash=CrashReporter())
     root = ManagerService(ctx, on_fatal=on_fatal)
+    if config.get("dev_road"):
+        from .devstack.embedded import add_dev_road
+
+        add_dev_road(ctx, root)  # first in, last out: hosts and transports stop before it
     for part in _store_services(config, clock):
         part.setServiceParent(root)
         ctx.parts[part.name] = part
     _add_registry_and_auth(ctx, root)
+    if config.get("dev_hosts"):
+        from .devstack.embedded import add_dev_hosts
+
+        add_dev_hosts(ctx, root)  # stops after the manager's transports to them
     _add_hosts(ctx, root)
     _add_controller(ctx, root)
     _add_assignment(ctx, root, configured_targets(config))

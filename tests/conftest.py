@@ -4,14 +4,14 @@ pytest-twisted (``--reactor=asyncio`` in setup.cfg) accepts an asyncio reactor t
 already installed, so the loop it runs is the explicit, current loop aiortc needs.
 """
 
+import pytest
+from twisted.logger import formatEvent, globalLogPublisher  # installs no reactor
+
 from beachmanager import _reactor
 
 if _reactor.installed_reactor() is None:
     _reactor.install()
 
-
-import pytest  # noqa: E402
-from twisted.logger import formatEvent, globalLogPublisher  # noqa: E402
 
 
 class _UnformattableEvents:
