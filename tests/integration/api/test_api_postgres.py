@@ -11,8 +11,8 @@ import pytest_twisted
 
 from beachmanager.registry.join_codes import parse_keys
 from beachmanager.registry.migrate import APP_ROLE, apply_migrations
-from tests.integration.api.conftest import auth_settings
 from tests.support.api_client import start_manager
+from tests.support.auth_fixtures import auth_settings
 from tests.support.servers import temporary_database
 
 

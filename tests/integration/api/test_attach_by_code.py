@@ -10,8 +10,8 @@ from twisted.internet.defer import Deferred
 from beachmanager.api.road_verify import RoadError, RoadTimeout, RoadVerifier
 from beachmanager.devstack.road.service import start_road
 from beachmanager.registry.store import Tenant
-from tests.integration.api.conftest import auth_settings
 from tests.support.api_client import start_manager
+from tests.support.auth_fixtures import auth_settings
 from tests.support.servers import free_port
 
 URL = "/private-beaches/pb-1/sessions/attach-by-code"

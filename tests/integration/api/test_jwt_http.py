@@ -8,8 +8,8 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from beachmanager.auth.verifier import LEEWAY
-from tests.integration.api.conftest import auth_settings
 from tests.support.api_client import start_manager
+from tests.support.auth_fixtures import auth_settings
 from tests.support.auth_issuer import GATE_AUDIENCE, GATE_ISSUER, Issuer
 
 ROUTE = ("GET", "/private-beaches/pb-1/sessions")  # needs pb:sessions.read

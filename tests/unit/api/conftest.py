@@ -2,46 +2,14 @@
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 
 from tests.support.api_client import start_manager
-from tests.support.auth_issuer import (
-    CLERK_AUDIENCE,
-    CLERK_ISSUER,
-    GATE_AUDIENCE,
-    GATE_ISSUER,
-    Issuer,
-    JwksServer,
-)
-
-
-@pytest.fixture(scope="session")
-def gate():
-    return Issuer("ec", GATE_ISSUER, GATE_AUDIENCE)
-
-
-@pytest.fixture(scope="session")
-def clerk():
-    return Issuer("rsa", CLERK_ISSUER, CLERK_AUDIENCE)
+from tests.support.auth_fixtures import auth_settings, clerk, gate, jwks  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
-def jwks(gate, clerk):
-    server = JwksServer(reactor, {"gate": gate, "clerk": clerk})
-    server.start()
-    yield server
-    pytest_twisted.blockon(server.stop())
-
-
-def auth_settings(jwks):
-    return dict(beach_gate_jwks_url=jwks.url("gate"), beach_gate_issuer=GATE_ISSUER,
-                beach_gate_audience=GATE_AUDIENCE, clerk_jwks_url=jwks.url("clerk"),
-                clerk_issuer=CLERK_ISSUER, clerk_audience=CLERK_AUDIENCE)
-
-
-@pytest.fixture
-def manager(jwks):
+def manager(jwks):  # noqa: F811 (the imported fixture)
     running = pytest_twisted.blockon(ensureDeferred(start_manager(**auth_settings(jwks))))
     yield running
     pytest_twisted.blockon(ensureDeferred(running.stop()))
