@@ -15,6 +15,7 @@ Phases:
   requests per second for ``--duration`` seconds, paced; afterwards the acked view of each
   action (``GET /sessions/:id/actions/:id``, at most 2,000 sampled) gives
   ``stored_latency_ms`` (REST accept to ack stored, by the manager's clock): p50, p99, max;
+  ``accept_to_ack`` is the part up to the host's ack arriving (the rest is the ack write);
 * **throughput**: every host at once, offered loads (``--throughput``, total actions/s, in
   requests of ``--batch`` actions): acks stored per second during the run (from
   ``action_latency_seconds_count``), how long the backlog took to drain afterwards, the
@@ -115,19 +116,21 @@ async def client(args, url: str, ids: list[str]) -> dict:
         return code
 
     async def stored_latencies(sent, timeout=60.0):
-        lat, missing = [], 0
+        """Accept to ack stored, and of that the part up to the ack's arrival (ms)."""
+        lat, acked, missing = [], [], 0
         deadline = reactor.seconds() + timeout
         for hid, aid in sent:
             while True:
                 code, view = await call("GET", f"/sessions/{hid}/actions/{aid}")
                 if code == 200 and view.get("status") == "acked" and "stored_latency_ms" in view:
                     lat.append(view["stored_latency_ms"])
+                    acked.append(view["acked_at_ms"] - view["enqueued_at_ms"])
                     break
                 if reactor.seconds() > deadline:
                     missing += 1
                     break
                 await deferLater(reactor, 0.05, lambda: None)
-        return lat, missing
+        return lat, acked, missing
 
     async def acks_stored():
         r = await treq.get(url + "/metrics", pool=pool)
@@ -164,13 +167,14 @@ async def client(args, url: str, ids: list[str]) -> dict:
                 break
             await deferLater(reactor, 0.1, lambda: None)
         drained = time.monotonic() - t1
-        lat, missing = await stored_latencies(sent[::max(1, len(sent) // 2000)])
+        lat, acked, missing = await stored_latencies(sent[::max(1, len(sent) // 2000)])
         return {"hosts": len(hosts), "offered_per_s": round(per_host_rate * len(hosts), 1),
                 "batch": batch, "accepted": len(sent), "refused": refused[0], "unacked": missing,
                 "stored_per_s_during_run": round((n1 - n0) / (t1 - t0), 1),
                 "drain_after_run_s": round(drained, 2),
                 "accept_to_stored_ms_p50": round(pct(lat, 50), 2), "p99": round(pct(lat, 99), 2),
                 "max": round(max(lat), 2) if lat else None,
+                "accept_to_ack_ms_p50": round(pct(acked, 50), 2), "ack_p99": round(pct(acked, 99), 2),
                 "manager_cpu_pct_core": round((cpu1 - cpu0) / (t1 - t0) * 100, 1),
                 "farm_cpu_pct_core": round((farm1 - farm0) / (t1 - t0) * 100, 1)}
 

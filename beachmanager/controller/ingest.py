@@ -2,12 +2,19 @@
 
 :class:`AckWriter` takes every :class:`~.delivery.FinalAck` from the delivery engine
 into a bounded buffer and, in batches, (1) appends it to the action log of the
-registry store (idempotent on the action id), (2) removes it from the queue
-(XACK + delete) and (3) publishes its view to the runtime cache; then it observes
+registry store (idempotent on the action id; one ``record_actions`` call per private
+beach when the store has it), (2) removes it from the queue (XACK + delete) and
+(3) publishes its view to the runtime cache; then it observes
 ``action_latency_seconds`` (accepted to ack stored).  The queue entry is removed only
 after the log write, so a crash or a store outage never loses an ack: a failed
-batch is retried with backoff, and an ack that overflowed the buffer is still
-pending in the queue, gets claimed again and comes back as a repeat.
+batch goes back to the front of the buffer and is retried with backoff, and an ack
+that overflowed the buffer is still pending in the queue, gets claimed again and
+comes back as a repeat.
+
+Up to ``concurrency`` batches are written at once: an ack that arrives while a batch
+is being written starts the next batch instead of waiting for it (each write is a few
+round trips through a busy event loop, so waiting would add most of one to every
+ack's latency).  The buffer bound counts the acks being written.
 
 :class:`Ingest` handles the host's ``beach.manager.ack|state|health`` payloads.
 """
@@ -38,21 +45,27 @@ DEFAULT_BUFFER = 20_000
 BATCH = 256
 #: Action-log writes in flight at once (the registry's pool holds 10 connections).
 STORE_CONCURRENCY = 8
+#: Batches written at once.
+WRITERS = 4
 
 
 class AckWriter:
     log = Logger()
 
     def __init__(self, queue, clock: IReactorTime, *, store=None, cache=None, metrics=None,
-                 bound: int = DEFAULT_BUFFER, record: Callable[[FinalAck], Any] | None = None):
+                 bound: int = DEFAULT_BUFFER, record: Callable[[FinalAck], Any] | None = None,
+                 concurrency: int = WRITERS):
         self.queue, self.clock, self.store, self.cache = queue, clock, store, cache
         self.metrics = metrics
         self.bound = bound
+        self.concurrency = max(1, concurrency)
         self.record = record
         #: called with each final ack once it is stored and dequeued (the engine's ``confirm``)
         self.confirm: Callable[[FinalAck], Any] | None = None
         self.buffer: deque[FinalAck] = deque()
-        self._held: set[tuple[str, str]] = set()
+        self._held: set[tuple[str, str]] = set()  # buffered or being written
+        self._writes: set[Deferred] = set()  # batches being written
+        self._backing_off = 0  # failed writes waiting out their backoff: start no new ones
         self.running = False
         self._wake: Deferred | None = None
         self._loop: Deferred | None = None
@@ -70,24 +83,34 @@ class AckWriter:
     async def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop after writing what is buffered (up to *drain_timeout* seconds)."""
         deadline = self.clock.seconds() + drain_timeout
-        while self.buffer and self.clock.seconds() < deadline and self.failures == 0:
+        while (self.buffer or self._writes) and self.clock.seconds() < deadline and self.failures == 0:
             await deferLater(self.clock, 0.01, lambda: None)
         self.running = False
         self._poke()
-        if self._loop is not None and not self._loop.called:
+        busy = [d for d in (self._loop, *self._writes) if d is not None and not d.called]
+        if busy:
             done: Deferred = Deferred()
-            self._loop.addBoth(lambda r: done.called or done.callback(None) or r)
-            try:  # a cancelled or slow stop must not cancel the loop mid-write
+            left = [len(busy)]
+
+            def one_more(r):
+                left[0] -= 1
+                if left[0] == 0 and not done.called:
+                    done.callback(None)
+                return r
+
+            for d in busy:
+                d.addBoth(one_more)
+            try:  # a cancelled or slow stop must not cancel a write midway
                 await done.addTimeout(1.0, self.clock)
             except DeferredTimeout:
                 self.log.warn("stopping with {n} acks not written (their actions stay queued and "
-                              "are redelivered by the next owner)", n=len(self.buffer))
+                              "are redelivered by the next owner)", n=len(self._held))
 
     def submit(self, final: FinalAck) -> None:
         key = (final.host, final.action.action_id)
         if key in self._held:
             return  # already waiting to be written (a repeat while the store is down)
-        if len(self.buffer) >= self.bound:
+        if len(self._held) >= self.bound:
             self.overflowed += 1
             if self.overflowed in (1, 100) or self.overflowed % 10_000 == 0:
                 self.log.warn("ack buffer full ({bound}): {action_id} stays pending in the queue and "
@@ -106,30 +129,41 @@ class AckWriter:
 
     async def _run(self) -> None:
         while self.running:
-            if not self.buffer:
+            if not self.buffer or len(self._writes) >= self.concurrency or self._backing_off:
                 self._wake = Deferred()
                 await self._wake
                 continue
-            batch = [self.buffer[i] for i in range(min(BATCH, len(self.buffer)))]
+            batch = [self.buffer.popleft() for _ in range(min(BATCH, len(self.buffer)))]
+            d = ensureDeferred(self._write_batch(batch))
+            self._writes.add(d)
+            d.addErrback(lambda f: self.log.failure("ack write failed unexpectedly", failure=f))
+            d.addBoth(lambda _, d=d: (self._writes.discard(d), self._poke()))
+
+    async def _write_batch(self, batch: list[FinalAck]) -> None:
+        try:
+            await self._write(batch)
+        except CancelledError:
+            self.buffer.extendleft(reversed(batch))
+            return
+        except Exception as e:
+            self.buffer.extendleft(reversed(batch))  # back to the front, nothing lost
+            self.failures += 1
+            self.last_error = str(e) or type(e).__name__
+            if self.failures in (1, 10) or self.failures % 100 == 0:
+                self.log.warn("writing {n} acks failed ({error}); retrying (attempt {attempt})",
+                              n=len(batch), error=self.last_error, attempt=self.failures)
+            self._backing_off += 1
             try:
-                await self._write(batch)
-            except CancelledError:
-                return
-            except Exception as e:
-                self.failures += 1
-                self.last_error = str(e) or type(e).__name__
-                if self.failures in (1, 10) or self.failures % 100 == 0:
-                    self.log.warn("writing {n} acks failed ({error}); retrying (attempt {attempt})",
-                                  n=len(batch), error=self.last_error, attempt=self.failures)
                 await deferLater(self.clock, min(5.0, 0.05 * 2 ** min(self.failures, 7)), lambda: None)
-                continue
-            for final in batch:
-                self.buffer.popleft()
-                self._held.discard((final.host, final.action.action_id))
-            if self.failures:
-                self.log.info("acks written again after {n} failed attempts", n=self.failures)
-            self.failures = 0
-            self.last_error = None
+            finally:
+                self._backing_off -= 1
+            return
+        for final in batch:
+            self._held.discard((final.host, final.action.action_id))
+        if self.failures:
+            self.log.info("acks written again after {n} failed attempts", n=self.failures)
+        self.failures = 0
+        self.last_error = None
 
     async def _write(self, batch: list[FinalAck]) -> None:
         if self.store is not None and hasattr(self.store, "record_actions"):
@@ -143,7 +177,7 @@ class AckWriter:
             by_host.setdefault(final.host, []).append(
                 (final.action.action_id, final.action.entry_id, final.status))
         await _all([self.queue.finish(host, done) for host, done in by_host.items()])
-        now = self.clock.seconds()
+        now = self.clock.seconds()  # "stored": logged and dequeued (what the latency measures)
         if self.cache is not None:
             await self.cache.put_acks([(f.host, f.action.action_id, _stored_view(f, now)) for f in batch])
         for final in batch:
@@ -196,7 +230,7 @@ class AckWriter:
             self._no_session(final)
 
     def status(self) -> dict[str, Any]:
-        out = {"buffered": len(self.buffer), "written": self.written, "overflowed": self.overflowed}
+        out = {"buffered": len(self._held), "written": self.written, "overflowed": self.overflowed}
         if self.last_error:
             out["error"] = self.last_error
         return out

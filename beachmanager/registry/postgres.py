@@ -71,15 +71,28 @@ class PostgresStore:
         self.unavailable = 0  # calls that gave up (answered 503)
 
     # -- plumbing ------------------------------------------------------------
-    def _tx(self, what: str, tenant: Tenant | None, fn: Callable[..., Awaitable[T]], *args: Any) -> Deferred[T]:
+    def _tx(self, what: str, tenant: Tenant | None, fn: Callable[..., Awaitable[T]], *args: Any,
+            pipelined: bool = False) -> Deferred[T]:
+        """Run ``fn(conn, *args)`` in one tenant-scoped transaction, retried as a whole.
+
+        ``pipelined`` sends BEGIN, the tenant setting and the statements without waiting
+        for each answer (psycopg pipeline mode): for calls whose statements only fetch
+        their results (no ``rowcount``), it saves round trips through a busy event loop."""
         async def attempt() -> T:
             pool = self.pool_owner.pool
             if pool is None:
                 raise StoreUnavailable("the database pool is not open")
-            async with pool.connection(timeout=self.pool_wait) as conn, conn.transaction():
-                if tenant is not None:
-                    await repo.enter_tenant(conn, tenant)
-                return await fn(conn, *args)
+            async with pool.connection(timeout=self.pool_wait) as conn:
+                if pipelined:
+                    async with conn.pipeline(), conn.transaction():
+                        return await in_tx(conn)
+                async with conn.transaction():
+                    return await in_tx(conn)
+
+        async def in_tx(conn) -> T:
+            if tenant is not None:
+                await repo.enter_tenant(conn, tenant)
+            return await fn(conn, *args)
 
         def on_retry(n: int, e: Exception, wait: float) -> None:
             self.retries += 1
@@ -133,7 +146,7 @@ class PostgresStore:
         return self._tx("list_sessions", tenant, repo.list_sessions, tenant)
 
     def session_beaches(self, host_session_id: str) -> Deferred[list[str]]:
-        return self._tx("session_beaches", None, repo.session_beaches, host_session_id)
+        return self._tx("session_beaches", None, repo.session_beaches, host_session_id, pipelined=True)
 
     def join_code(self, tenant: Tenant, host_session_id: str) -> Deferred[str | None]:
         return self._tx("join_code", tenant, repo.join_code, self.cipher, tenant, host_session_id)
@@ -153,7 +166,8 @@ class PostgresStore:
         return self._tx("release_lease", tenant, repo.release_lease, tenant, host_session_id, token, op, now_ms)
 
     def find_lease(self, tenant: Tenant, host_session_id: str, token: str) -> Deferred[Lease | None]:
-        return self._tx("find_lease", tenant, repo.find_lease, tenant, host_session_id, token)
+        return self._tx("find_lease", tenant, repo.find_lease, tenant, host_session_id, token,
+                        pipelined=True)
 
     def live_leases(self, tenant: Tenant, now_ms: int) -> Deferred[list[Lease]]:
         return self._tx("live_leases", tenant, repo.live_leases, tenant, now_ms)
@@ -170,7 +184,7 @@ class PostgresStore:
         records = list(records)
         if len(records) > MAX_ACTION_BATCH:
             return fail(ValueError(f"at most {MAX_ACTION_BATCH} action records per call, got {len(records)}"))
-        return self._tx("record_actions", tenant, repo.record_actions, tenant, records)
+        return self._tx("record_actions", tenant, repo.record_actions, tenant, records, pipelined=True)
 
 
 def _first_line(e: Exception) -> str:

@@ -16,14 +16,35 @@ from ..service import ReadyService
 
 POOL_MIN = 1
 POOL_MAX = 10
+#: A pooled connection idle for longer than this is checked (one round trip) before use.
+IDLE_CHECK = 2.0
 
 
-def make_pool(url: str, min_size: int = POOL_MIN, max_size: int = POOL_MAX, configure=None):
+def make_pool(url: str, min_size: int = POOL_MIN, max_size: int = POOL_MAX, configure=None,
+              clock: IReactorTime | None = None, idle_check: float = IDLE_CHECK):
+    """The pool.  A connection taken from it is checked with a round trip only when it sat
+    idle for more than *idle_check* seconds (with *clock*; without one, always): one that
+    was used a moment ago is almost surely alive, and the round trip would cost every
+    transaction a pass through a busy event loop.  A connection that died anyway (the
+    server restarted meanwhile) fails its first statement, is discarded by the pool, and
+    the caller's retry takes another (:mod:`.postgres`)."""
     from psycopg_pool import AsyncConnectionPool
 
-    return AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False,
-                               check=AsyncConnectionPool.check_connection, configure=configure,
-                               name="beach-manager")
+    returned_at: dict[int, float] = {}  # id(conn) -> when it went back to the pool
+
+    async def check(conn) -> None:
+        since = returned_at.pop(id(conn), None)
+        if clock is None or since is None or clock.seconds() - since > idle_check:
+            await AsyncConnectionPool.check_connection(conn)
+
+    async def reset(conn) -> None:
+        if clock is not None:
+            if len(returned_at) > 4 * max_size:  # ids of connections the pool closed meanwhile
+                returned_at.clear()
+            returned_at[id(conn)] = clock.seconds()
+
+    return AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False, check=check,
+                               reset=reset, configure=configure, name="beach-manager")
 
 
 async def _ping(pool) -> None:
@@ -65,7 +86,7 @@ class PostgresService(ReadyService):
 
             await retrying(self.prepare, self.clock, delay=backoff(0.2, 5.0), on_retry=on_retry,
                            should_retry=lambda e: isinstance(e, psycopg.OperationalError))
-        self.pool = make_pool(self.url, max_size=self.max_size, configure=self.configure)
+        self.pool = make_pool(self.url, max_size=self.max_size, configure=self.configure, clock=self.clock)
         await as_deferred(self.pool.open(wait=False))
 
         await retrying(lambda: as_deferred(_ping(self.pool)), self.clock,

@@ -36,7 +36,7 @@ async def test_postgres_outage_loses_no_ack():
                 controller.ingest.on_ack(host, ack(i))
             await sleep(2.0)
             # held and retried (by the store, then by the writer), never dropped
-            assert controller.writer.written == 0 and len(controller.writer.buffer) == 3
+            assert controller.writer.written == 0 and controller.writer.status()["buffered"] == 3
             assert await controller.queue.depth(host) == 3  # still queued: a crash now loses nothing
 
             pg.start()

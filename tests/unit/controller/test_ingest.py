@@ -3,7 +3,7 @@
 import json
 
 from prometheus_client import CollectorRegistry
-from twisted.internet.defer import ensureDeferred, fail, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.task import Clock
 
 from beachmanager.controller.delivery import FinalAck
@@ -226,3 +226,47 @@ def test_a_failed_beach_retries_the_whole_batch_without_duplicates():
         clock.advance(0.5)
     assert writer.written == 2 and writer.failures == 0
     assert len(store.records) == 2 and ensureDeferred(queue.depth("h2")).result == 0
+
+
+class SlowStore(BatchStore):
+    """record_actions answers only when the test fires its Deferred."""
+
+    def __init__(self):
+        super().__init__()
+        self.waiting = []
+
+    def record_actions(self, tenant, records):
+        answer = super().record_actions(tenant, records)
+        d = Deferred()
+        self.waiting.append(d)
+        return d.addCallback(lambda _: answer)
+
+
+def test_acks_arriving_during_a_write_start_the_next_batch_up_to_the_limit_and_count_in_the_bound():
+    clock = Clock()
+    clock.advance(1000)
+    queue = MemoryActionQueue(clock)
+    store = SlowStore()
+    writer = AckWriter(queue, clock, store=store, metrics=Metrics(CollectorRegistry()), bound=5,
+                       concurrency=2)
+    writer.start()
+    actions = enqueue_and_read(clock, queue, 6)
+    for a in actions[:3]:
+        writer.submit(final(a, clock))
+    # a-0 went at once, a-1 started a second batch while a-0 was written; a-2 waits for a slot
+    assert [c[1] for c in store.calls] == [["a-0"], ["a-1"]] and list(writer.buffer) != []
+    writer.submit(final(actions[3], clock))
+    writer.submit(final(actions[4], clock))
+    writer.submit(final(actions[5], clock))  # 5 held (2 being written, 3 buffered): over the bound
+    assert writer.overflowed == 1 and writer.status()["buffered"] == 5
+    store.waiting[1].callback(None)  # the second batch finishes first
+    assert [c[1] for c in store.calls][2] == ["a-2", "a-3", "a-4"] and writer.written == 1
+    assert ensureDeferred(queue.lookup("h1", "a-1")).result == "done:ok"
+    assert ensureDeferred(queue.lookup("h1", "a-0")).result == "queued"  # not before its log write
+    store.waiting[0].callback(None)
+    store.waiting[2].callback(None)
+    assert writer.written == 5 and writer.status()["buffered"] == 0
+    assert ensureDeferred(queue.depth("h1")).result == 1  # a-5 overflowed: still queued, claimed later
+    ensureDeferred(writer.stop())
+    clock.advance(1)
+    assert not writer.running
