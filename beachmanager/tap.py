@@ -75,11 +75,14 @@ for _setting in SETTINGS:  # one opt_ method per repeatable setting (usage.Optio
 
 def makeService(options: Options, reactor=None):
     """Build the manager's service tree (no I/O happens until it starts)."""
-    if reactor is None:
+    if reactor is None:  # the real process (twist/twistd), not a test
         problem = asyncio_reactor_problem(installed_reactor())
         if problem:
             raise SystemExit(f"beach-manager: error: {problem}")
         reactor = installed_reactor()
+        from . import gc_tuning
+
+        reactor.callWhenRunning(gc_tuning.tune)  # once started: see gc_tuning
     ensure_loop_current(reactor)
     from .manager import build_manager
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -158,8 +159,12 @@ async def client(args, url: str, ids: list[str]) -> dict:
 
         n0, cpu0, farm0, t0 = await acks_stored(), cpu_seconds(args.manager_pid), \
             cpu_seconds(args.farm_pid), time.monotonic()
+        if args.profile:
+            os.kill(args.manager_pid, signal.SIGUSR1)
         await defer.gatherResults([defer.ensureDeferred(paced(h, i * period / len(hosts)))
                                    for i, h in enumerate(hosts)])
+        if args.profile:
+            os.kill(args.manager_pid, signal.SIGUSR2)
         n1, cpu1, farm1, t1 = await acks_stored(), cpu_seconds(args.manager_pid), \
             cpu_seconds(args.farm_pid), time.monotonic()
         for _ in range(600):
@@ -192,18 +197,47 @@ async def client(args, url: str, ids: list[str]) -> dict:
 
 
 def profiled_manager(path: str, argv: list[str]) -> None:
-    """``twist beach-manager ARGV`` under cProfile, written to *path* when the reactor stops."""
+    """``twist beach-manager ARGV`` under cProfile, written to *path* when the reactor stops.
+
+    The profiler runs only between SIGUSR1 and SIGUSR2 (the client sends them around each
+    load phase), so start-up, attaching and the read-back of latencies stay out of it.
+    Garbage collections in those phases are counted and timed into ``<path>.gc.txt``."""
     import cProfile
+    import gc
+    import signal
+    import time as _time
 
     from twisted.application.twist._twist import Twist
 
     prof = cProfile.Profile()
     start = Twist.startService
+    gc_time = {"on": False, "t0": 0.0, 0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}
+
+    def gc_timer(phase, info):  # collections during the profiled phases: count and seconds
+        if not gc_time["on"]:
+            return
+        if phase == "start":
+            gc_time["t0"] = _time.perf_counter()
+        else:
+            gc_time[info["generation"]][0] += 1
+            gc_time[info["generation"]][1] += _time.perf_counter() - gc_time["t0"]
+
+    def switch(on):
+        gc_time["on"] = on
+        (prof.enable if on else prof.disable)()
+
+    def dump():
+        prof.disable()
+        prof.dump_stats(path)
+        with open(path + ".gc.txt", "w") as out:
+            for gen in (0, 1, 2):
+                out.write(f"gen{gen}: {gc_time[gen][0]} collections, {gc_time[gen][1]:.3f}s\n")
 
     def profiled_start(reactor, service):
-        reactor.addSystemEventTrigger("before", "shutdown",
-                                      lambda: (prof.disable(), prof.dump_stats(path)))
-        prof.enable()
+        gc.callbacks.append(gc_timer)
+        signal.signal(signal.SIGUSR1, lambda *_: switch(True))
+        signal.signal(signal.SIGUSR2, lambda *_: switch(False))
+        reactor.addSystemEventTrigger("before", "shutdown", dump)
         return start(reactor, service)
 
     Twist.startService = staticmethod(profiled_start)
@@ -225,7 +259,9 @@ def main() -> None:
     ap.add_argument("--redis-url")
     ap.add_argument("--database-url")
     ap.add_argument("--window", type=int, default=32)
-    ap.add_argument("--profile", help="write a cProfile of the manager to this file")
+    ap.add_argument("--access-log", choices=("all", "errors", "off"), default="all",
+                    help="the manager's --http-access-log (default: the manager's default)")
+    ap.add_argument("--profile", help="write a cProfile of the manager during the load phases to this file")
     ap.add_argument("--logs", help="copy the processes' logs into this folder")
     # internal: the farm process
     ap.add_argument("--farm", type=int, help=argparse.SUPPRESS)
@@ -251,7 +287,8 @@ def main() -> None:
             ids = [line.split(":", 1)[0] for line in hosts_file.read_text().split()]
             port = free_port()
             env = {"AUTH_BYPASS": "1", "BEACH_ENV": "development",
-                   "BEACH_ACTION_INFLIGHT_WINDOW": str(args.window)}
+                   "BEACH_ACTION_INFLIGHT_WINDOW": str(args.window),
+                   "BEACH_MANAGER_HTTP_ACCESS_LOG": args.access_log}
             if args.redis_url:
                 env["REDIS_URL"] = args.redis_url
             if args.database_url:
@@ -273,7 +310,8 @@ def main() -> None:
 
             wait_for(f"{n} transports ready", all_ready, 120 + 2 * n, 0.2)
             print(json.dumps({"stores": "redis+postgres" if args.redis_url else "memory",
-                              "hosts_ready": n, "command": args.command, "window": args.window}),
+                              "hosts_ready": n, "command": args.command, "window": args.window,
+                              "access_log": args.access_log}),
                   flush=True)
             args.manager_pid, args.farm_pid = manager.pid, farm_proc.pid
             run_client(args, url, ids)

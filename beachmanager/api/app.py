@@ -31,4 +31,13 @@ def build_site(ctx: ManagerContext):
     site = Site(wrap(build_app(ctx).resource(), ctx))
     site.displayTracebacks = False
     site.noisy = False
+    access = getattr(ctx.config, "http_access_log", "all")
+    if access != "all":
+        write = site.log
+
+        def log(request) -> None:  # errors only, or nothing
+            if access == "errors" and request.code >= 400:
+                write(request)
+
+        site.log = log
     return site

@@ -11,7 +11,7 @@ batch goes back to the front of the buffer and is retried with backoff, and an a
 that overflowed the buffer is still pending in the queue, gets claimed again and
 comes back as a repeat.
 
-Up to ``concurrency`` batches are written at once: an ack that arrives while a batch
+Up to ``concurrency`` batches (default :data:`WRITERS`) are written at once: an ack that arrives while a batch
 is being written starts the next batch instead of waiting for it (each write is a few
 round trips through a busy event loop, so waiting would add most of one to every
 ack's latency).  The buffer bound counts the acks being written.
@@ -43,10 +43,10 @@ from .delivery import FinalAck, final_view
 
 DEFAULT_BUFFER = 20_000
 BATCH = 256
-#: Action-log writes in flight at once (the registry's pool holds 10 connections).
-STORE_CONCURRENCY = 8
-#: Batches written at once.
-WRITERS = 4
+#: Action-log writes in flight at once per batch, and batches written at once: at most
+#: 2 x 4 of the registry pool's 10 connections, so request-path look-ups still get one.
+STORE_CONCURRENCY = 4
+WRITERS = 2
 
 
 class AckWriter:
@@ -66,6 +66,7 @@ class AckWriter:
         self._held: set[tuple[str, str]] = set()  # buffered or being written
         self._writes: set[Deferred] = set()  # batches being written
         self._backing_off = 0  # failed writes waiting out their backoff: start no new ones
+        self._soon = None  # the reactor call that starts a batch for newly submitted acks
         self.running = False
         self._wake: Deferred | None = None
         self._loop: Deferred | None = None
@@ -120,6 +121,11 @@ class AckWriter:
             return
         self.buffer.append(final)
         self._held.add(key)
+        if self._soon is None:  # acks of the same reactor turn (one packet, one burst) share a batch
+            self._soon = self.clock.callLater(0, self._poke_soon)
+
+    def _poke_soon(self) -> None:
+        self._soon = None
         self._poke()
 
     def _poke(self) -> None:

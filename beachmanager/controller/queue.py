@@ -12,6 +12,10 @@ Semantics:
   raises :class:`QueueFull` (with a retry-after hint) and adds nothing.  Action ids
   are unique per host: an id that is queued, or was finished recently, is reported
   as a duplicate and not added again (resubmitting is idempotent).
+* ``enqueue(..., consumer=c)`` also hands the accepted entries to consumer ``c`` at
+  once, as ``read_new`` would (the manager that accepted them delivers them itself, so
+  its reader need not read them back); entries nobody had read yet that were ahead of
+  them are handed over in the same step and returned in ``EnqueueResult.claimed``.
 * ``read_new`` hands entries nobody has read to one consumer; they stay *pending*
   for that consumer until ``finish``.  ``read_pending`` re-reads a consumer's own
   pending entries (after a restart under the same instance id); ``claim_stale``
@@ -118,6 +122,8 @@ class EnqueueResult:
     depth: int = 0
     #: entry id of each accepted action
     entries: dict[str, str] = field(default_factory=dict)
+    #: with ``consumer``: unread entries that were ahead of the new ones, now pending for it
+    claimed: list[QueuedAction] = field(default_factory=list)
 
 
 class ActionQueue(Protocol):
@@ -125,9 +131,10 @@ class ActionQueue(Protocol):
 
     bound: int
 
-    async def enqueue(self, host: str, actions: list[NewAction], *,
-                      force: bool = False) -> EnqueueResult:
-        """``force`` skips the bound (re-enqueueing actions already accepted)."""
+    async def enqueue(self, host: str, actions: list[NewAction], *, force: bool = False,
+                      consumer: str | None = None) -> EnqueueResult:
+        """``force`` skips the bound (re-enqueueing actions already accepted); ``consumer``
+        takes the new entries (and unread ones ahead of them) at once."""
 
     async def read_new(self, host: str, consumer: str, count: int) -> list[QueuedAction]: ...
 

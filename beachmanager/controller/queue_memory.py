@@ -57,7 +57,8 @@ class MemoryActionQueue:
             h = self._hosts[host] = _Host()
         return h
 
-    async def enqueue(self, host: str, actions: list[NewAction], *, force: bool = False) -> EnqueueResult:
+    async def enqueue(self, host: str, actions: list[NewAction], *, force: bool = False,
+                      consumer: str | None = None) -> EnqueueResult:
         check_batch(actions)
         h = self._host(host)
         fresh = [a for a in actions if a.action_id not in h.ids]
@@ -73,7 +74,12 @@ class MemoryActionQueue:
             result.accepted.append(a.action_id)
             result.entries[a.action_id] = entry_id
         result.depth = len(h.entries)
-        if fresh:
+        if fresh and consumer is not None:  # handed over at once: nothing for the readers
+            mine = set(result.entries.values())
+            seqs = [seq for seq in h.entries if seq > h.last_read]
+            h.last_read = h.seq
+            result.claimed = [a for a in self._deliver(h, seqs, consumer) if a.entry_id not in mine]
+        elif fresh:
             self._wake(host)
         return result
 

@@ -45,9 +45,10 @@ DEFAULT_TTL = 24 * 3600
 _ENQUEUE = """
 local stream, ids = KEYS[1], KEYS[2]
 local bound, group, ttl, n, force = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local consumer = ARGV[6]
 local fresh, dups = {}, {}
 for i = 0, n - 1 do
-  local base = 6 + i * 5
+  local base = 7 + i * 5
   if redis.call('HEXISTS', ids, ARGV[base]) == 1 then
     table.insert(dups, ARGV[base])
   else
@@ -74,6 +75,17 @@ end
 out[2] = redis.call('XLEN', stream)
 redis.call('EXPIRE', stream, ttl)
 redis.call('EXPIRE', ids, ttl)
+if consumer ~= '' and #fresh > 0 then
+  -- hand the new entries (and unread ones ahead of them) to the consumer at once; on an
+  -- error (e.g. the group is gone) the readers get them as before
+  local read = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 100000, 'STREAMS', stream, '>')
+  if type(read) == 'table' and read[1] then
+    local claimed = {}
+    for _, e in ipairs(read[1][2]) do table.insert(claimed, e) end
+    table.insert(out, 'read')
+    table.insert(out, claimed)
+  end
+end
 return out
 """
 
@@ -159,10 +171,12 @@ class RedisActionQueue:
             raise QueueUnavailable(f"redis: {e or type(e).__name__}") from e
 
     # -- writes --------------------------------------------------------------------------------
-    async def enqueue(self, host: str, actions: list[NewAction], *, force: bool = False) -> EnqueueResult:
+    async def enqueue(self, host: str, actions: list[NewAction], *, force: bool = False,
+                      consumer: str | None = None) -> EnqueueResult:
         check_batch(actions)
         stream, ids, _ = self._keys(host)
-        args: list[Any] = [self.bound, self.group, self.ttl, len(actions), "1" if force else "0"]
+        args: list[Any] = [self.bound, self.group, self.ttl, len(actions), "1" if force else "0",
+                           consumer or ""]
         for a in actions:
             enc = a.encode()
             args += [enc["id"], enc["cmd"], enc["tok"], enc["at"], enc["pb"]]
@@ -172,9 +186,21 @@ class RedisActionQueue:
         ndup = int(reply[2])
         result = EnqueueResult(depth=int(reply[1]), duplicates=list(reply[3:3 + ndup]))
         rest = reply[3 + ndup:]
+        read = None
+        if len(rest) % 2 == 0 and len(rest) >= 2 and rest[-2] == "read" and isinstance(rest[-1], list):
+            rest, read = rest[:-2], rest[-1]
         for i in range(0, len(rest), 2):
             result.accepted.append(rest[i])
             result.entries[rest[i]] = rest[i + 1]
+        if read is not None:
+            mine = set(result.entries.values())
+            for entry_id, flat in read:
+                if entry_id in mine or flat is None:
+                    continue
+                try:
+                    result.claimed.append(QueuedAction.decode(host, entry_id, _pairs(flat)))
+                except QueueError as e:  # accepted all the same; the entry stays pending
+                    self.log.warn("{error}", error=str(e))
         self._grouped.add(host)
         return result
 

@@ -20,13 +20,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from ..service import ReadyService
 from ..telemetry.logs import fields
 from .bus_link import NOT_ATTACHED, BusLink
+from .deadlines import DeadlineExceeded, Deadlines
 from .delivery import DeliveryEngine
 from .ingest import AckWriter, Ingest
 from .queue import NewAction, QueuedAction, QueueFull, QueueUnavailable
@@ -80,6 +80,7 @@ class ControllerService(ReadyService):
         self._on_change = None
         self._host_ids_given = False
         self._full_log: dict[str, tuple[float, int]] = {}
+        self.deadlines = Deadlines(ctx.clock)  # enqueue timeouts: one timer, not one per request
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -106,6 +107,7 @@ class ControllerService(ReadyService):
         self.ingest = Ingest(self.engine, self.cache, ctx.clock, self.instance_id)
         self.writer.start()
         self.engine.start()
+        self.deadlines.start()
         if self.leases is not None:
             from .lease_watch import LeaseWatch
 
@@ -136,6 +138,7 @@ class ControllerService(ReadyService):
             self.cache = self.cache or MemoryRuntimeCache(self.ctx.clock)
 
     async def _stop(self) -> None:
+        self.deadlines.stop()
         if self.link is not None:
             self.link.stop()
         if self.lease_watch is not None:
@@ -202,10 +205,11 @@ class ControllerService(ReadyService):
         """Enqueue validated commands (``QueueFull`` / ``QueueUnavailable`` propagate)."""
         now = self.ctx.clock.seconds()
         new = [NewAction(c["id"], c, controller_token, now, beach) for c in commands]
-        d = ensureDeferred(self.queue.enqueue(host, new))
         try:
-            result = await d.addTimeout(ENQUEUE_TIMEOUT, self.ctx.clock)
-        except DeferredTimeout:
+            # handed to this instance's consumer at once: delivered from here, not read back
+            result = await self.deadlines.wait(
+                ensureDeferred(self.queue.enqueue(host, new, consumer=self.instance_id)), ENQUEUE_TIMEOUT)
+        except DeadlineExceeded:
             raise QueueUnavailable("the action queue did not answer in time") from None
         except QueueFull as e:
             self._log_full(host, e, controller_token)
@@ -217,11 +221,13 @@ class ControllerService(ReadyService):
                  for i in result.accepted]
         if fresh:
             self.ctx.metrics.actions_enqueued_total.inc(len(fresh))
-            self.engine.adopt(host, fresh)
-        self.log.debug("queued {n} actions ({dups} repeated); queue depth {depth}", n=len(fresh),
-                       dups=len(result.duplicates), depth=result.depth,
-                       **fields(host_session_id=host, controller_token=controller_token,
-                                manager_instance_id=self.instance_id))
+        if fresh or result.claimed:
+            self.engine.adopt(host, result.claimed + fresh)
+        if result.duplicates:  # (nothing per plain request: the metrics count those)
+            self.log.debug("queued {n} actions ({dups} repeated); queue depth {depth}", n=len(fresh),
+                           dups=len(result.duplicates), depth=result.depth,
+                           **fields(host_session_id=host, controller_token=controller_token,
+                                    manager_instance_id=self.instance_id))
         return Submitted([c["id"] for c in commands], result.accepted, result.duplicates, result.depth)
 
     def _log_full(self, host: str, e: QueueFull, token: str | None) -> None:

@@ -75,17 +75,21 @@ class PostgresStore:
             pipelined: bool = False) -> Deferred[T]:
         """Run ``fn(conn, *args)`` in one tenant-scoped transaction, retried as a whole.
 
-        ``pipelined`` sends BEGIN, the tenant setting and the statements without waiting
-        for each answer (psycopg pipeline mode): for calls whose statements only fetch
-        their results (no ``rowcount``), it saves round trips through a busy event loop."""
+        ``pipelined``: ``fn`` only queues its statements and returns a coroutine function
+        that reads their answers; BEGIN, the tenant setting, the statements and COMMIT go
+        out together (psycopg pipeline mode) and the answers are read after the commit.
+        Each wait for the database is a pass through the event loop, which is long when
+        the manager is busy: this takes one pass where a plain transaction takes several."""
         async def attempt() -> T:
             pool = self.pool_owner.pool
             if pool is None:
                 raise StoreUnavailable("the database pool is not open")
             async with pool.connection(timeout=self.pool_wait) as conn:
                 if pipelined:
-                    async with conn.pipeline(), conn.transaction():
-                        return await in_tx(conn)
+                    async with conn.pipeline():
+                        async with conn.transaction():
+                            collect = await in_tx(conn)
+                    return await collect()
                 async with conn.transaction():
                     return await in_tx(conn)
 
@@ -166,7 +170,7 @@ class PostgresStore:
         return self._tx("release_lease", tenant, repo.release_lease, tenant, host_session_id, token, op, now_ms)
 
     def find_lease(self, tenant: Tenant, host_session_id: str, token: str) -> Deferred[Lease | None]:
-        return self._tx("find_lease", tenant, repo.find_lease, tenant, host_session_id, token,
+        return self._tx("find_lease", tenant, repo.find_lease_later, tenant, host_session_id, token,
                         pipelined=True)
 
     def live_leases(self, tenant: Tenant, now_ms: int) -> Deferred[list[Lease]]:

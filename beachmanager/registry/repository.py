@@ -8,8 +8,9 @@ so row-level security filters every statement.  Pure asyncio: called only throug
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from .join_codes import JoinCodeCipher
 from .store import (
@@ -29,6 +30,9 @@ from .store import (
 )
 
 S = "beach_manager"  # schema
+T = TypeVar("T")
+#: What the pipelined calls return: read the answers once the transaction has committed.
+Collect = Callable[[], Awaitable[T]]
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -159,9 +163,18 @@ async def list_sessions(conn, tenant: Tenant) -> list[Session]:
     return [_session(r) for r in await cur.fetchall()]
 
 
-async def session_beaches(conn, host_session_id: str) -> list[str]:
+async def session_beaches(conn, host_session_id: str) -> Collect[list[str]]:
+    """Pipelined (see :meth:`PostgresStore._tx`)."""
     cur = await conn.execute(f"SELECT * FROM {S}.session_beaches(%s)", (host_session_id,))
-    return [r[0] for r in await cur.fetchall()]
+
+    async def collect() -> list[str]:
+        return [r[0] for r in await cur.fetchall()]
+
+    return collect
+
+
+async def _answer(value: T) -> T:
+    return value
 
 
 async def join_code(conn, cipher: JoinCodeCipher, tenant: Tenant, host_session_id: str) -> str | None:
@@ -277,15 +290,24 @@ async def release_lease(conn, tenant: Tenant, host_session_id: str, token: str, 
 
 
 async def find_lease(conn, tenant: Tenant, host_session_id: str, token: str) -> Lease | None:
+    return await (await find_lease_later(conn, tenant, host_session_id, token))()
+
+
+async def find_lease_later(conn, tenant: Tenant, host_session_id: str, token: str) -> Collect[Lease | None]:
+    """Pipelined form of :func:`find_lease`."""
     parsed = parse_token(token)
     if parsed is None:
-        return None
+        return lambda: _answer(None)
     cur = await conn.execute(
         f"SELECT {_LEASE_COLS} FROM {S}.controller_lease "
         f"WHERE private_beach_id = %s AND host_session_id = %s AND token = %s",
         (tenant.private_beach_id, host_session_id, parsed))
-    row = await cur.fetchone()
-    return _lease(row) if row else None
+
+    async def collect() -> Lease | None:
+        row = await cur.fetchone()
+        return _lease(row) if row else None
+
+    return collect
 
 
 async def live_leases(conn, tenant: Tenant, now_ms: int) -> list[Lease]:
@@ -337,15 +359,16 @@ SELECT true, host_session_id, action_id FROM ins
 UNION ALL SELECT false, host_session_id, NULL FROM known"""
 
 
-async def record_actions(conn, tenant: Tenant, records: list[ActionRecord]) -> list[ActionLogged]:
-    """One statement for the whole batch: sessions the tenant holds, the rows inserted."""
+async def record_actions(conn, tenant: Tenant, records: list[ActionRecord]) -> Collect[list[ActionLogged]]:
+    """One statement for the whole batch: sessions the tenant holds, the rows inserted.
+    Pipelined (see :meth:`PostgresStore._tx`)."""
     from psycopg.types.json import Jsonb
 
     first: dict[tuple[str, str], ActionRecord] = {}
     for r in records:
         first.setdefault((r.host_session_id, r.action_id), r)
     if not first:
-        return []
+        return lambda: _answer([])
     rows = sorted(first.values(), key=lambda r: (r.host_session_id, r.action_id))
     cur = await conn.execute(_RECORD_ACTIONS, {
         "pb": tenant.private_beach_id,
@@ -355,14 +378,18 @@ async def record_actions(conn, tenant: Tenant, records: list[ActionRecord]) -> l
         "typ": [r.action_type for r in rows], "payload": [Jsonb(r.payload) for r in rows],
         "status": [r.status for r in rows], "enq": [ts(r.enqueued_at_ms) for r in rows],
         "ack": [ts(r.acked_at_ms) if r.acked_at_ms is not None else None for r in rows]})
-    inserted: set[tuple[str, str]] = set()
-    known: set[str] = set()
-    for was_inserted, hs, aid in await cur.fetchall():
-        if was_inserted:
-            inserted.add((hs, aid))
-        else:
-            known.add(hs)
-    return outcomes(records, known, inserted)
+
+    async def collect() -> list[ActionLogged]:
+        inserted: set[tuple[str, str]] = set()
+        known: set[str] = set()
+        for was_inserted, hs, aid in await cur.fetchall():
+            if was_inserted:
+                inserted.add((hs, aid))
+            else:
+                known.add(hs)
+        return outcomes(records, known, inserted)
+
+    return collect
 
 
 def outcomes(records: list[ActionRecord], known: set[str],

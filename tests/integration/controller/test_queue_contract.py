@@ -142,3 +142,29 @@ async def test_finished_ids_are_remembered_boundedly(q_small_memory):
     assert await q.lookup("h1", "a-0") is None and await q.lookup("h1", "a-1") is None
     assert [await q.lookup("h1", f"a-{i}") for i in (2, 3, 4)] == ["done:ok"] * 3
     assert (await q.enqueue("h1", [action(0)])).accepted == ["a-0"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_enqueue_for_a_consumer_hands_the_entries_over_at_once(q):
+    await q.enqueue("h1", [action(1)])  # enqueued elsewhere, nobody read it yet
+    r = await q.enqueue("h1", [action(2), action(3)], consumer="m1")
+    assert r.accepted == ["a-2", "a-3"]
+    assert [a.action_id for a in r.claimed] == ["a-1"]  # the unread entry ahead of them
+    assert r.claimed[0].command["payload"]["bytes"] == "echo MARK-1\r"
+    assert await q.read_new("h1", "m2", 10) == []  # nothing left for the readers
+    pending = await q.read_pending("h1", "m1", 10)
+    assert [a.action_id for a in pending] == ["a-1", "a-2", "a-3"]
+    assert [a.entry_id for a in pending[1:]] == [r.entries["a-2"], r.entries["a-3"]]
+    # still claimable when m1 dies, and finished as usual
+    await sleep(0.02)
+    stale = await q.claim_stale("h1", "m2", 0.01, 10)
+    assert [a.action_id for a in stale] == ["a-1", "a-2", "a-3"]
+    await q.finish("h1", [(a.action_id, a.entry_id, "ok") for a in stale])
+    assert await q.depth("h1") == 0
+    # duplicates and a full queue hand nothing over
+    r = await q.enqueue("h1", [action(2)], consumer="m1")
+    assert r.accepted == [] and r.claimed == []
+    await q.enqueue("h1", [action(i) for i in range(10, 15)], consumer="m1")
+    with pytest.raises(QueueFull):
+        await q.enqueue("h1", [action(20)], consumer="m1")
+    assert await q.read_new("h1", "m1", 10) == []

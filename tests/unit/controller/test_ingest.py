@@ -64,6 +64,8 @@ def test_acks_are_logged_then_dequeued_then_cached():
     clock.advance(0.004)
     for a in actions:
         writer.submit(final(a, clock))
+    assert store.records == {}  # written together on the next reactor turn, as one batch
+    clock.advance(0)
     assert len(store.records) == 3
     rec = store.records[("pb-1", "h1", "a-0")]
     assert rec.status == "ok" and rec.acked_at_ms == round(clock.seconds() * 1000)
@@ -74,6 +76,7 @@ def test_acks_are_logged_then_dequeued_then_cached():
     assert latency_count(metrics) == 3
     # a repeat (claimed again after a lost write) is written again but not measured twice
     writer.submit(final(actions[0], clock, repeat=True))
+    clock.advance(0)
     assert latency_count(metrics) == 3 and writer.written == 3
 
 
@@ -82,6 +85,7 @@ def test_store_outage_loses_no_ack_and_keeps_entries_until_logged():
     actions = enqueue_and_read(clock, queue, 2)
     for a in actions:
         writer.submit(final(a, clock))
+    clock.advance(0)
     assert store.records == {} and writer.failures == 1
     assert ensureDeferred(queue.depth("h1")).result == 2  # still queued: nothing lost on a crash now
     for _ in range(200):
@@ -253,13 +257,15 @@ def test_acks_arriving_during_a_write_start_the_next_batch_up_to_the_limit_and_c
     actions = enqueue_and_read(clock, queue, 6)
     for a in actions[:3]:
         writer.submit(final(a, clock))
+        clock.advance(0)
     # a-0 went at once, a-1 started a second batch while a-0 was written; a-2 waits for a slot
     assert [c[1] for c in store.calls] == [["a-0"], ["a-1"]] and list(writer.buffer) != []
     writer.submit(final(actions[3], clock))
     writer.submit(final(actions[4], clock))
     writer.submit(final(actions[5], clock))  # 5 held (2 being written, 3 buffered): over the bound
+    clock.advance(0)
     assert writer.overflowed == 1 and writer.status()["buffered"] == 5
-    store.waiting[1].callback(None)  # the second batch finishes first
+    store.waiting[1].callback(None)  # the second batch finishes first; its slot goes to the rest
     assert [c[1] for c in store.calls][2] == ["a-2", "a-3", "a-4"] and writer.written == 1
     assert ensureDeferred(queue.lookup("h1", "a-1")).result == "done:ok"
     assert ensureDeferred(queue.lookup("h1", "a-0")).result == "queued"  # not before its log write
