@@ -67,6 +67,6 @@ class BusLink:
 
     def transport_state(self, host: str) -> str:
         """``ready``, ``offline`` (managed, transport down) or ``not_attached``."""
-        if host not in set(self.host_ids()):
+        if host not in self.host_ids():  # per request: no copy of the host list
             return NOT_ATTACHED
         return READY if self.publisher.is_ready(host) else OFFLINE

@@ -58,6 +58,7 @@ class Publisher(Protocol):
 @dataclass
 class Tracked:
     action: QueuedAction
+    expires: float | None = None  # the command's expires_at, parsed once (ticks look at it often)
     attempts: int = 0
     first_sent_at: float | None = None
     sent_at: float | None = None
@@ -213,7 +214,7 @@ class DeliveryEngine:
                     # finished here, its write pending or dropped: (re)submit it
                     self._emit(replace(final, action=a, repeat=True))
                 continue  # else a read that raced the removal: nothing to do
-            lane.waiting[a.action_id] = Tracked(a)
+            lane.waiting[a.action_id] = Tracked(a, expires_at(a.command))
         self._pump(lane)
 
     async def _recover(self, lane: Lane) -> None:
@@ -334,7 +335,7 @@ class DeliveryEngine:
 
     def _expire_or_preempt(self, lane: Lane, t: Tracked, now: float) -> bool:
         """Finish a never-delivered action that expired or lost its lease; True if it did."""
-        deadline = expires_at(t.action.command)
+        deadline = t.expires
         if deadline is not None and deadline <= now:
             lane.waiting.pop(t.action.action_id, None)
             self._finish(lane, t, "expired", now, "expired", "expires_at passed before delivery", True)

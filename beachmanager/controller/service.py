@@ -118,7 +118,7 @@ class ControllerService(ReadyService):
             self.bind_bus(self.publisher, self._subscriber, self._host_ids, self._on_change)
         elif hosts is not None and hasattr(hosts, "publisher"):
             self.bind_bus(hosts.publisher, getattr(hosts, "subscriber", None),
-                          lambda: list(hosts.machines), getattr(hosts, "on_transport_change", None))
+                          lambda: hosts.machines, getattr(hosts, "on_transport_change", None))
 
     def _build_stores(self, redis_url: str | None) -> None:
         if redis_url:
@@ -169,7 +169,8 @@ class ControllerService(ReadyService):
     # -- bus ------------------------------------------------------------------------------------
     def bind_bus(self, publisher, subscriber, host_ids: Callable[[], Iterable[str]],
                  on_transport_change=None) -> None:
-        """Deliver through *publisher*, ingest from *subscriber*, manage the hosts of *host_ids*;
+        """Deliver through *publisher*, ingest from *subscriber*, manage the hosts of *host_ids*
+        (a collection of host ids: a dict or set answers membership without a copy);
         ``on_transport_change(fn(host, ready))`` (optional) reports transitions at once."""
         self.publisher, self._subscriber = publisher, subscriber
         self._host_ids, self._on_change = host_ids, on_transport_change
