@@ -87,6 +87,9 @@ class AckWriter:
         while (self.buffer or self._writes) and self.clock.seconds() < deadline and self.failures == 0:
             await deferLater(self.clock, 0.01, lambda: None)
         self.running = False
+        if self._soon is not None and self._soon.active():
+            self._soon.cancel()
+        self._soon = None
         self._poke()
         busy = [d for d in (self._loop, *self._writes) if d is not None and not d.called]
         if busy:
