@@ -95,9 +95,22 @@ def test_hundred_hosts_spread_then_a_killed_manager_fails_over_within_15s(cluste
     assert {r[0] for r in rows(c, "SELECT id FROM beach_manager.manager_instance")} == {
         "mgr-a", "mgr-b", "mgr-c"}
 
-    o = ownership(c.live())
+    # Joining instances take hosts over a few at a time (rebalancing): kill only once the
+    # placement has stopped moving, so the victim's hosts are exactly those it owns.
+    previous: dict = {}
+
+    def stable():
+        nonlocal previous
+        o = ownership(c.live())
+        check_safe(o, 50)
+        same = settled(o) and set(o["ready"]) == ids and o["owners"] == previous
+        previous = o["owners"]
+        return same and o
+
+    o = wait_for("placement to stop moving", stable, 120, step=2)
     victim = max(o["held"], key=lambda i: len(o["held"][i]))
-    orphans = set(o["held"][victim])
+    orphans = {h for h, owner in o["owners"].items() if owner == victim}
+    assert orphans == set(o["held"][victim])
     c.kill(victim)
     killed_at = time.monotonic()
     worst = 0.0
