@@ -126,7 +126,7 @@ class Inbound:
 
     def __init__(
         self,
-        clock: Callable[[], float] | None = None,
+        clock: Callable[[], float],
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         timeout: float = DEFAULT_TIMEOUT,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -338,12 +337,12 @@ class Reassembler:
     for a chunk that does not parse, an inconsistent chunk (which also discards its partial
     message) or a complete message that fails the length, CRC or MAC check.
 
-    ``clock`` defaults to :func:`time.monotonic`; services pass the reactor's ``seconds``.
+    ``clock`` is required: services pass the reactor's ``seconds``, tests a fake clock.
     """
 
     def __init__(
         self,
-        clock: Callable[[], float] | None = None,
+        clock: Callable[[], float],
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         timeout: float = DEFAULT_TIMEOUT,
@@ -356,7 +355,7 @@ class Reassembler:
             raise FramingError(f"chunk_size must be at least {MIN_CHUNK_SIZE}")
         if max_inflight < 1 or max_bytes < MIN_MAX_BYTES or recent_history < 0:
             raise FramingError("max_inflight >= 1, max_bytes >= 1024, recent_history >= 0")
-        self._clock = clock or time.monotonic
+        self._clock = clock
         self.chunk_size = chunk_size
         self.timeout = timeout
         self.max_inflight = max_inflight

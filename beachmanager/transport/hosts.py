@@ -19,6 +19,7 @@ them).  Stopping closes every transport gracefully, in parallel.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -89,7 +90,7 @@ class HostManager(ReadyService):
         if ice.host_addresses:
             ice_mod.install_host_address_override(ice.host_addresses)
         tune_consent()
-        overrides = crypto.InsecureOverrides.from_environ()
+        overrides = crypto.InsecureOverrides.from_environ(os.environ)
         for line in overrides.messages():
             self.log.critical(line)
         self._log_ice(ice)

@@ -8,7 +8,6 @@ ignored).  Both are off by default; turning one on emits an :class:`InsecureOver
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,10 +55,10 @@ class InsecureOverrides:
     transport: bool = False
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> InsecureOverrides:
-        env = os.environ if environ is None else environ
-        return cls(signaling=_override_on(env, INSECURE_SIGNALING_ENV),
-                   transport=_override_on(env, INSECURE_TRANSPORT_ENV))
+    def from_environ(cls, environ: Mapping[str, str]) -> InsecureOverrides:
+        """The overrides set in *environ* (the caller passes the process environment)."""
+        return cls(signaling=_override_on(environ, INSECURE_SIGNALING_ENV),
+                   transport=_override_on(environ, INSECURE_TRANSPORT_ENV))
 
     def messages(self) -> list[str]:
         """The loud lines to log at startup for whatever is on."""
@@ -71,13 +70,17 @@ class InsecureOverrides:
         return out
 
 
+#: No override: the protocol's rule as written.
+OFF = InsecureOverrides()
+
+
 def join_code_present(join_code: str | None) -> bool:
     return join_code is not None and join_code.strip() != ""
 
 
 def signaling_sealed(join_code: str | None, overrides: InsecureOverrides | None = None) -> bool:
     """Whether to seal our own SDP and ICE (we open sealed ones from the host regardless)."""
-    ov = InsecureOverrides.from_environ() if overrides is None else overrides
+    ov = OFF if overrides is None else overrides
     return join_code_present(join_code) and not ov.signaling
 
 
@@ -86,6 +89,6 @@ def secure_transport_active(join_code: str | None, peer_label: str | None,
     """The rule: secure transport (Noise, challenge, encrypted ``beach``) runs when the join code
     is non-blank and the peer label is one of the six secure labels (exact match), unless
     ``BEACH_INSECURE_TRANSPORT`` is on."""
-    ov = InsecureOverrides.from_environ() if overrides is None else overrides
+    ov = OFF if overrides is None else overrides
     return (join_code_present(join_code) and peer_label in SECURE_PEER_LABELS
             and not ov.transport)

@@ -68,11 +68,10 @@ def test_override_needs_the_exact_token(value, on):
         assert all("SECURITY" in str(w.message) for w in loud)
 
 
-def test_off_by_default_and_reads_the_process_environment(monkeypatch):
-    monkeypatch.delenv("BEACH_INSECURE_SIGNALING", raising=False)
-    monkeypatch.delenv("BEACH_INSECURE_TRANSPORT", raising=False)
-    assert InsecureOverrides.from_environ() == OFF
-    assert secure_transport_active("SMOKEP", "beach-manager")
+def test_off_unless_given_and_never_read_from_the_process(monkeypatch):
+    """protocol/ reads no environment: the caller hands the overrides in."""
     monkeypatch.setenv("BEACH_INSECURE_TRANSPORT", "I_KNOW_THIS_IS_UNSAFE")
+    assert secure_transport_active("SMOKEP", "beach-manager")  # the process env is not read
     with pytest.warns(InsecureOverrideWarning, match="NO ENCRYPTION"):
-        assert not secure_transport_active("SMOKEP", "beach-manager")
+        ov = InsecureOverrides.from_environ({"BEACH_INSECURE_TRANSPORT": "I_KNOW_THIS_IS_UNSAFE"})
+    assert not secure_transport_active("SMOKEP", "beach-manager", ov)

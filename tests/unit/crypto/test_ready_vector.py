@@ -35,5 +35,5 @@ def test_encrypted_ready_reaches_the_host_intact():
     assert host_gate.receive(wire) == []
     [plain] = host_gate.install(SecureChannel(host.keys.send_key, host.keys.recv_key))
     assert plain == READY_54
-    msg = framing.Reassembler().feed(plain)
+    msg = framing.Reassembler(lambda: 0.0).feed(plain)
     assert envelope.decode(msg.payload).text == "__ready__"

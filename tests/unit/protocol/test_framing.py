@@ -323,10 +323,11 @@ def test_crc_failure_on_a_multichunk_message():
 
 def test_reassembler_rejects_bad_limits():
     with pytest.raises(FramingError):
-        Reassembler(chunk_size=100)
+        Reassembler(FakeClock(), chunk_size=100)
     with pytest.raises(FramingError):
-        Reassembler(max_bytes=10)
-    assert Reassembler().feed(READY_CHUNK) is not None  # default clock works
+        Reassembler(FakeClock(), max_bytes=10)
+    with pytest.raises(TypeError):
+        Reassembler()  # no default clock: time is always injected
 
 
 # --- MAC -----------------------------------------------------------------------------------
