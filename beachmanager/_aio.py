@@ -11,7 +11,7 @@ Rules (see the project's style guide):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -19,8 +19,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 T = TypeVar("T")
-
-log = Logger(namespace="beachmanager.aio")
 
 
 def _loop() -> asyncio.AbstractEventLoop:
@@ -47,18 +45,14 @@ def from_twisted_coroutine(coro: Coroutine[Any, Any, T]) -> Deferred[T]:
     return ensureDeferred(coro)
 
 
-def background(d: Deferred[Any], what: str, logger: Logger | None = None, **fields: Any) -> Deferred[None]:
-    """Let *d* run unattended: its failure is logged with *what* and never left dangling."""
+def background(d: Deferred[Any], what: str, logger: Logger, **fields: Any) -> Deferred[None]:
+    """Let *d* run unattended: its failure is logged by the owner's *logger* with *what*, and
+    never left dangling."""
 
     def _failed(failure: Failure) -> None:
-        (logger or log).failure("background task failed: {what}", failure=failure, what=what, **fields)
+        logger.failure("background task failed: {what}", failure=failure, what=what, **fields)
 
     return d.addErrback(_failed)
-
-
-def run_in_background(fn: Callable[..., Awaitable[Any]], what: str, *args: Any, **kwargs: Any) -> Deferred[None]:
-    """Call an ``async def`` that awaits Deferreds and log its failure (no dangling Deferreds)."""
-    return background(ensureDeferred(fn(*args, **kwargs)), what)
 
 
 def call_blocking(fn: Callable[..., T], *args: Any) -> Deferred[T]:

@@ -29,7 +29,6 @@ MAX_JWKS_BYTES = 256 * 1024
 MAX_KEYS = 64
 MIN_RSA_BITS = 2048
 
-log = Logger(namespace="beachmanager.auth.jwks")
 
 
 class JwksError(Exception):
@@ -135,6 +134,8 @@ def treq_fetcher(reactor, clock: IReactorTime, timeout: float = FETCH_TIMEOUT,
 class JwksCache:
     """Keys of one authority, fetched from *url* through *fetch*, timed by *clock*."""
 
+    log = Logger()
+
     def __init__(self, name: str, url: str, fetch: Callable[[str], Deferred[bytes]], clock: IReactorTime,
                  ttl: float = TTL, min_refetch: float = MIN_REFETCH):
         self.name = name
@@ -188,13 +189,13 @@ class JwksCache:
             body = await self._inflight
             keys, skipped = parse_jwks(body)
             for why in skipped:
-                log.warn("{authority} JWKS: skipped a key: {why}", authority=self.name, why=why)
+                self.log.warn("{authority} JWKS: skipped a key: {why}", authority=self.name, why=why)
             self.keys = keys
             self.fetched_at = self.clock.seconds()
             self.last_error = None
         except Exception as e:
             self.last_error = str(e) or type(e).__name__
-            log.warn("{authority} JWKS fetch from {url} failed: {error}; keeping {count} cached keys",
+            self.log.warn("{authority} JWKS fetch from {url} failed: {error}; keeping {count} cached keys",
                      authority=self.name, url=self.url, error=self.last_error, count=len(self.keys))
         finally:
             self._inflight = None

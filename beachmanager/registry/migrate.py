@@ -22,7 +22,6 @@ APP_ROLE = "beach_manager_app"
 #: Where the tables live.
 SCHEMA = "beach_manager"
 
-log = Logger(namespace="beachmanager.registry.migrate")
 
 
 def migrations_path() -> str:
@@ -50,15 +49,27 @@ def apply_migrations(url: str) -> list[str]:
         backend.connection.close()
 
 
-def migrate_in_thread(url: str) -> Deferred:
-    def done(applied: list[str]) -> list[str]:
+class SchemaMigrations:
+    """Brings the schema at *url* (the owner's login) up to date, off the reactor thread."""
+
+    log = Logger()
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def apply_in_thread(self) -> Deferred:
+        return call_blocking(apply_migrations, self.url).addCallback(self._applied)
+
+    def _applied(self, applied: list[str]) -> list[str]:
         if applied:
-            log.info("applied schema migrations {migrations}", migrations=applied)
+            self.log.info("applied schema migrations {migrations}", migrations=applied)
         else:
-            log.info("schema is up to date")
+            self.log.info("schema is up to date")
         return applied
 
-    return call_blocking(apply_migrations, url).addCallback(done)
+
+def migrate_in_thread(url: str) -> Deferred:
+    return SchemaMigrations(url).apply_in_thread()
 
 
 async def enter_app_role(conn) -> None:

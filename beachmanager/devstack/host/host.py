@@ -215,7 +215,7 @@ class BeachHost(ReadyService):
         peer = ClientPeer(self, info)
         self.peers[info.id] = peer
         self.log.info("negotiating with peer {peer} (label {label})", peer=info.id, label=info.label)
-        _aio.run_in_background(peer.run, f"peer {info.id}")
+        _aio.background(ensureDeferred(peer.run()), f"peer {info.id}", self.log)
 
     def peer_ready(self, peer: ClientPeer) -> None:
         self.served_total += 1
