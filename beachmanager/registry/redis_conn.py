@@ -45,19 +45,52 @@ def connect(url: str, *, blocking: bool = False):
     return txredisapi.lazyConnection(args["host"], args["port"], **common)
 
 
+#: Named dedicated connections one service may hand out (each is one TCP connection).
+MAX_DEDICATED = 8
+
+
+def is_connected(conn) -> bool:
+    """Whether a txredisapi connection holds a live socket now (no round trip)."""
+    factory = getattr(conn, "_factory", None)
+    return bool(getattr(factory, "pool", None))
+
+
 class RedisService(ReadyService):
-    """Owns the shared Redis connection; ready once a PING succeeds (retried with backoff)."""
+    """The one owner of this process's Redis connections.
+
+    ``shared`` is the multiplexed connection for plain commands (ready once a PING
+    succeeds, retried with backoff).  :meth:`dedicated` hands out a named connection of
+    its own for blocking reads (``XREADGROUP BLOCK`` would stall every other command on the
+    shared one); each name is created once.  ``/readyz`` reports every connection: the
+    service is ready while all of them hold a live socket.
+    """
 
     log = Logger()
 
-    def __init__(self, url: str, clock: IReactorTime):
+    def __init__(self, url: str, clock: IReactorTime, connect_to=connect):
         super().__init__("redis", clock)
         self.url = url
-        self.conn = None
+        self._connect = connect_to
+        self.shared = None
+        self._dedicated: dict[str, object] = {}
         self.last_error: str | None = None
 
+    @property
+    def conn(self):
+        """The shared connection (None before start)."""
+        return self.shared
+
+    def dedicated(self, name: str):
+        """The dedicated, blocking-read connection called *name* (created on first use)."""
+        found = self._dedicated.get(name)
+        if found is None:
+            if len(self._dedicated) >= MAX_DEDICATED:
+                raise RuntimeError(f"too many dedicated Redis connections (asked for {name!r})")
+            found = self._dedicated[name] = self._connect(self.url, blocking=True)
+        return found
+
     def start(self) -> Deferred:
-        self.conn = connect(self.url)
+        self.shared = self._connect(self.url)
         return ensureDeferred(self._wait_for_ping())
 
     async def _wait_for_ping(self) -> None:
@@ -68,18 +101,35 @@ class RedisService(ReadyService):
 
         # A lazy connection queues commands until it connects: bound each PING so that a dead
         # server shows up as an error on /readyz instead of a silent wait.
-        await retrying(lambda: self.conn.ping().addTimeout(PING_TIMEOUT, self.clock), self.clock,
+        await retrying(lambda: self.shared.ping().addTimeout(PING_TIMEOUT, self.clock), self.clock,
                        delay=backoff(0.2, 5.0), on_retry=on_retry)
         self.last_error = None
 
     def stop(self) -> Deferred | None:
-        if self.conn is not None:
-            conn, self.conn = self.conn, None
-            return conn.disconnect()
-        return None
+        conns = [c for c in (self.shared, *self._dedicated.values()) if c is not None]
+        self.shared, self._dedicated = None, {}
+        if not conns:
+            return None
+        from twisted.internet.defer import DeferredList
+
+        return DeferredList([c.disconnect() for c in conns], consumeErrors=True)
+
+    def connections(self) -> dict[str, bool]:
+        """Every connection by name (``shared``, ``dedicated:<name>``): holds a socket now."""
+        out = {"shared": self.shared is not None and is_connected(self.shared)}
+        for name, conn in self._dedicated.items():
+            out[f"dedicated:{name}"] = is_connected(conn)
+        return out
 
     def status(self) -> dict:
         out = {**super().status(), "url": redact_url(self.url)}
-        if not self.ready and self.last_error:
+        if self.ready:
+            conns = self.connections()
+            out["connections"] = conns
+            down = sorted(name for name, up in conns.items() if not up)
+            if down:
+                out["ready"] = False
+                out["error"] = f"not connected: {', '.join(down)}"
+        elif self.last_error:
             out["error"] = self.last_error
         return out
