@@ -1,19 +1,38 @@
-"""The assignment service's hands on the transport: ``ctx.parts["hosts"]`` (HostManager).
+"""The assignment service's hands on the transport: starts and stops host sessions.
 
 Attaching needs the host's join code.  It comes from the configured targets
-(``--host``/``--hosts-file``, known to every instance), from :meth:`remember` (a caller
-that placed the host with its code), or from the registry (attach-by-code stored it
-encrypted; any instance can read it back), in that order.
+(``--host``/``--hosts-file``, known to every instance), from :meth:`HostsAttacher.remember`
+(attach-by-code placed the host with its code: kept only until that attach starts, and at
+most :data:`MAX_REMEMBERED` of them), or from the registry (attach-by-code stored it
+encrypted; any instance can read it back), in that order.  Nothing here keeps a code after
+the session has it.
+
+:meth:`HostsAttacher.attach` fires once the session runs; readiness is published by the
+session itself on the session stream, and a session retries its own attach.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
 
+from ..transport.events import SessionEvents, SessionState
 from .model import AssignmentError
+
+if TYPE_CHECKING:
+    from ..registry.store import RegistryStore
+    from ..transport.hosts import HostManager
+    from ..transport.targets import HostTarget
+
+#: Join codes handed over by attach-by-code and not yet used (oldest dropped first).
+MAX_REMEMBERED = 1024
+#: States in which a session still works towards (or holds) a transport.
+LIVE_STATES = frozenset({SessionState.IDLE, SessionState.ATTACHING, SessionState.READY,
+                         SessionState.BACKOFF})
 
 
 class NoJoinCode(AssignmentError):
@@ -23,34 +42,39 @@ class NoJoinCode(AssignmentError):
 class HostsAttacher:
     log = Logger()
 
-    def __init__(self, hosts, registry_store=None, targets: Iterable = ()):
+    def __init__(self, hosts: HostManager, events: SessionEvents,
+                 registry_store: RegistryStore | None = None,
+                 targets: Iterable[HostTarget] = ()):
         self.hosts = hosts
+        self.events = events
         self.registry_store = registry_store
-        self._codes: dict[str, str] = {t.host_session_id: t.join_code for t in targets}
-
-    def bind(self, service) -> None:
-        """Report the transport's readiness changes to *service* (``host_ready``)."""
-        listen = getattr(self.hosts, "on_transport_change", None)
-        if listen is not None:
-            listen(service.host_ready)
+        self._targets = {t.host_session_id: t for t in targets}  # the configuration's own
+        self._remembered: OrderedDict[str, str] = OrderedDict()
 
     def remember(self, host_session_id: str, join_code: str) -> None:
-        self._codes[host_session_id] = join_code
+        self._remembered[host_session_id] = join_code
+        self._remembered.move_to_end(host_session_id)
+        while len(self._remembered) > MAX_REMEMBERED:
+            self._remembered.popitem(last=False)
 
-    def attach(self, host_session_id: str) -> Deferred:
+    def attach(self, host_session_id: str) -> Deferred[None]:
         return ensureDeferred(self._attach(host_session_id))
 
     async def _attach(self, host_session_id: str) -> None:
-        existing = self.hosts.get(host_session_id)
-        if existing is not None and existing.status_name not in ("rejected", "stopped"):
-            await existing.when_ready()  # attached already (e.g. by attach-by-code): keep it
-            return
-        code = self._codes.get(host_session_id) or await self._code_from_registry(host_session_id)
+        if self.events.state(host_session_id) in LIVE_STATES:
+            self._remembered.pop(host_session_id, None)
+            return  # managed already (e.g. attached by code): keep that session
+        code = self._code_of(host_session_id) or await self._code_from_registry(host_session_id)
         if not code:
             raise NoJoinCode(f"no join code is known for host {host_session_id} (not configured, "
                              f"not registered by code)")
-        machine = self.hosts.attach(host_session_id, code)
-        await machine.when_ready()
+        self.hosts.attach(host_session_id, code)
+
+    def _code_of(self, host_session_id: str) -> str | None:
+        target = self._targets.get(host_session_id)
+        if target is not None:
+            return target.join_code
+        return self._remembered.pop(host_session_id, None)
 
     async def _code_from_registry(self, host_session_id: str) -> str | None:
         store = self.registry_store
@@ -61,17 +85,13 @@ class HostsAttacher:
         for beach in await store.session_beaches(host_session_id):
             code = await store.join_code(Tenant(beach), host_session_id)
             if code:
-                self._codes[host_session_id] = code
                 return code
         return None
 
-    def detach(self, host_session_id: str) -> Deferred:
+    def detach(self, host_session_id: str) -> Deferred[None]:
+        self._remembered.pop(host_session_id, None)
         return self.hosts.detach(host_session_id) if self.hosts is not None else succeed(None)
 
     def attached(self) -> set[str]:
-        """Hosts the transport holds now, whoever asked for them."""
-        return set(getattr(self.hosts, "machines", {}))
-
-    def transport_state(self, host_session_id: str) -> dict | None:
-        get = getattr(self.hosts, "transport_state", None)
-        return get(host_session_id) if get is not None else None
+        """Hosts the transport manages now, whoever asked for them."""
+        return set(self.events.hosts())

@@ -12,8 +12,15 @@
   (make-before-break), leave when empty or when the drain time is spent (whatever is left
   is orphaned at once and taken by the survivors' sweeps).
 
-The transport is reached through an :class:`Attacher`; readiness is published to the
+The transport is reached through an :class:`Attacher`, which starts or stops a host's
+session and nothing more: the session retries its own attach (the one retry policy), and
+its readiness reaches this service through the session stream
+(:class:`~beachmanager.transport.events.SessionEvents`), which it mirrors to the shared
 store so that any instance (and ``/debug/assignments``) can tell where a host is ready.
+A slot records ownership only (held or handing over); readiness is read from the stream.
+A session whose join code is refused, or whose code nobody knows, is released (placed
+again when it registers or is configured again); a session that could not be started
+(e.g. the registry did not answer) is started again on the next tick.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from ..retry import backoff, retrying
 from ..service import FatalStartupError, ReadyService, with_timeout
 from ..telemetry.logs import fields
 from ..telemetry.metrics import Metrics
+from ..transport.events import SessionChange, SessionEvents, SessionState
 from .attacher import NoJoinCode
 from .membership import STORE_TIMEOUT, Membership, Timings
 from .model import (
@@ -60,28 +68,46 @@ LOG_HOSTS = 50
 class Attacher(Protocol):
     """What the assignment service needs from the transport."""
 
-    def attach(self, host_session_id: str) -> Deferred:
-        """Start managing *host_session_id*; fires when its transport is first ready."""
+    def attach(self, host_session_id: str) -> Deferred[None]:
+        """Start managing *host_session_id*: fires once its session runs (not when ready)."""
 
-    def detach(self, host_session_id: str) -> Deferred | None:
+    def detach(self, host_session_id: str) -> Deferred[None]:
         """Stop managing it and close its transport."""
+
+    def attached(self) -> set[str]:
+        """Hosts the transport manages now, whoever asked for them."""
+
+    def remember(self, host_session_id: str, join_code: str) -> None:
+        """A join code for the next attach of *host_session_id* (attach-by-code)."""
+
+
+HELD = "held"
+HANDING = "handing"  # moved away during drain or rebalance; kept until the new owner is ready
 
 
 @dataclass
 class Slot:
-    """A host this instance holds: ``attaching``, ``ready``, ``retry`` or ``handing`` (moved
-    away during drain; kept until the new owner is ready)."""
+    """A host this instance holds (``held``) or is handing over (``handing``)."""
 
     host: str
     state: str
     since: float
     row: Ownership | None = None
     attempts: int = 0
-    retry_at: float = 0.0
+    started: bool = False  # its session runs (or it is being started)
     error: str | None = None
 
-    def as_json(self, now: float) -> dict[str, Any]:
-        out = {"state": self.state, "for_seconds": round(now - self.since, 3), "attempts": self.attempts}
+    def as_json(self, now: float, session: SessionState | None) -> dict[str, Any]:
+        if self.state == HANDING:
+            state = HANDING
+        elif session is SessionState.READY:
+            state = "ready"
+        elif not self.started and self.error:
+            state = "retry"
+        else:
+            state = "attaching"
+        out = {"state": state, "for_seconds": round(now - self.since, 3), "attempts": self.attempts,
+               "session": session.value if session is not None else None}
         if self.error:
             out["error"] = self.error
         return out
@@ -92,11 +118,10 @@ class AssignmentService(ReadyService):
 
     def __init__(self, clock: IReactorTime, metrics: Metrics, *, instance_id: str, capacity: int,
                  endpoint: Callable[[], str], timings: Timings, store_factory: Callable[[], Any],
-                 audit_factory: Callable[[], Any], attacher: Attacher | None = None,
-                 depends_on: Callable[[], Iterable[ReadyService]] = tuple,
+                 audit_factory: Callable[[], Any], events: SessionEvents,
+                 attacher: Attacher | None = None, depends_on: Iterable[ReadyService] = (),
                  drain_timeout: float = 9.0, audit_every: int | None = None,
                  initial_hosts: Iterable[str] = (),
-                 relay_factory: Callable[[Any], Any] | None = None,
                  rebalance_batch: int = 5):
         super().__init__("assign", clock)
         self.metrics = metrics
@@ -107,13 +132,13 @@ class AssignmentService(ReadyService):
         self.store_factory = store_factory
         self.audit_factory = audit_factory
         self.attacher = attacher
-        self.depends_on = depends_on
+        self.events = events
+        self.depends_on = tuple(depends_on)
+        self._unsubscribe: Callable[[], None] | None = None
         self.initial_hosts = list(initial_hosts)
-        self.relay_factory = relay_factory
         self.rebalance_batch = rebalance_batch
         self._handing_out: set[str] = set()
         self._unplaced: set[str] = set()
-        self.relay = None
         self._members_cache: tuple[float, list] | None = None
         self.drain_timeout = drain_timeout
         self.audit_every = audit_every or max(1, round(timings.interval / timings.tick))
@@ -127,7 +152,6 @@ class AssignmentService(ReadyService):
         self._loop: LoopingCall | None = None
         self._ticks = 0
         self._tick_error: str | None = None
-        self._retry_delay = backoff(0.5, 10.0)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Deferred:
@@ -138,7 +162,7 @@ class AssignmentService(ReadyService):
             self.timings.check()
         except ValueError as e:
             raise FatalStartupError(str(e)) from None
-        for dep in self.depends_on():
+        for dep in self.depends_on:
             await dep.whenReady()
         self.store = self.store_factory()
         self.audit = self.audit_factory()
@@ -152,13 +176,7 @@ class AssignmentService(ReadyService):
                           error=str(e) or type(e).__name__, attempt=attempt, wait=wait)
 
         await retrying(self.membership.start, self.clock, delay=backoff(0.2, 5.0), on_retry=on_retry)
-        if self.attacher is not None and hasattr(self.attacher, "bind"):
-            self.attacher.bind(self)
-        if self.relay_factory is not None:
-            relay = self.relay_factory(self.store)
-            if relay is not None:
-                await relay.start()
-                self.relay = relay
+        self._unsubscribe = self.events.subscribe(self._session_changed)
         await self._tick_body()
         await self._place_initial_hosts()
         self._loop = LoopingCall(self._tick)
@@ -200,10 +218,20 @@ class AssignmentService(ReadyService):
     def owns(self, host_session_id: str) -> bool:
         """Whether this instance holds the host now (local view, no I/O)."""
         slot = self.slots.get(host_session_id)
-        return slot is not None and slot.state != "handing"
+        return slot is not None and slot.state != HANDING
 
     def owned_hosts(self) -> frozenset[str]:
-        return frozenset(h for h, s in self.slots.items() if s.state != "handing")
+        return frozenset(h for h, s in self.slots.items() if s.state != HANDING)
+
+    def slot_view(self, host_session_id: str) -> dict[str, Any] | None:
+        """This instance's slot of a host, for ``/debug/assignments`` (None when not held)."""
+        slot = self.slots.get(host_session_id)
+        if slot is None:
+            return None
+        return slot.as_json(self.clock.seconds(), self.events.state(host_session_id))
+
+    def handing_over(self) -> list[str]:
+        return sorted(h for h, s in self.slots.items() if s.state == HANDING)
 
     def add_listener(self, gained: Callable[[str], None], lost: Callable[[str], None]) -> None:
         """Call *gained(host)* / *lost(host)* when this instance starts / stops owning a host."""
@@ -233,7 +261,7 @@ class AssignmentService(ReadyService):
         """Place a host that asked to be managed (attach-by-code, registration): its owner --
         this instance or another -- attaches it.  Raises CapacityExhausted (answer 503) when
         every instance is full, AssignmentUnavailable when the shared store does not answer."""
-        if join_code and self.attacher is not None and hasattr(self.attacher, "remember"):
+        if join_code and self.attacher is not None:
             self.attacher.remember(host_session_id, join_code)
         return await self.assign(host_session_id)
 
@@ -271,15 +299,31 @@ class AssignmentService(ReadyService):
     async def recent_moves(self, count: int = 50) -> list[Move]:
         return await self._store(self.store.recent_moves(count))
 
-    def host_ready(self, host_session_id: str, ready: bool) -> None:
-        """The transport reports a change of readiness for a host it holds for us."""
-        slot = self.slots.get(host_session_id)
-        if slot is None or slot.state == "handing":
+    def _session_changed(self, change: SessionChange) -> None:
+        """A host session changed (the one readiness stream): mirror readiness to the shared
+        store; let go of a host whose join code was refused."""
+        slot = self.slots.get(change.host_session_id)
+        if slot is None or slot.state == HANDING:
             return
-        slot.state = "ready" if ready else "attaching"
-        slot.since = self.clock.seconds()
+        if change.readiness_changed:
+            slot.since = self.clock.seconds()
+            self._mark_ready(change.host_session_id, change.ready)
+        if change.new is SessionState.REJECTED:
+            self._give_up(slot, change.reason or "the join code was refused")
+        elif change.removed:
+            slot.started = False  # stopped by someone else: started again on the next tick
+
+    def _mark_ready(self, host_session_id: str, ready: bool) -> None:
         d = ensureDeferred(self._store(self.store.mark_ready(host_session_id, self.instance_id, ready)))
         background(d, "assignment mark ready", self.log)
+
+    def _give_up(self, slot: Slot, why: str) -> None:
+        """Nobody can attach this host as things are: release it (placed again when it
+        registers or is configured again)."""
+        slot.error = why
+        self.log.warn("assignment: releasing {host_session_id}: {error}", error=why,
+                      **fields(host_session_id=slot.host, manager_instance_id=self.instance_id))
+        background(ensureDeferred(self.release(slot.host)), "release host", self.log)
 
     # -- tick --------------------------------------------------------------------------------------
     def _tick(self) -> Deferred:
@@ -309,7 +353,7 @@ class AssignmentService(ReadyService):
         await self.reconcile()
         await self._finish_handing(force=False)
         if self._ticks % self.audit_every == 0:
-            self.audit.note_owned([s.row for s in self.slots.values() if s.row and s.state != "handing"])
+            self.audit.note_owned([s.row for s in self.slots.values() if s.row and s.state != HANDING])
             if self._unplaced and not self.draining:
                 await self._place_initial_hosts(sorted(self._unplaced))
         await self.audit.flush()
@@ -317,7 +361,7 @@ class AssignmentService(ReadyService):
     async def _rebalance(self) -> None:
         """Hand hosts that rank a live instance with room above us to it, a few at a time,
         make-before-break (after an instance joins, about 1/n of the hosts move to it)."""
-        budget = self.rebalance_batch - sum(1 for s in self.slots.values() if s.state == "handing")
+        budget = self.rebalance_batch - sum(1 for s in self.slots.values() if s.state == HANDING)
         if budget <= 0 or not self.slots:
             return
         result = await self._store(self.store.rebalance(self.instance_id, budget))
@@ -363,7 +407,7 @@ class AssignmentService(ReadyService):
             await self.membership.beat_safely()
             registered, owned = await self._store(self.store.holdings(self.instance_id))
         now = self.clock.seconds()
-        held = {h for h, s in self.slots.items() if s.state != "handing"}
+        held = {h for h, s in self.slots.items() if s.state != HANDING}
         gained, lost = sorted(owned - held), sorted(held - owned)
         for host in lost:
             self._lose(host)
@@ -373,7 +417,7 @@ class AssignmentService(ReadyService):
             for host in gained:
                 if host in self.slots:  # was handing: it came back to us
                     del self.slots[host]
-                self.slots[host] = Slot(host, "attaching", now, rows.get(host))
+                self.slots[host] = Slot(host, HELD, now, rows.get(host))
             self.audit.note_owned([r for r in rows.values() if r is not None])
             by_reason: dict[str, list[str]] = {}
             for host in gained:
@@ -388,8 +432,8 @@ class AssignmentService(ReadyService):
                 for on_gained, _ in self.listeners:
                     _call_listener(on_gained, host, self.log)
         for slot in list(self.slots.values()):
-            if slot.state == "retry" and slot.retry_at <= now:
-                self._start_attach(slot)
+            if slot.state == HELD and not slot.started:
+                self._start_attach(slot)  # its session could not be started: try again
         self.metrics.assigned_hosts.set(len(self.owned_hosts()))
         if not self.draining:
             await self._settle_strays()
@@ -397,10 +441,9 @@ class AssignmentService(ReadyService):
     async def _settle_strays(self) -> None:
         """Hosts the transport holds that we do not own (attached by another part, e.g. an
         attach-by-code that skipped placement): place them; keep ours, let go of the rest."""
-        attached = getattr(self.attacher, "attached", None)
-        if attached is None:
+        if self.attacher is None:
             return
-        for host in sorted(attached() - set(self.slots)):
+        for host in sorted(self.attacher.attached() - set(self.slots)):
             try:
                 decision = await self.assign(host)
             except CapacityExhausted:
@@ -416,7 +459,7 @@ class AssignmentService(ReadyService):
         """Hosts being handed over still hold a transport (make-before-break); when new hosts
         would push the transports past our capacity, let the oldest hand-overs go now."""
         excess = len(self.slots) + coming - self.capacity
-        handing = sorted((s.since, h) for h, s in self.slots.items() if s.state == "handing")
+        handing = sorted((s.since, h) for h, s in self.slots.items() if s.state == HANDING)
         for _, host in handing[:max(0, excess)]:
             del self.slots[host]
             self._detach(host)
@@ -430,7 +473,7 @@ class AssignmentService(ReadyService):
             _call_listener(on_lost, host, self.log)
         if self.draining or host in self._handing_out:
             self._handing_out.discard(host)
-            slot.state, slot.since = "handing", self.clock.seconds()
+            slot.state, slot.since = HANDING, self.clock.seconds()
             return
         del self.slots[host]
         self.log.warn("assignment: {manager_instance_id} no longer owns {host_session_id}; "
@@ -439,39 +482,34 @@ class AssignmentService(ReadyService):
 
     def _detach(self, host: str) -> None:
         if self.attacher is not None:
-            d = self.attacher.detach(host)
-            if isinstance(d, Deferred):
-                background(d, "detach host", self.log, host_session_id=host)
+            background(self.attacher.detach(host), "detach host", self.log, host_session_id=host)
 
     def _start_attach(self, slot: Slot) -> None:
+        """Start the host's session.  Readiness comes later, on the session stream; the
+        session retries its own attach.  Only a session that could not be started at all
+        is started again, by the next tick."""
         if self.attacher is None:
             return
-        slot.state, slot.attempts = "attaching", slot.attempts + 1
+        slot.started, slot.attempts = True, slot.attempts + 1
         host = slot.host
 
-        def ready(_):
-            cur = self.slots.get(host)
-            if cur is slot and slot.state == "attaching":
-                self.host_ready(host, True)
+        def started(_: object) -> None:
+            if self.slots.get(host) is slot:
+                slot.error = None
+                if self.events.is_ready(host):  # already up (e.g. attached by code)
+                    self._mark_ready(host, True)
 
-        def failed(failure):
-            cur = self.slots.get(host)
-            if cur is not slot or slot.state == "handing":
+        def failed(failure: Failure) -> None:
+            if self.slots.get(host) is not slot or slot.state == HANDING:
                 return
             if failure.check(NoJoinCode):
-                # Nobody can attach a host whose join code no instance knows: let it go (it is
-                # placed again when it registers or is configured again).
-                self.log.warn("assignment: releasing {host_session_id}: {error}",
-                              error=failure.getErrorMessage(),
-                              **fields(host_session_id=host, manager_instance_id=self.instance_id))
-                background(ensureDeferred(self.release(host)), "release host", self.log)
+                self._give_up(slot, failure.getErrorMessage())
                 return
-            wait = self._retry_delay(slot.attempts - 1)
-            slot.state, slot.retry_at = "retry", self.clock.seconds() + wait
+            slot.started = False
             slot.error = failure.getErrorMessage().splitlines()[0] if failure.getErrorMessage() else \
                 failure.type.__name__
-            self.log.warn("assignment: attach of {host_session_id} failed ({error}); retry in "
-                          "{wait:.1f}s", error=slot.error, wait=wait,
+            self.log.warn("assignment: could not start the session of {host_session_id} ({error}); "
+                          "trying again next tick", error=slot.error,
                           **fields(host_session_id=host, manager_instance_id=self.instance_id))
 
         try:
@@ -479,7 +517,7 @@ class AssignmentService(ReadyService):
         except Exception as e:
             failed(Failure(e))
             return
-        d.addCallbacks(ready, failed)
+        d.addCallbacks(started, failed)
         background(d, "attach host", self.log, host_session_id=host)
 
     async def _lookup_many(self, hosts: list[str]) -> dict[str, Ownership | None]:
@@ -500,6 +538,8 @@ class AssignmentService(ReadyService):
     # -- drain -------------------------------------------------------------------------------------
     async def _drain(self) -> None:
         self.draining = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         await self._lock.acquire()  # let an in-flight reconcile finish
@@ -521,7 +561,7 @@ class AssignmentService(ReadyService):
                 self.log.warn("drain step failed: {error}", error=str(e) or type(e).__name__)
             if not self.slots:
                 break
-            if moved == 0 and all(s.state != "handing" for s in self.slots.values()):
+            if moved == 0 and all(s.state != HANDING for s in self.slots.values()):
                 self.log.warn("drain: no instance has room for {count} host(s); leaving them to "
                               "the survivors' sweeps: {hosts}", count=len(self.slots),
                               hosts=sorted(self.slots)[:LOG_HOSTS])
@@ -543,12 +583,10 @@ class AssignmentService(ReadyService):
         for host in list(self.slots):
             del self.slots[host]
             self._detach(host)
-        if self.relay is not None:
-            await self.relay.stop()
         await self.audit.flush()
 
     async def _finish_handing(self, force: bool) -> None:
-        handing = [h for h, s in self.slots.items() if s.state == "handing"]
+        handing = [h for h, s in self.slots.items() if s.state == HANDING]
         if not handing:
             return
         # Without a transport there is nothing to keep until the new owner is ready.
@@ -597,8 +635,6 @@ class AssignmentService(ReadyService):
             out["membership"] = self.membership.status()
         if self.audit is not None:
             out["audit"] = self.audit.status()
-        if self.relay is not None:
-            out["relay"] = self.relay.status()
         if self._tick_error:
             out["error"] = self._tick_error
         return out

@@ -19,15 +19,19 @@ from beachmanager.assign.rendezvous import rank
 from beachmanager.assign.service import AssignmentService
 from beachmanager.assign.store_memory import MemoryAssignmentStore
 from beachmanager.telemetry.metrics import Metrics
+from beachmanager.transport.events import SessionEvents, SessionState
 
 T = timings(5.0, 15.0)
 
 
 class RecordingAttacher:
-    """Attach succeeds at once (or waits for ``gate`` when ``hold`` is set)."""
+    """A transport double: a session starts at once and is ready at once, or when its
+    ``gates[host]`` fires while ``hold`` is set; it publishes on the session stream as a
+    real host session does."""
 
-    def __init__(self, clock):
+    def __init__(self, clock, sessions: SessionEvents):
         self.clock = clock
+        self.sessions = sessions
         self.events: list[tuple[float, str, str]] = []
         self.hold = False
         self.fail: set[str] = set()
@@ -37,14 +41,24 @@ class RecordingAttacher:
         self.events.append((self.clock.seconds(), "attach", host))
         if host in self.fail:
             raise RuntimeError("road said no")
+        self.sessions.publish(host, SessionState.ATTACHING)
         if self.hold:
             self.gates[host] = Deferred()
-            return self.gates[host]
+            self.gates[host].addCallback(lambda _: self.sessions.publish(host, SessionState.READY))
+        else:
+            self.sessions.publish(host, SessionState.READY)
         return succeed(None)
 
     def detach(self, host):
         self.events.append((self.clock.seconds(), "detach", host))
+        self.sessions.publish(host, SessionState.STOPPED, removed=True)
         return succeed(None)
+
+    def attached(self):
+        return set(self.sessions.hosts())
+
+    def remember(self, host, join_code):
+        pass
 
     def hosts(self, kind):
         return [h for _, k, h in self.events if k == kind]
@@ -60,11 +74,12 @@ class Cluster:
 
     def start(self, instance_id, capacity=50, attach=True):
         metrics = Metrics(CollectorRegistry())
+        sessions = SessionEvents(self.clock.seconds)
         svc = AssignmentService(
             self.clock, metrics, instance_id=instance_id, capacity=capacity,
             endpoint=lambda: f"http://{instance_id}:8081", timings=T,
-            store_factory=lambda: self.store, audit_factory=lambda: self.audit,
-            attacher=RecordingAttacher(self.clock) if attach else None)
+            store_factory=lambda: self.store, audit_factory=lambda: self.audit, events=sessions,
+            attacher=RecordingAttacher(self.clock, sessions) if attach else None)
         svc.startService()
         assert svc.ready, svc.start_error
         self.nodes[instance_id] = svc
@@ -225,17 +240,19 @@ def test_drain_with_nowhere_to_go_leaves_hosts_orphaned_for_later():
     assert b.owned_hosts() == {f"h{n}" for n in range(5)}
 
 
-def test_failed_attach_is_retried_with_backoff():
+def test_a_session_that_could_not_start_is_started_again_next_tick():
     c = Cluster()
     a = c.start("mgr-a")
     a.attacher.fail.add("flaky")
     resolved(_run(a.assign("flaky")))
     c.run(0.2)
-    assert a.slots["flaky"].state == "retry"
+    assert a.slot_view("flaky")["state"] == "retry"
+    assert "road said no" in a.slot_view("flaky")["error"]
+    failed = a.attacher.hosts("attach").count("flaky")
     a.attacher.fail.clear()
-    c.run(15)
-    assert a.slots["flaky"].state == "ready"
-    assert a.attacher.hosts("attach").count("flaky") == 2
+    c.run(T.tick * 2)
+    assert a.slot_view("flaky")["state"] == "ready"
+    assert a.attacher.hosts("attach").count("flaky") == failed + 1  # started once more, then held
 
 
 def test_restart_with_the_same_id_clears_the_stale_record_and_keeps_its_hosts():
@@ -296,11 +313,12 @@ def test_a_joining_instance_takes_about_its_share_make_before_break():
 def test_configured_hosts_refused_at_start_are_placed_once_room_appears(logged):
     c = Cluster()
     a = c.start("mgr-a", capacity=2)
+    sessions = SessionEvents(c.clock.seconds)
     svc = AssignmentService(
         c.clock, Metrics(CollectorRegistry()), instance_id="mgr-b", capacity=1,
         endpoint=lambda: "http://b", timings=T, store_factory=lambda: c.store,
-        audit_factory=lambda: c.audit, attacher=RecordingAttacher(c.clock),
-        initial_hosts=["c1", "c2", "c3", "c4"])
+        audit_factory=lambda: c.audit, events=sessions,
+        attacher=RecordingAttacher(c.clock, sessions), initial_hosts=["c1", "c2", "c3", "c4"])
     svc.startService()
     c.run(1)
     assert len(a.owned_hosts()) + len(svc.owned_hosts()) == 3
@@ -343,6 +361,37 @@ def test_a_host_no_instance_can_attach_is_released(logged):
     resolved(_run(a.assign("ghost")))
     c.run(1)
     assert resolved(_run(a.lookup("ghost"))) is None and "ghost" not in a.slots
+    assert any("releasing" in e.get("log_format", "") for e in logged)
+
+
+def test_readiness_comes_from_the_session_stream_and_reaches_the_shared_store():
+    c = Cluster()
+    a = c.start("mgr-a")
+    a.attacher.hold = True
+    resolved(_run(a.assign("h1")))
+    c.run(1)
+    assert a.slot_view("h1")["state"] == "attaching"
+    assert resolved(_run(a.lookup("h1"))).ready is False
+    a.attacher.gates["h1"].callback(None)  # the session publishes READY
+    c.run(1)
+    assert a.slot_view("h1") == {**a.slot_view("h1"), "state": "ready", "session": "ready"}
+    assert resolved(_run(a.lookup("h1"))).ready is True
+    a.attacher.sessions.publish("h1", SessionState.BACKOFF)  # the transport dropped
+    c.run(1)
+    assert resolved(_run(a.lookup("h1"))).ready is False
+    assert a.attacher.hosts("attach") == ["h1"]  # the session retries itself: no second attach
+
+
+def test_a_host_whose_join_code_is_refused_is_released(logged):
+    c = Cluster()
+    a = c.start("mgr-a")
+    a.attacher.hold = True
+    resolved(_run(a.assign("refused")))
+    c.run(1)
+    a.attacher.sessions.publish("refused", SessionState.REJECTED, reason="join code refused")
+    c.run(1)
+    assert resolved(_run(a.lookup("refused"))) is None and "refused" not in a.slots
+    assert a.attacher.hosts("attach") == ["refused"]  # not attached again and again
     assert any("releasing" in e.get("log_format", "") for e in logged)
 
 
