@@ -13,26 +13,32 @@ hosts, then the dev Road.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.logger import Logger
 
 from ..config import Config
 from ..service import ReadyService
+from ..transport.events import SessionEvents, ready_of
+
+if TYPE_CHECKING:
+    from ..assign.intake import HostIntake
+    from ..context import ManagerContext
+    from ..registry.store import RegistryStore
+    from .road.service import RoadService
 
 DEV_PRIVATE_BEACH = "dev"
 #: Seconds the dev hosts are given to attach before the demo says which did not.
 ATTACH_WAIT = 30.0
 
 
-def add_dev_road(ctx, root) -> None:
-    """The Road part: first child of the tree, so it is the last to stop."""
+def dev_road(ctx: ManagerContext) -> RoadService:
+    """The Road part (the composition adds it first, so it is the last to stop)."""
     from .road.service import RoadService
 
-    road = RoadService(ctx.reactor, f"tcp:{ctx.config.dev_road}:interface=127.0.0.1", clock=ctx.clock)
-    road.setServiceParent(root)
-    ctx.parts["dev-road"] = road
+    return RoadService(ctx.reactor, f"tcp:{ctx.config.dev_road}:interface=127.0.0.1", clock=ctx.clock)
 
 
 class DevHosts(ReadyService):
@@ -41,11 +47,17 @@ class DevHosts(ReadyService):
     log = Logger()
     critical = False  # the manager itself is fine without its demo hosts
 
-    def __init__(self, ctx, count: int, command: tuple[str, ...]):
+    def __init__(self, ctx: ManagerContext, count: int, command: tuple[str, ...], *,
+                 store: RegistryStore, intake: HostIntake, events: SessionEvents,
+                 depends_on: Iterable[ReadyService] = ()):
         super().__init__("dev-hosts", ctx.clock)
         self.ctx = ctx
         self.count = count
         self.command = command
+        self.store = store
+        self.intake = intake
+        self.events = events
+        self.depends_on = tuple(depends_on)
         self.started: list[Any] = []
         self.attached: list[str] = []
 
@@ -53,37 +65,27 @@ class DevHosts(ReadyService):
         return ensureDeferred(self._start())
 
     async def _start(self) -> None:
-        from ..api.sessions import place_and_attach
-        from ..api.tenancy import now_ms, registry
         from ..registry.store import Op, Tenant
         from .host.host import start_hosts
 
-        parts = self.ctx.parts
-        for name in ("dev-road", "registry", "hosts", "assign"):
-            if name in parts:
-                await parts[name].whenReady()
+        for part in self.depends_on:
+            await part.whenReady()
         env = {"PS1": "$ ", "TERM": "xterm", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                "HOME": os.environ.get("HOME", "/")}
         self.started = await start_hosts(self.ctx.config.road_url, self.count, self.ctx.reactor,
                                          command=self.command, env=env)
-        tenant, store = Tenant(DEV_PRIVATE_BEACH), registry(self.ctx)
+        tenant = Tenant(DEV_PRIVATE_BEACH)
         for host in self.started:
-            await store.attach_session(tenant, host.session_id, host.join_code, Op.new(),
-                                       now_ms(self.ctx))
-            await place_and_attach(self.ctx, tenant, host.session_id, host.join_code)
+            await self.store.attach_session(tenant, host.session_id, host.join_code, Op.new(),
+                                            int(self.clock.seconds() * 1000))
+            await self.intake.place_and_attach(tenant, host.session_id, host.join_code)
         await self._wait_attached()
 
     async def _wait_attached(self) -> None:
-        from twisted.internet.defer import DeferredList
-
-        hosts = self.ctx.parts["hosts"]
-        waits = []
-        for host in self.started:
-            machine = hosts.get(host.session_id)
-            if machine is not None:
-                waits.append(machine.when_ready().addTimeout(ATTACH_WAIT, self.clock))
+        waits = [self.events.wait_for(ready_of(h.session_id)).addTimeout(ATTACH_WAIT, self.clock)
+                 for h in self.started]
         results = await DeferredList(waits, consumeErrors=True)
-        self.attached = [h.session_id for h, (ok, _) in zip(self.started, results, strict=False) if ok]
+        self.attached = [h.session_id for h, (ok, _) in zip(self.started, results, strict=True) if ok]
         self.log.info(
             "devstack: {attached} of {count} dev host(s) attached in private beach "
             "'{beach}': {ids}", attached=len(self.attached), count=len(self.started),
@@ -123,8 +125,3 @@ def http_base(config: Config) -> str:
     iface = parts.get("interface", "127.0.0.1")
     return f"http://{'127.0.0.1' if iface in ('0.0.0.0', '::') else iface}:{port}"
 
-
-def add_dev_hosts(ctx, root) -> None:
-    hosts = DevHosts(ctx, ctx.config.dev_hosts, tuple(ctx.config.dev_host_command.split()))
-    hosts.setServiceParent(root)
-    ctx.parts["dev-hosts"] = hosts
