@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 
@@ -78,9 +78,12 @@ class SessionChange:
 
 
 Subscriber = Callable[[SessionChange], object]
+_Waiter = tuple[Callable[[SessionChange], bool], "Deferred[SessionChange]"]
 
 #: Changes queued while dispatching (a subscriber changing sessions); bounded.
 MAX_PENDING = 100_000
+#: Recent changes kept for the debug views.
+HISTORY = 256
 
 
 class SessionEvents:
@@ -95,7 +98,8 @@ class SessionEvents:
         self._pending: deque[SessionChange] = deque()
         self._dispatching = False
         self._seq = 0
-        self._waiters: list[tuple[Callable[[SessionChange], bool], Deferred]] = []
+        self._history: deque[SessionChange] = deque(maxlen=HISTORY)
+        self._waiters: list[_Waiter] = []
 
     # -- publishing (host sessions) ---------------------------------------------------------
     def publish(self, host_session_id: str, new: SessionState, *, role: Role = Role.ACTIVE,
@@ -114,6 +118,7 @@ class SessionEvents:
             self._latest.pop(host_session_id, None)
         else:
             self._latest[host_session_id] = change
+        self._history.append(change)
         if len(self._pending) >= MAX_PENDING:
             raise RuntimeError("session change storm: subscribers keep changing sessions")
         self._pending.append(change)
@@ -152,22 +157,20 @@ class SessionEvents:
         return unsubscribe
 
     def wait_for(self, predicate: Callable[[SessionChange], bool],
-                 *, current: bool = True) -> Deferred:
+                 *, current: bool = True) -> Deferred[SessionChange]:
         """A Deferred firing with the first change (or, with *current*, latest state) that
         satisfies *predicate*.  Cancelling it forgets the wait."""
         if current:
             for change in self._latest.values():
                 if predicate(change):
-                    d: Deferred = Deferred()
-                    d.callback(change)
-                    return d
-        entry: list = []
+                    return succeed(change)
+        entry: list[_Waiter] = []
 
-        def cancel(d: Deferred) -> None:
+        def cancel(d: Deferred[SessionChange]) -> None:
             if entry and entry[0] in self._waiters:
                 self._waiters.remove(entry[0])
 
-        waiter: Deferred = Deferred(cancel)
+        waiter: Deferred[SessionChange] = Deferred(cancel)
         entry.append((predicate, waiter))
         self._waiters.append(entry[0])
         return waiter
@@ -211,6 +214,10 @@ class SessionEvents:
     @property
     def last_seq(self) -> int:
         return self._seq
+
+    def recent(self, count: int = HISTORY) -> list[SessionChange]:
+        """The latest *count* changes, oldest first."""
+        return list(self._history)[-count:] if count > 0 else []
 
 
 def ready_of(host_session_id: str) -> Callable[[SessionChange], bool]:
