@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -22,10 +22,6 @@ class ManagerContext:
     crash: CrashReporter
     started_at: float = 0.0
     version: str = __version__
-    #: The root service, for readiness; set by ``tap.makeService``.
-    root: Any = None
-    #: Named parts (stores, transports...) that routes and services look up.
-    parts: dict[str, Any] = field(default_factory=dict)
 
     def uptime(self) -> float:
         return max(0.0, self.clock.seconds() - self.started_at)

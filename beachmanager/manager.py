@@ -1,4 +1,8 @@
-"""The manager's root service and the assembly of its children.
+"""The manager's root service and the assembly of its children: the composition root.
+
+:func:`build_manager` constructs every part once, hands each its collaborators through
+its constructor and records them in one typed container, :class:`ManagerParts` (the whole
+object graph, readable in one place; nothing is looked up by name at run time).
 
 Children are added in start order; they stop in reverse order, one at a time:
 the HTTP API first (stop taking work), then the parts that drain, then the stores.
@@ -8,7 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -19,7 +24,48 @@ from .service import OrderedMultiService, ReadyService
 from .telemetry.crash import CrashReporter
 from .telemetry.logs import bridge_stdlib_logging
 from .telemetry.metrics import Metrics
+from .transport.events import SessionEvents
 from .transport.targets import configured_targets
+
+if TYPE_CHECKING:
+    from .api.deps import ApiDeps
+    from .api.http_service import HttpService
+    from .api.tenancy import SessionBeaches
+    from .assign.intake import HostIntake
+    from .assign.service import AssignmentService
+    from .auth.service import AuthService
+    from .controller.delivery import Publisher
+    from .controller.leases import Leases
+    from .controller.service import ControllerService
+    from .devstack.embedded import DevHosts
+    from .devstack.road.service import RoadService
+    from .registry.postgres_conn import PostgresService
+    from .registry.redis_conn import RedisService
+    from .registry.service import RegistryService
+    from .transport.hosts import HostManager
+
+
+@dataclass
+class ManagerParts:
+    """Every part of one manager, built once by :func:`build_manager`."""
+
+    events: SessionEvents
+    registry: RegistryService
+    auth: AuthService
+    leases: Leases
+    hosts: HostManager
+    controller: ControllerService
+    assign: AssignmentService
+    intake: HostIntake
+    session_beaches: SessionBeaches
+    http: HttpService
+    postgres: PostgresService | None = None
+    redis: RedisService | None = None
+    dev_road: RoadService | None = None
+    dev_hosts: DevHosts | None = None
+
+    def stores(self) -> dict[str, Any]:
+        return {s.name: s.status() for s in (self.postgres, self.redis) if s is not None}
 
 
 def exit_process(reactor, code: int) -> None:
@@ -42,10 +88,13 @@ class ManagerService(OrderedMultiService):
 
     log = Logger()
 
+    #: Set by :func:`build_manager` once every part exists.
+    parts: ManagerParts
+    api: ApiDeps
+
     def __init__(self, ctx: ManagerContext, on_fatal=None):
         super().__init__("beach-manager", ctx.clock, stop_timeout=ctx.config.stop_timeout)
         self.ctx = ctx
-        ctx.root = self
         self.on_fatal = on_fatal or (lambda code: exit_process(ctx.reactor, code))
         self.fatal_error: Failure | None = None
 
@@ -90,95 +139,93 @@ class ManagerService(OrderedMultiService):
 
 
 def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None = None,
-                  on_fatal=None) -> ManagerService:
+                  on_fatal=None, publisher: Publisher | None = None) -> ManagerService:
+    """The manager for *config*.  *publisher* replaces the controller's bus end (default: the
+    hosts service's publisher); tests of the HTTP surface hand in a recording one."""
     from .api.app import build_site
+    from .api.deps import ApiDeps
     from .api.http_service import HttpService
+    from .api.tenancy import SessionBeaches
+    from .assign.build import build_assignment
+    from .assign.intake import HostIntake
+    from .auth.service import AuthService
+    from .controller.leases import Leases
+    from .controller.service import ControllerService, memory_stores, redis_stores
+    from .registry.service import build_registry
     from .telemetry.loop_lag import LoopLagMonitor
+    from .transport.hosts import HostManager
 
     clock = clock or reactor
-    if config.get("dev_road"):  # the embedded dev Road replaces --road-url
+    if config.dev_road:  # the embedded dev Road replaces --road-url
         config = config.replace(road_url=f"http://127.0.0.1:{config.dev_road}")
     ctx = ManagerContext(config=config, reactor=reactor, clock=clock,
                          metrics=metrics or Metrics(), crash=CrashReporter())
     root = ManagerService(ctx, on_fatal=on_fatal)
-    if config.get("dev_road"):
-        from .devstack.embedded import add_dev_road
 
-        add_dev_road(ctx, root)  # first in, last out: hosts and transports stop before it
-    for part in _store_services(config, clock):
+    def add(part):
         part.setServiceParent(root)
-        ctx.parts[part.name] = part
-    _add_registry_and_auth(ctx, root)
-    if config.get("dev_hosts"):
-        from .devstack.embedded import add_dev_hosts
+        return part
 
-        add_dev_hosts(ctx, root)  # stops after the manager's transports to them
-    _add_hosts(ctx, root)
-    _add_controller(ctx, root)
-    _add_assignment(ctx, root, configured_targets(config))
-    LoopLagMonitor(clock, ctx.metrics.reactor_lag_seconds).setServiceParent(root)
-    http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(ctx))
-    http.setServiceParent(root)
-    ctx.parts["http"] = http
+    dev_road = None
+    if config.dev_road:
+        from .devstack.embedded import dev_road as make_dev_road
+
+        dev_road = add(make_dev_road(ctx))  # first in, last out
+    postgres = add(_postgres(config, clock)) if config.database_url else None
+    redis = add(_redis(config, clock)) if config.redis_url else None
+    registry = add(build_registry(config, clock, postgres))
+    auth = add(AuthService(config, reactor, clock, ctx.metrics))
+    leases = Leases(registry.store, clock)
+    events = SessionEvents(clock.seconds)
+    hosts = HostManager(ctx, events)
+    http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(deps))
+    stores = (redis_stores(redis, config.action_queue_bound) if redis is not None
+              else memory_stores(clock, config.action_queue_bound))
+    controller = ControllerService(ctx, events=events, publisher=publisher or hosts.publisher,
+                                   subscriber=hosts.subscriber, stores=stores,
+                                   store=registry.store, leases=leases)
+    assign = build_assignment(ctx, events=events, hosts=hosts, registry_store=registry.store,
+                              redis=redis, postgres=postgres, http=http,
+                              depends_on=[p for p in (redis, postgres, registry, hosts) if p],
+                              targets=configured_targets(config))
+    assign.stop_timeout = config.stop_timeout
+    intake = HostIntake(config.instance_id, clock, registry.store, events, hosts, assign)
+    dev_hosts = None
+    if config.dev_hosts:
+        from .devstack.embedded import DevHosts
+
+        # added before the transports: it stops after the manager's transports to its hosts
+        dev_hosts = add(DevHosts(ctx, config.dev_hosts, tuple(config.dev_host_command.split()),
+                                 store=registry.store, intake=intake, events=events,
+                                 depends_on=[p for p in (dev_road, registry, hosts, assign) if p]))
+    add(hosts)
+    add(controller)
+    add(assign)  # after hosts and controller: on SIGTERM it hands hosts over before they stop
+    add(LoopLagMonitor(clock, ctx.metrics.reactor_lag_seconds))
+    add(http)
+    root.parts = ManagerParts(
+        events=events, registry=registry, auth=auth, leases=leases, hosts=hosts,
+        controller=controller, assign=assign, intake=intake,
+        session_beaches=SessionBeaches(registry.store, clock), http=http, postgres=postgres,
+        redis=redis, dev_road=dev_road, dev_hosts=dev_hosts)
+    parts = root.parts
+    deps = root.api = ApiDeps(ctx=ctx, readiness=root.readiness, auth=auth, registry=registry.store,
+                   leases=leases, session_beaches=parts.session_beaches, hosts=hosts,
+                   events=events, controller=controller, assign=assign, intake=intake,
+                   stores=parts.stores)
     return root
 
 
-def _add_registry_and_auth(ctx: ManagerContext, root: ManagerService) -> None:
-    """The registry (PostgreSQL or memory), controller leases and the JWT auth part."""
-    from .auth.service import AuthService
-    from .controller.leases import Leases
-    from .registry.service import build_registry
+def _postgres(config: Config, clock) -> PostgresService:
+    from .registry.migrate import enter_app_role, migrate_in_thread
+    from .registry.postgres_conn import PostgresService
 
-    registry = build_registry(ctx.config, ctx.clock, ctx.parts.get("postgres"))
-    auth = AuthService(ctx.config, ctx.reactor, ctx.clock, ctx.metrics)
-    for part in (registry, auth):
-        part.setServiceParent(root)
-        ctx.parts[part.name] = part
-    ctx.parts["leases"] = Leases(registry.store, ctx.clock)
+    owner_url = config.database_migrate_url or config.database_url
+    return PostgresService(config.database_url, clock, prepare=lambda: migrate_in_thread(owner_url),
+                           configure=enter_app_role)
 
 
-def _add_hosts(ctx: ManagerContext, root: ManagerService) -> None:
-    """The hosts this manager joins as a Beach client: transports, mirrors, bus (``parts["hosts"]``)."""
-    from .transport.hosts import HostManager
+def _redis(config: Config, clock) -> RedisService:
+    from .registry.redis_conn import RedisService
 
-    hosts = HostManager(ctx)
-    hosts.setServiceParent(root)
-    ctx.parts["hosts"] = hosts
-
-
-def _add_controller(ctx: ManagerContext, root: ManagerService) -> None:
-    """Action queues, delivery over the bus and ack/state/health ingestion (``parts["controller"]``)."""
-    from .controller.service import ControllerService
-
-    controller = ControllerService(ctx)
-    controller.setServiceParent(root)
-    ctx.parts["controller"] = controller
-
-
-def _add_assignment(ctx: ManagerContext, root: ManagerService, targets) -> None:
-    """Membership and host placement (``parts["assign"]``); added after the hosts and the
-    controller so that on SIGTERM it drains (hands hosts over) before they stop.  It is
-    given ``--host``/``--hosts-file``: each configured host is attached by its owner only."""
-    from .assign.build import build_assignment
-
-    assign = build_assignment(ctx, targets)
-    assign.stop_timeout = ctx.config.stop_timeout
-    assign.setServiceParent(root)
-    ctx.parts["assign"] = assign
-
-
-def _store_services(config: Config, clock) -> list[Any]:
-    parts: list[Any] = []
-    if config.database_url:
-        from .registry.migrate import enter_app_role, migrate_in_thread
-        from .registry.postgres_conn import PostgresService
-
-        owner_url = config.database_migrate_url or config.database_url
-        parts.append(PostgresService(config.database_url, clock,
-                                     prepare=lambda: migrate_in_thread(owner_url),
-                                     configure=enter_app_role))
-    if config.redis_url:
-        from .registry.redis_conn import RedisService
-
-        parts.append(RedisService(config.redis_url, clock))
-    return parts
+    return RedisService(config.redis_url, clock)

@@ -1,6 +1,8 @@
 """Controller action routes (legacy paths and shapes).
 
-* ``POST /sessions/:id/actions`` ``{controller_token, actions: [ActionCommand]}``: 400 on an
+* ``POST /sessions/:id/actions`` ``{controller_token, actions: [ActionCommand]}``, answered
+  by any instance: a host managed elsewhere gets the actions through its shared queue
+  stream (its owner delivers them; with one instance, every host is here).  400 on an
   empty or invalid list; 409 ``missing_lease`` / ``lease_expired`` / ``lease_revoked`` /
   ``controller_mismatch`` when the token holds no active lease; 409
   ``child_not_attached`` / ``child_offline`` from the host's transport; 429
@@ -14,32 +16,55 @@
 
 from __future__ import annotations
 
-from ..context import ManagerContext
-from ..controller.bus_link import NOT_ATTACHED, OFFLINE
+from ..assign.model import AssignmentUnavailable
 from ..controller.commands import CommandError, parse_command
+from ..controller.leases import LeaseError
 from ..controller.queue import QueueFull, QueueUnavailable
+from ..controller.service import ControllerService
+from ..controller.session_link import NOT_ATTACHED, OFFLINE
 from . import action_models as am
 from .auth_guard import principal_of
+from .deps import ApiDeps
 from .errors import ApiError, json_handler
+from .routing import OWNED_BY
 from .schema import read_json
 from .tenancy import session_tenant
 
 MAX_BODY = 2 * 1024 * 1024
 
 
-def controller_of(ctx: ManagerContext):
-    controller = ctx.parts.get("controller")
+def controller_of(deps: ApiDeps) -> ControllerService:
+    controller = deps.controller
     if controller is None or controller.engine is None:
         raise ApiError(503, "the controller is not running yet", "controller_unavailable")
     return controller
 
 
-def install(app, ctx: ManagerContext) -> None:
+async def transport_state(deps: ApiDeps, controller: ControllerService, host: str,
+                          request) -> str:
+    """This instance's view when it manages the host; else the owner's, from the shared
+    assignment store (its ready flag mirrors the owner's session stream), and the answer
+    names the owner (``x-beach-owned-by``)."""
+    state = controller.transport_state(host)
+    svc = deps.assign
+    if state != NOT_ATTACHED or svc is None or svc.store is None or svc.store.name == "memory":
+        return state
+    try:
+        row = await svc.lookup(host)
+    except AssignmentUnavailable as e:
+        raise ApiError(503, f"host placement is unavailable: {e}", "assignment_unavailable") from None
+    if row is None or row.owner == svc.instance_id:
+        return NOT_ATTACHED
+    request.setHeader(OWNED_BY, row.owner.encode())
+    return "ready" if row.ready else OFFLINE
+
+
+def install(app, deps: ApiDeps) -> None:
     @app.route("/sessions/<session_id>/actions", methods=["POST"], endpoint="actions.submit")
     @json_handler
     async def submit(request, session_id):
         principal = principal_of(request)
-        tenant = await session_tenant(ctx, request, principal, session_id)
+        tenant = await session_tenant(deps, request, principal, session_id)
         body = read_json(request, am.ACTIONS_REQUEST_SHALLOW, max_bytes=MAX_BODY)
         raw = body["actions"]
         if not raw:
@@ -51,18 +76,13 @@ def install(app, ctx: ManagerContext) -> None:
         ids = [c["id"] for c in commands]
         if len(set(ids)) != len(ids):
             raise ApiError(400, "an action id appears twice in the request", "duplicate_action_id")
-        controller = controller_of(ctx)
+        controller = controller_of(deps)
         token = body["controller_token"]
-        leases = ctx.parts.get("leases") or controller.leases
-        if leases is None:
-            raise ApiError(503, "no lease store: actions cannot be authorized", "controller_unavailable")
-        from ..controller.leases import LeaseError
-
         try:
-            await leases.check(tenant, session_id, token)
+            await deps.leases.check(tenant, session_id, token)
         except LeaseError as e:
             raise ApiError(409, e.message, e.code) from None
-        state = controller.transport_state(session_id)
+        state = await transport_state(deps, controller, session_id, request)
         if state == NOT_ATTACHED:
             raise ApiError(409, "the host is not attached to this manager", "child_not_attached")
         if state == OFFLINE:
@@ -86,10 +106,10 @@ def install(app, ctx: ManagerContext) -> None:
     @json_handler
     async def get_action(request, session_id, action_id):
         principal = principal_of(request)
-        await session_tenant(ctx, request, principal, session_id)
+        await session_tenant(deps, request, principal, session_id)
         if not action_id or len(action_id) > 128:
             raise ApiError(400, "action id must have 1 to 128 characters", "invalid_id")
-        view = await controller_of(ctx).describe(session_id, action_id)
+        view = await controller_of(deps).describe(session_id, action_id)
         if view is None:
             raise ApiError(404, "no such action on this session", "action_not_found")
         return 200, view
@@ -98,12 +118,12 @@ def install(app, ctx: ManagerContext) -> None:
     @json_handler
     async def get_state(request, session_id):
         principal = principal_of(request)
-        await session_tenant(ctx, request, principal, session_id)
-        return 200, await controller_of(ctx).snapshot(session_id, "state")
+        await session_tenant(deps, request, principal, session_id)
+        return 200, await controller_of(deps).snapshot(session_id, "state")
 
     @app.route("/sessions/<session_id>/health", methods=["GET"], endpoint="actions.health")
     @json_handler
     async def get_health(request, session_id):
         principal = principal_of(request)
-        await session_tenant(ctx, request, principal, session_id)
-        return 200, await controller_of(ctx).snapshot(session_id, "health")
+        await session_tenant(deps, request, principal, session_id)
+        return 200, await controller_of(deps).snapshot(session_id, "health")

@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 from ..assign.model import AssignmentUnavailable, CapacityExhausted
-from ..context import ManagerContext
+from ..assign.service import AssignmentService
+from .deps import ApiDeps
 from .errors import ApiError, json_handler
 from .responses import error_body
 
@@ -22,8 +23,8 @@ MAX_LIMIT = 10_000
 RECENT_MOVES = 50
 
 
-def assign_of(ctx: ManagerContext):
-    svc = ctx.parts.get("assign")
+def assign_of(deps: ApiDeps) -> AssignmentService:
+    svc = deps.assign
     if svc is None or svc.store is None:
         raise ApiError(503, "the assignment service is not running yet", "assignment_unavailable")
     return svc
@@ -50,11 +51,11 @@ def _query_int(request, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def install(app, ctx: ManagerContext) -> None:
+def install(app, deps: ApiDeps) -> None:
     @app.route("/debug/assignments", methods=["GET"], endpoint="debug.assignments")
     @json_handler
     async def assignments(request):
-        svc = assign_of(ctx)
+        svc = assign_of(deps)
         limit = _query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         mine = _query_int(request, "mine", 0, 0, 1)
         try:
@@ -65,13 +66,12 @@ def install(app, ctx: ManagerContext) -> None:
             raise ApiError(503, str(e), "assignment_unavailable") from None
         if mine:
             rows = [r for r in rows if r.owner == svc.instance_id]
-        now = svc.clock.seconds()
         hosts = []
         for r in rows[:limit]:
             item = r.as_json()
-            slot = svc.slots.get(r.host_session_id)
-            if slot is not None:
-                item["local"] = slot.as_json(now)
+            local = svc.slot_view(r.host_session_id)
+            if local is not None:
+                item["local"] = local
             hosts.append(item)
         me = svc.membership
         return 200, {
@@ -79,8 +79,8 @@ def install(app, ctx: ManagerContext) -> None:
             "state": me.state if me else None,
             "capacity": svc.capacity,
             "owned": len(svc.owned_hosts()),
-            "handing_over": sorted(h for h, s in svc.slots.items() if s.state == "handing"),
-            "store": getattr(svc.store, "name", None),
+            "handing_over": svc.handing_over(),
+            "store": svc.store.name,
             "members": [m.as_json() for m in members],
             "hosts": hosts,
             "hosts_total": len(rows),
@@ -91,7 +91,7 @@ def install(app, ctx: ManagerContext) -> None:
     @app.route("/debug/assignments/<host_session_id>", methods=["GET"], endpoint="debug.assignment")
     @json_handler
     async def assignment(request, host_session_id):
-        svc = assign_of(ctx)
+        svc = assign_of(deps)
         try:
             row = await svc.lookup(host_session_id)
         except AssignmentUnavailable as e:
@@ -102,7 +102,7 @@ def install(app, ctx: ManagerContext) -> None:
             raise ApiError(404, f"no instance owns host {host_session_id}", "host_not_assigned")
         item = row.as_json()
         item["endpoint"] = await svc.endpoint_of(row.owner)
-        slot = svc.slots.get(host_session_id)
-        if slot is not None:
-            item["local"] = slot.as_json(svc.clock.seconds())
+        local = svc.slot_view(host_session_id)
+        if local is not None:
+            item["local"] = local
         return 200, item

@@ -4,7 +4,8 @@
 every matched request passes) looks up the matched rule in
 :mod:`~beachmanager.api.route_table`, authenticates the bearer token, checks the
 route's scope and, for routes naming a private beach, that the token may use it,
-before the handler runs.  Routes missing from the table are refused.  Unmatched
+before the handler runs; a read that the host's owner answers is redirected there
+(:mod:`.routing`).  Routes missing from the table are refused.  Unmatched
 paths and methods get JSON 404/405 answers.
 
 Imported lazily (it imports Klein, which installs a reactor).
@@ -20,10 +21,11 @@ from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ..auth.principal import AuthFailure, Principal
-from ..context import ManagerContext
+from ..auth.service import AuthService
 from .errors import error_response
 from .responses import error_body
 from .route_table import lookup
+from .routing import OwnerRedirect
 
 log = Logger(namespace="beachmanager.api.auth_guard")
 
@@ -34,9 +36,10 @@ def principal_of(request) -> Principal:
 
 
 class GuardedKlein(Klein):
-    def __init__(self, ctx: ManagerContext):
+    def __init__(self, auth: AuthService, redirect: OwnerRedirect | None = None):
         super().__init__()
-        self.ctx = ctx
+        self.auth = auth
+        self.redirect = redirect
 
         @self.handle_errors(NotFound)
         def not_found(request, failure):
@@ -61,10 +64,8 @@ class GuardedKlein(Klein):
         return ensureDeferred(self._guarded(row, route, endpoint, request, args, kwargs))
 
     async def _guarded(self, row, route: str, endpoint: str, request, args, kwargs):
-        auth = self.ctx.parts.get("auth")
+        auth = self.auth
         try:
-            if auth is None:
-                raise RuntimeError("no auth part: refusing every protected route")
             principal = await auth.authenticate(request.getHeader(b"authorization"), route)
             if row is None:  # even a wildcard token (or the dev bypass) may not call it
                 log.error("route {route} is not in the route table: refused", route=route)
@@ -79,6 +80,10 @@ class GuardedKlein(Klein):
             return error_response(request, e)
         if principal.authority == "bypass":
             request.setHeader(b"x-beach-auth-bypass", b"1")
+        if self.redirect is not None and row is not None:
+            moved = await self.redirect.elsewhere(request, row, kwargs)
+            if moved is not None:
+                return moved
         request.beach_principal = principal
         result = super().execute_endpoint(endpoint, request, *args, **kwargs)
         if isinstance(result, Deferred):
@@ -86,5 +91,5 @@ class GuardedKlein(Klein):
         return result
 
 
-def guarded_app(ctx: ManagerContext) -> GuardedKlein:
-    return GuardedKlein(ctx)
+def guarded_app(auth: AuthService, redirect: OwnerRedirect | None = None) -> GuardedKlein:
+    return GuardedKlein(auth, redirect)

@@ -8,20 +8,16 @@
 
 from __future__ import annotations
 
-from ..context import ManagerContext
+from .deps import ApiDeps
 from .responses import error_body, json_body
 
 MAX_ROWS = 2000
 
 
-def _hosts(ctx: ManagerContext):
-    return ctx.parts.get("hosts")
-
-
-def install(app, ctx: ManagerContext) -> None:
+def install(app, deps: ApiDeps) -> None:
     @app.route("/debug/transports", methods=["GET"], endpoint="debug.transports")
     def transports(request):
-        hosts = _hosts(ctx)
+        hosts = deps.hosts
         if hosts is None:
             return error_body(request, 503, "service_unavailable", "the hosts service is not running")
         items = [m.status() for m in list(hosts.machines.values())]
@@ -29,7 +25,7 @@ def install(app, ctx: ManagerContext) -> None:
 
     @app.route("/debug/transports/<host_session_id>", methods=["GET"], endpoint="debug.transport")
     def transport(request, host_session_id):
-        hosts = _hosts(ctx)
+        hosts = deps.hosts
         state = hosts.transport_state(host_session_id, detail=True) if hosts is not None else None
         if state is None:
             return error_body(request, 404, "not_found", f"no managed host {host_session_id}",
@@ -38,7 +34,7 @@ def install(app, ctx: ManagerContext) -> None:
 
     @app.route("/debug/hosts/<host_session_id>/cache", methods=["GET"], endpoint="debug.host_cache")
     def cache(request, host_session_id):
-        hosts = _hosts(ctx)
+        hosts = deps.hosts
         mirror = hosts.mirror(host_session_id) if hosts is not None else None
         if mirror is None:
             return error_body(request, 404, "not_found", f"no managed host {host_session_id}",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..assign.intake import HostIntake
     from ..assign.service import AssignmentService
     from ..auth.service import AuthService
     from ..context import ManagerContext
@@ -38,5 +39,6 @@ class ApiDeps:
     events: SessionEvents | None = None
     controller: ControllerService | None = None
     assign: AssignmentService | None = None
+    intake: HostIntake | None = None
     #: ``{name: status}`` of each store connection (``/debug/info``).
     stores: Callable[[], dict[str, Any]] = dict

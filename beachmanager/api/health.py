@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..context import ManagerContext
+from .deps import ApiDeps
 from .responses import json_body, text_body
 
 
-def install(app, ctx: ManagerContext) -> None:
+def install(app, deps: ApiDeps) -> None:
+    ctx = deps.ctx
+
     @app.route("/healthz", methods=["GET"])
     def healthz(request):
         return text_body(request, "OK")
 
     @app.route("/readyz", methods=["GET"])
     def readyz(request):
-        ready, children = ctx.root.readiness() if ctx.root is not None else (False, {})
+        ready, children = deps.readiness()
         if ready:
             return json_body(request, {"status": "ready", "children": children})
         not_ready = sorted(name for name, st in children.items() if not st["ready"])

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-from ..context import ManagerContext
-from ..controller.leases import LeaseError, Leases
+from ..controller.leases import LeaseError
 from . import models as m
 from .auth_guard import principal_of
+from .deps import ApiDeps
 from .errors import ApiError, json_handler
 from .schema import query_arg, query_int, read_json, validate
-from .tenancy import registry, session_tenant
+from .tenancy import session_tenant
 
 
-def leases_of(ctx: ManagerContext) -> Leases:
-    leases = ctx.parts.get("leases")
-    if leases is None:
-        leases = ctx.parts["leases"] = Leases(registry(ctx), ctx.clock)
-    return leases
-
-
-def install(app, ctx: ManagerContext) -> None:
+def install(app, deps: ApiDeps) -> None:
     @app.route("/sessions/<session_id>/controller/lease", methods=["POST"], endpoint="leases.acquire")
     @json_handler
     async def acquire(request, session_id):
         principal = principal_of(request)
-        tenant = await session_tenant(ctx, request, principal, session_id)
+        tenant = await session_tenant(deps, request, principal, session_id)
         body = read_json(request, m.LEASE_REQUEST)
-        lease = await leases_of(ctx).acquire(tenant, session_id, body.get("requesting_account_id"),
+        lease = await deps.leases.acquire(tenant, session_id, body.get("requesting_account_id"),
                                              body.get("reason"), body.get("ttl_ms"))
         return 200, {"controller_token": lease.token, "expires_at_ms": lease.expires_at_ms}
 
@@ -33,10 +26,10 @@ def install(app, ctx: ManagerContext) -> None:
     @json_handler
     async def release(request, session_id):
         principal = principal_of(request)
-        tenant = await session_tenant(ctx, request, principal, session_id)
+        tenant = await session_tenant(deps, request, principal, session_id)
         body = read_json(request, m.RELEASE_REQUEST)
         try:
-            await leases_of(ctx).release(tenant, session_id, body["controller_token"])
+            await deps.leases.release(tenant, session_id, body["controller_token"])
         except LeaseError as e:
             raise ApiError(409, e.message, e.code) from None
         return 200, {"released": True}
@@ -45,11 +38,11 @@ def install(app, ctx: ManagerContext) -> None:
     @json_handler
     async def events(request, session_id):
         principal = principal_of(request)
-        tenant = await session_tenant(ctx, request, principal, session_id)
+        tenant = await session_tenant(deps, request, principal, session_id)
         event_type = query_arg(request, "event_type")
         if event_type is not None:
             validate(m.EVENT_QUERY["event_type"], event_type, "query parameter event_type")
         since_ms = query_int(request, "since_ms", None, 0, 2**53)
         limit = query_int(request, "limit", 200, 1, 1000)
-        found = await registry(ctx).controller_events(tenant, session_id, event_type, since_ms, limit)
+        found = await deps.registry.controller_events(tenant, session_id, event_type, since_ms, limit)
         return 200, [e.as_json() for e in found]

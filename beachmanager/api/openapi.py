@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..context import ManagerContext
 from . import models as m
+from .deps import ApiDeps
 from .errors import ERROR_WORDS
 from .responses import json_body
 from .route_table import ROUTES, Route
@@ -60,8 +60,8 @@ def document(version: str) -> dict[str, Any]:
     }
 
 
-def install(app, ctx: ManagerContext) -> None:
-    doc = document(ctx.version)
+def install(app, deps: ApiDeps) -> None:
+    doc = document(deps.ctx.version)
 
     @app.route("/openapi.json", methods=["GET"], endpoint="openapi.document")
     def openapi(request):

@@ -20,6 +20,13 @@ from . import models as m
 
 PUBLIC = None
 
+#: Where a route naming a host is answered: ``ANYWHERE`` (shared stores: leases, events,
+#: assignments, the action queue) or ``OWNER`` (state that lives with the host's transport:
+#: another instance answers ``307`` to the owner, after the guard has checked the caller).
+ANYWHERE = "anywhere"
+OWNER = "owner"
+HOST_PARAMS = ("session_id", "host_session_id")
+
 #: Scopes invented here (not in the legacy manager): API description and debug routes.
 SCOPE_MANAGER_READ = "pb:manager.read"
 SCOPE_MANAGER_DEBUG = "pb:manager.debug"
@@ -36,6 +43,7 @@ class Route:
     response: dict[str, Any] | None = None  # 200 body schema (JSON)
     content_type: str = "application/json"
     errors: tuple[int, ...] = ()
+    answered_by: str | None = None  # ANYWHERE or OWNER; required on routes naming a host
 
     @property
     def public(self) -> bool:
@@ -44,6 +52,10 @@ class Route:
     @property
     def path_params(self) -> list[str]:
         return [p.split(":")[-1] for p in re.findall(r"<([^>]+)>", self.path)]
+
+    @property
+    def host_param(self) -> str | None:
+        return next((p for p in self.path_params if p in HOST_PARAMS), None)
 
     @property
     def openapi_path(self) -> str:
@@ -66,10 +78,10 @@ ROUTES: tuple[Route, ...] = (
           response={"type": "object"}, errors=(503,)),
     Route("GET", "/debug/transports/<host_session_id>", SCOPE_MANAGER_DEBUG,
           "One host's transport with its phase timeline (never payloads)",
-          response={"type": "object"}, errors=(404,)),
+          response={"type": "object"}, errors=(404,), answered_by=OWNER),
     Route("GET", "/debug/hosts/<host_session_id>/cache", SCOPE_MANAGER_DEBUG,
           "One host's terminal mirror: text rows, viewport, cursor, sync state",
-          response={"type": "object"}, errors=(404,)),
+          response={"type": "object"}, errors=(404,), answered_by=OWNER),
     Route("GET", "/debug/assignments", SCOPE_MANAGER_DEBUG,
           "Cluster membership, every host's owner (assigned_at, reason, reassigned_from, ready), "
           "this instance's hosts and the latest moves", query={
@@ -78,7 +90,7 @@ ROUTES: tuple[Route, ...] = (
           response={"type": "object"}, errors=(400, 503)),
     Route("GET", "/debug/assignments/<host_session_id>", SCOPE_MANAGER_DEBUG,
           "One host's owner and that owner's endpoint", response={"type": "object"},
-          errors=(400, 404, 503)),
+          errors=(400, 404, 503), answered_by=ANYWHERE),
     # -- sessions ---------------------------------------------------------------
     Route("POST", "/sessions/register", "pb:sessions.register",
           "Register a host session (harness); revokes other leases and issues a registration lease",
@@ -93,32 +105,38 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/sessions/<session_id>/controller/lease", "pb:control.write",
           "Acquire or renew a controller lease (same token for the same account and reason)",
           request=m.LEASE_REQUEST, query=m.TENANT_QUERY, response=m.LEASE_RESPONSE,
-          errors=(400, 404, 409, 413, 415, 503)),
+          errors=(400, 404, 409, 413, 415, 503), answered_by=ANYWHERE),
     Route("DELETE", "/sessions/<session_id>/controller/lease", "pb:control.write",
           "Release a controller lease (409 when the token names no lease of this session)",
           request=m.RELEASE_REQUEST, query=m.TENANT_QUERY, response=m.RELEASE_RESPONSE,
-          errors=(400, 404, 409, 413, 415, 503)),
+          errors=(400, 404, 409, 413, 415, 503), answered_by=ANYWHERE),
     Route("GET", "/sessions/<session_id>/controller-events", "pb:sessions.read",
           "Controller events of a session, newest first",
-          query={**m.EVENT_QUERY, **m.TENANT_QUERY}, response=m.CONTROLLER_EVENTS, errors=(400, 404, 409, 503)),
+          query={**m.EVENT_QUERY, **m.TENANT_QUERY}, response=m.CONTROLLER_EVENTS, errors=(400, 404, 409, 503), answered_by=ANYWHERE),
     # -- controller actions (api/actions.py) -------------------------------------
     Route("POST", "/sessions/<session_id>/actions", "pb:control.write",
           "Queue actions for the host (needs an active lease; 429 with Retry-After at the queue bound)",
           request=am.ACTIONS_REQUEST, query=m.TENANT_QUERY, response=am.ACTIONS_RESPONSE,
-          errors=(400, 404, 409, 413, 415, 429, 503)),
+          errors=(400, 404, 409, 413, 415, 429, 503), answered_by=ANYWHERE),
     Route("GET", "/sessions/<session_id>/actions/<action_id>", "pb:control.read",
           "One action: queued, delivered, or acked with its status and latency",
-          query=m.TENANT_QUERY, response=am.ACTION_STATUS, errors=(400, 404, 409, 503)),
+          query=m.TENANT_QUERY, response=am.ACTION_STATUS, errors=(400, 404, 409, 503), answered_by=OWNER),
     Route("GET", "/sessions/<session_id>/state", "pb:control.read",
           "The host's latest state diff (null before the first)", query=m.TENANT_QUERY,
-          response=am.STATE_RESPONSE, errors=(400, 404, 409, 503)),
+          response=am.STATE_RESPONSE, errors=(400, 404, 409, 503), answered_by=OWNER),
     Route("GET", "/sessions/<session_id>/health", "pb:control.read",
           "The host's latest health heartbeat (null before the first)", query=m.TENANT_QUERY,
-          response=am.HEALTH_RESPONSE, errors=(400, 404, 409, 503)),
+          response=am.HEALTH_RESPONSE, errors=(400, 404, 409, 503), answered_by=OWNER),
 )
 
 _BY_KEY: dict[tuple[str, str], Route] = {(r.method, r.path): r for r in ROUTES}
 assert len(_BY_KEY) == len(ROUTES), "duplicate row in the route table"
+
+
+def unclassified_routes() -> list[tuple[str, str]]:
+    """Rows naming a host without ``answered_by`` (a test keeps this empty, so a new host
+    route is never answered by the wrong instance by accident)."""
+    return [(r.method, r.path) for r in ROUTES if r.host_param and r.answered_by is None]
 
 
 def lookup(method: str, path: str) -> Route | None:

@@ -1,7 +1,7 @@
 """Which tenant a request acts in, and the shared bits route modules need from the context.
 
 Which private beaches hold a session is looked up in the registry once, then kept for
-:data:`SESSION_BEACHES_TTL` seconds (:class:`SessionBeaches`, ``ctx.parts["session_beaches"]``),
+:data:`SESSION_BEACHES_TTL` seconds (:class:`SessionBeaches`, one per manager, in ``ApiDeps``),
 so ``/sessions/:id/...`` requests do not cost a database transaction each.  Sessions are
 never deleted, so a kept answer can only *miss* a private beach that the session joined
 meanwhile: a registration or attach through this instance drops it at once; one made
@@ -11,28 +11,28 @@ Unknown sessions are not kept (a session registered elsewhere is found at once).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from twisted.internet.interfaces import IReactorTime
 
 from ..auth.principal import Principal
-from ..context import ManagerContext
-from ..registry.store import Tenant
+from ..registry.store import RegistryStore, Tenant
 from ..registry.ttl_cache import TtlCache
 from .errors import ApiError
 from .schema import path_id, query_arg
+
+if TYPE_CHECKING:
+    from .deps import ApiDeps
 
 #: Seconds a session's private beaches are kept (see the module text), and how many sessions.
 SESSION_BEACHES_TTL = 2.0
 SESSION_BEACHES_BOUND = 10_000
 
 
-def registry(ctx: ManagerContext):
-    return ctx.parts["registry"].store
-
-
 class SessionBeaches:
     """``session_beaches`` of the registry, kept briefly (see the module text)."""
 
-    def __init__(self, store: Callable[[], object], clock, ttl: float = SESSION_BEACHES_TTL,
+    def __init__(self, store: RegistryStore, clock: IReactorTime, ttl: float = SESSION_BEACHES_TTL,
                  bound: int = SESSION_BEACHES_BOUND):
         self.store = store
         self.kept: TtlCache[list[str]] = TtlCache(clock, ttl, bound)
@@ -43,7 +43,7 @@ class SessionBeaches:
         if found is not None:
             return list(found)
         epoch = self._epoch
-        found = list(await self.store().session_beaches(session_id))
+        found = list(await self.store.session_beaches(session_id))
         if found and epoch == self._epoch:  # not if a registration happened meanwhile
             self.kept.put(session_id, found)
         return list(found)
@@ -53,15 +53,8 @@ class SessionBeaches:
         self.kept.pop(session_id)
 
 
-def beaches_of(ctx: ManagerContext) -> SessionBeaches:
-    found = ctx.parts.get("session_beaches")
-    if found is None:
-        found = ctx.parts["session_beaches"] = SessionBeaches(lambda: registry(ctx), ctx.clock)
-    return found
-
-
-def now_ms(ctx: ManagerContext) -> int:
-    return int(ctx.clock.seconds() * 1000)
+def now_ms(clock: IReactorTime) -> int:
+    return int(clock.seconds() * 1000)
 
 
 def beach_tenant(principal: Principal, private_beach_id: str) -> Tenant:
@@ -70,7 +63,7 @@ def beach_tenant(principal: Principal, private_beach_id: str) -> Tenant:
     return Tenant(path_id(private_beach_id, "private beach id"), principal.account_id)
 
 
-async def session_tenant(ctx: ManagerContext, request, principal: Principal, session_id: str) -> Tenant:
+async def session_tenant(deps: ApiDeps, request, principal: Principal, session_id: str) -> Tenant:
     """The tenant of a ``/sessions/<session_id>/...`` route.
 
     The session's private beach is looked up; a token bound to one private beach only
@@ -81,7 +74,7 @@ async def session_tenant(ctx: ManagerContext, request, principal: Principal, ses
     wanted = query_arg(request, "private_beach_id")
     if wanted is not None:
         path_id(wanted, "private_beach_id")
-    beaches = await beaches_of(ctx).lookup(session_id)
+    beaches = await deps.session_beaches.lookup(session_id)
     candidates = [pb for pb in beaches if principal.may_use_beach(pb) and wanted in (None, pb)]
     if not candidates:
         raise ApiError(404, "no such session", "session_not_found")

@@ -1,5 +1,6 @@
-"""Controller JSON at the edges: validating submitted ActionCommands, building action
-envelopes, reading ActionAcks (reference ``wire-framing-and-bus.md`` §5).
+"""Controller JSON at the edges: validating submitted ActionCommands and building action
+envelopes (reference ``wire-framing-and-bus.md`` §5).  Acks, states and health arrive
+typed, decoded once by :mod:`beachmanager.protocol.harness` in the bus subscriber.
 
 * An ActionCommand is ``{id, action_type, payload, expires_at}``; ``expires_at`` is a
   serde SystemTime object ``{"secs_since_epoch", "nanos_since_epoch"}`` (a
@@ -16,7 +17,6 @@ from typing import Any
 
 from .queue import MAX_ACTION_ID_LEN
 
-ACK_STATUSES = ("ok", "rejected", "expired", "preempted")
 #: Largest action payload accepted (serialized JSON bytes); the bus chunks at 14 KiB.
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_TYPE_LEN = 64
@@ -88,40 +88,3 @@ def action_envelope(command: dict[str, Any]) -> bytes:
         "id": command["id"], "action_type": command["action_type"],
         "payload": command.get("payload"), "expires_at": command.get("expires_at")}}
     return json.dumps(body, separators=(",", ":")).encode()
-
-
-def parse_envelope(data: bytes, expected: str) -> Any:
-    """The payload of a ``{"type": expected, "payload": ...}`` envelope."""
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CommandError(f"not JSON: {e}") from None
-    if not isinstance(body, dict) or "payload" not in body:
-        raise CommandError("not an envelope {type, payload}")
-    kind = body.get("type", expected)
-    if kind != expected:
-        raise CommandError(f"envelope type {kind!r}, expected {expected!r}")
-    return body["payload"]
-
-
-def parse_ack(raw: Any) -> dict[str, Any]:
-    """An ActionAck: ``{id, status, applied_at?, latency_ms?, error_code?, error_message?}``."""
-    if not isinstance(raw, dict):
-        raise CommandError("an ack must be an object")
-    action_id, status = raw.get("id"), raw.get("status")
-    if not isinstance(action_id, str) or not action_id or len(action_id) > MAX_ACTION_ID_LEN:
-        raise CommandError("ack id must be a non-empty string")
-    if status not in ACK_STATUSES:
-        raise CommandError(f"ack status must be one of {', '.join(ACK_STATUSES)}")
-    applied = raw.get("applied_at")
-    try:
-        applied_at = parse_system_time(applied, "applied_at")
-    except CommandError:
-        applied_at = None
-    latency = raw.get("latency_ms")
-    out = {"id": action_id, "status": status, "applied_at": applied_at,
-           "latency_ms": latency if isinstance(latency, int) and not isinstance(latency, bool) else None}
-    for key in ("error_code", "error_message"):
-        value = raw.get(key)
-        out[key] = value[:512] if isinstance(value, str) else None
-    return out

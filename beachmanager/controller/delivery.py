@@ -20,7 +20,7 @@ For every host this manager owns (one :class:`Lane` each):
 
 Finished actions go to ``on_final`` (the ingestion side persists them, then removes
 them from the queue).  The publisher is a small interface, so the engine is tested
-with a fake one; :mod:`.bus_link` adapts the real bus.
+with a fake one; :mod:`.session_link` follows the session stream.
 """
 
 from __future__ import annotations

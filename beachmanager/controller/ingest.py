@@ -274,8 +274,8 @@ def _stored_view(final: FinalAck, stored_at: float) -> dict[str, Any]:
 
 
 class Ingest:
-    """Turns a host's ack/state/health (typed harness values, or raw envelopes) into engine
-    calls and hot snapshots."""
+    """Turns a host's ack/state/health (typed harness values from the bus subscriber) into
+    engine calls and hot snapshots."""
 
     log = Logger()
 
@@ -283,37 +283,10 @@ class Ingest:
         self.engine, self.cache, self.clock = engine, cache, clock
         self.manager_instance_id = manager_instance_id
         self.last_state_seq: dict[str, int] = {}
-        self.rejected = 0
 
-    # -- raw envelopes (bytes of a bus frame) -------------------------------------------------
-    def on_ack(self, host: str, data: bytes) -> None:
-        value = self._open(host, data, harness.ACK)
-        if value is not None:
-            self.ack_value(host, value)
-
-    def on_state(self, host: str, data: bytes) -> None:
-        value = self._open(host, data, harness.STATE)
-        if value is not None:
-            self.state_value(host, value)
-
-    def on_health(self, host: str, data: bytes) -> None:
-        value = self._open(host, data, harness.HEALTH)
-        if value is not None:
-            self.health_value(host, value)
-
-    def _open(self, host: str, data: bytes, kind: str) -> Any:
-        try:
-            env = harness.from_json(data)
-            if env.type != kind:
-                raise harness.HarnessError(f"envelope type {env.type!r}, expected {kind!r}")
-        except harness.HarnessError as e:
-            self.rejected += 1
-            if self.rejected in (1, 10) or self.rejected % 1000 == 0:
-                self.log.warn("ignored a malformed {kind} from the host: {error} ({n} so far)",
-                              kind=kind, error=str(e), n=self.rejected,
-                              **fields(host_session_id=host, manager_instance_id=self.manager_instance_id))
-            return None
-        return env.payload
+    def forget(self, host: str) -> None:
+        """*host* is no longer managed here."""
+        self.last_state_seq.pop(host, None)
 
     # -- typed values (what the bus subscriber hands out) -------------------------------------
     def ack_value(self, host: str, ack: harness.ActionAck) -> None:

@@ -327,6 +327,8 @@ class RedisActionQueue:
         self._grouped.clear()
 
     async def close(self) -> None:
+        """Close the blocking connection: a read blocked on it ends now (its owner, the Redis
+        service, would close it later, after this queue's reader has been waited for)."""
         for conn in (self.blocking_conn,):
             if conn is not None:
                 try:

@@ -1,10 +1,13 @@
-"""The controller part of the manager: queue, delivery, ingestion; ``ctx.parts["controller"]``.
+"""The controller part of the manager: queue, delivery, ingestion.
 
-Built from the configuration: Redis Streams and the Redis runtime cache when
-``REDIS_URL`` is set, the in-memory twins otherwise; the registry store (action log)
-and the lease module when the registry part exists.  The bus is bound with
-:meth:`ControllerService.bind_bus` (the manager's host service does it; without it
-every host reads as not attached).
+Every collaborator is handed in by the composition root (``manager.build_manager``):
+
+* ``stores``: builds the action queue and the runtime cache at start (Redis Streams and the
+  Redis runtime cache on the Redis service's connections, or the in-memory twins);
+* ``store`` / ``leases``: the registry store (action log) and the lease module, or None;
+* ``publisher`` / ``subscriber``: the bus ends (the hosts service's);
+* ``events``: the session stream; delivery lanes open and close as sessions change
+  (:class:`~.session_link.SessionLink`), and ``transport_state`` reads it.
 
 Public API (used by ``api/actions.py`` and benchmarks):
 
@@ -16,23 +19,33 @@ Public API (used by ``api/actions.py`` and benchmarks):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 
 from ..service import ReadyService
 from ..telemetry.logs import fields
-from .bus_link import NOT_ATTACHED, BusLink
+from ..transport.events import SessionEvents
 from .deadlines import DeadlineExceeded, Deadlines
-from .delivery import DeliveryEngine
+from .delivery import DeliveryEngine, Publisher
 from .ingest import AckWriter, Ingest
+from .lease_watch import LeaseWatch
 from .queue import NewAction, QueuedAction, QueueFull, QueueUnavailable
+from .session_link import SessionLink
+
+if TYPE_CHECKING:
+    from ..bus.subscriber import ManagerSubscriber
+    from ..registry.store import RegistryStore
+    from .leases import Leases
 
 #: Seconds an enqueue may wait for the queue's store before the request gets a 503.
 ENQUEUE_TIMEOUT = 5.0
+
+#: Builds ``(action queue, runtime cache)`` once the stores' connections exist.
+StoresFactory = Callable[[], tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -43,63 +56,67 @@ class Submitted:
     queue_depth: int
 
 
-class NullPublisher:
-    def publish_action(self, host: str, payload: bytes) -> bool:
-        return False
+def memory_stores(clock, bound: int) -> StoresFactory:
+    def build() -> tuple[Any, Any]:
+        from .queue_memory import MemoryActionQueue
+        from .runtime import MemoryRuntimeCache
 
-    def is_ready(self, host: str) -> bool:
-        return False
+        return MemoryActionQueue(clock, bound=bound), MemoryRuntimeCache(clock)
+
+    return build
+
+
+def redis_stores(redis, bound: int) -> StoresFactory:
+    """Queue and cache on the Redis service's shared connection; the queue's blocking reads
+    on a dedicated one (``actions``)."""
+    def build() -> tuple[Any, Any]:
+        from .queue_redis import RedisActionQueue
+        from .runtime import RedisRuntimeCache
+
+        return (RedisActionQueue(redis.shared, redis.dedicated("actions"), bound=bound),
+                RedisRuntimeCache(redis.shared))
+
+    return build
 
 
 class ControllerService(ReadyService):
     log = Logger()
     critical = False
 
-    def __init__(self, ctx, *, queue=None, cache=None, store=None, leases=None):
+    def __init__(self, ctx, *, events: SessionEvents, publisher: Publisher,
+                 stores: StoresFactory, subscriber: ManagerSubscriber | None = None,
+                 store: RegistryStore | None = None, leases: Leases | None = None):
         super().__init__("controller", ctx.clock)
         self.ctx = ctx
         cfg = ctx.config
         self.instance_id = cfg.instance_id
-        self._given = (queue, cache, store, leases)
-        self.queue = queue
-        self.cache = cache
+        self.events = events
+        self.publisher = publisher
+        self.subscriber = subscriber
+        self._stores = stores
         self.store = store
         self.leases = leases
-        self.window = cfg.get("action_inflight_window", 32)
-        self.ack_timeout = cfg.get("action_ack_timeout", 5.0)
-        self.claim_timeout = cfg.get("action_claim_timeout", 30.0)
-        self.bound = cfg.get("action_queue_bound", 500)
-        self.publisher: Any = NullPublisher()
-        self.link: BusLink | None = None
+        self.window = cfg.action_inflight_window
+        self.ack_timeout = cfg.action_ack_timeout
+        self.claim_timeout = cfg.action_claim_timeout
+        self.queue: Any = None
+        self.cache: Any = None
+        self.link: SessionLink | None = None
         self.engine: DeliveryEngine | None = None
         self.writer: AckWriter | None = None
         self.ingest: Ingest | None = None
-        self.lease_watch = None
-        self._host_ids: Callable[[], Iterable[str]] = lambda: ()
-        self._subscriber = None
-        self._on_change = None
-        self._host_ids_given = False
+        self.lease_watch: LeaseWatch | None = None
         self._full_log: dict[str, tuple[float, int]] = {}
         self.deadlines = Deadlines(ctx.clock)  # enqueue timeouts: one timer, not one per request
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        ctx, cfg = self.ctx, self.ctx.config
-        if self.queue is None or self.cache is None:
-            self._build_stores(cfg.redis_url)
-        registry = ctx.parts.get("registry")
-        if self.store is None and registry is not None:
-            self.store = getattr(registry, "store", None)
-        if self.leases is None:
-            self.leases = ctx.parts.get("leases")
-        if self.leases is None and self.store is not None:
-            from .leases import Leases
-
-            self.leases = ctx.parts["leases"] = Leases(self.store, ctx.clock)
+        ctx = self.ctx
+        self.queue, self.cache = self._stores()
         self.writer = AckWriter(self.queue, ctx.clock, store=self.store, cache=self.cache,
                                 metrics=ctx.metrics)
         self.engine = DeliveryEngine(
-            self.queue, self._publisher_view(), ctx.clock, consumer=self.instance_id,
+            self.queue, self.publisher, ctx.clock, consumer=self.instance_id,
             window=self.window, ack_timeout=self.ack_timeout, claim_timeout=self.claim_timeout,
             on_final=self.writer.submit, lease_check=self._lease_check, metrics=ctx.metrics,
             manager_instance_id=self.instance_id)
@@ -109,33 +126,10 @@ class ControllerService(ReadyService):
         self.engine.start()
         self.deadlines.start()
         if self.leases is not None:
-            from .lease_watch import LeaseWatch
-
             self.lease_watch = LeaseWatch(self.leases, ctx.clock)
             self.lease_watch.start(self.engine)
-        hosts = ctx.parts.get("hosts")
-        if self._host_ids_given:
-            self.bind_bus(self.publisher, self._subscriber, self._host_ids, self._on_change)
-        elif hosts is not None and hasattr(hosts, "publisher"):
-            self.bind_bus(hosts.publisher, getattr(hosts, "subscriber", None),
-                          lambda: hosts.machines, getattr(hosts, "on_transport_change", None))
-
-    def _build_stores(self, redis_url: str | None) -> None:
-        if redis_url:
-            from ..registry.redis_conn import connect
-            from .queue_redis import RedisActionQueue
-            from .runtime import RedisRuntimeCache
-
-            conn = connect(redis_url)
-            self.queue = self.queue or RedisActionQueue(conn, connect(redis_url, blocking=True),
-                                                        bound=self.bound)
-            self.cache = self.cache or RedisRuntimeCache(conn)
-        else:
-            from .queue_memory import MemoryActionQueue
-            from .runtime import MemoryRuntimeCache
-
-            self.queue = self.queue or MemoryActionQueue(self.ctx.clock, bound=self.bound)
-            self.cache = self.cache or MemoryRuntimeCache(self.ctx.clock)
+        self.link = SessionLink(self.engine, self.ingest, self.subscriber, self.events)
+        self.link.start()
 
     async def _stop(self) -> None:
         self.deadlines.stop()
@@ -151,9 +145,6 @@ class ControllerService(ReadyService):
                 await reader
         if self.writer is not None:
             await self.writer.stop()
-        conn = getattr(self.queue, "conn", None)
-        if conn is not None and self._given[0] is None:
-            await conn.disconnect()
 
     def stop(self):
         return ensureDeferred(self._stop())
@@ -166,36 +157,10 @@ class ControllerService(ReadyService):
             out["acks"] = self.writer.status()
         return out
 
-    # -- bus ------------------------------------------------------------------------------------
-    def bind_bus(self, publisher, subscriber, host_ids: Callable[[], Iterable[str]],
-                 on_transport_change=None) -> None:
-        """Deliver through *publisher*, ingest from *subscriber*, manage the hosts of *host_ids*
-        (a collection of host ids: a dict or set answers membership without a copy);
-        ``on_transport_change(fn(host, ready))`` (optional) reports transitions at once."""
-        self.publisher, self._subscriber = publisher, subscriber
-        self._host_ids, self._on_change = host_ids, on_transport_change
-        self._host_ids_given = True
-        if self.engine is not None:
-            if self.link is not None:
-                self.link.stop()
-            self.link = BusLink(self.engine, self.ingest, publisher, subscriber, host_ids,
-                                self.ctx.clock, on_transport_change=on_transport_change)
-            self.link.start()
-
-    def _publisher_view(self):
-        service = self
-
-        class View:
-            def publish_action(self, host: str, payload: bytes) -> bool:
-                return service.publisher.publish_action(host, payload)
-
-            def is_ready(self, host: str) -> bool:
-                return service.publisher.is_ready(host)
-
-        return View()
-
     def transport_state(self, host: str) -> str:
-        return self.link.transport_state(host) if self.link is not None else NOT_ATTACHED
+        if self.link is None:
+            raise RuntimeError("the controller is not running")
+        return self.link.transport_state(host)
 
     def _lease_check(self, host: str, action: QueuedAction) -> bool | None:
         return self.lease_watch.check(host, action) if self.lease_watch is not None else None
@@ -203,29 +168,35 @@ class ControllerService(ReadyService):
     # -- actions --------------------------------------------------------------------------------
     async def submit(self, host: str, commands: list[dict[str, Any]], *, controller_token: str | None,
                      beach: str | None) -> Submitted:
-        """Enqueue validated commands (``QueueFull`` / ``QueueUnavailable`` propagate)."""
+        """Enqueue validated commands (``QueueFull`` / ``QueueUnavailable`` propagate).
+
+        A host managed here: the new entries are handed to this instance's consumer at once
+        and delivered from here (not read back).  A host another instance manages: they go
+        into the host's shared stream, where its owner's reader takes them."""
         now = self.ctx.clock.seconds()
         new = [NewAction(c["id"], c, controller_token, now, beach) for c in commands]
+        here = self.events.managed(host)
         try:
-            # handed to this instance's consumer at once: delivered from here, not read back
-            result = await self.deadlines.wait(
-                ensureDeferred(self.queue.enqueue(host, new, consumer=self.instance_id)), ENQUEUE_TIMEOUT)
+            result = await self.deadlines.wait(ensureDeferred(self.queue.enqueue(
+                host, new, consumer=self.instance_id if here else None)), ENQUEUE_TIMEOUT)
         except DeadlineExceeded:
             raise QueueUnavailable("the action queue did not answer in time") from None
         except QueueFull as e:
             self._log_full(host, e, controller_token)
             raise
-        if controller_token and self.lease_watch is not None:
-            self.lease_watch.granted(host, controller_token)
-        by_id = {c["id"]: c for c in commands}
-        fresh = [QueuedAction(host, result.entries[i], i, by_id[i], controller_token, now, beach)
-                 for i in result.accepted]
-        if fresh:
-            self.ctx.metrics.actions_enqueued_total.inc(len(fresh))
-        if fresh or result.claimed:
-            self.engine.adopt(host, result.claimed + fresh)
+        if result.accepted:
+            self.ctx.metrics.actions_enqueued_total.inc(len(result.accepted))
+        if here:
+            if controller_token and self.lease_watch is not None:
+                self.lease_watch.granted(host, controller_token)
+            by_id = {c["id"]: c for c in commands}
+            fresh = [QueuedAction(host, result.entries[i], i, by_id[i], controller_token, now, beach)
+                     for i in result.accepted]
+            if (fresh or result.claimed) and self.engine is not None:
+                self.engine.adopt(host, result.claimed + fresh)
         if result.duplicates:  # (nothing per plain request: the metrics count those)
-            self.log.debug("queued {n} actions ({dups} repeated); queue depth {depth}", n=len(fresh),
+            self.log.debug("queued {n} actions ({dups} repeated); queue depth {depth}",
+                           n=len(result.accepted),
                            dups=len(result.duplicates), depth=result.depth,
                            **fields(host_session_id=host, controller_token=controller_token,
                                     manager_instance_id=self.instance_id))

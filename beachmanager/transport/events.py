@@ -1,6 +1,6 @@
 """Host sessions' state, published once, in order: the one readiness stream of the manager.
 
-Every host session (``transport.session``) reports each change of its state here, exactly
+Every host session (``transport.session.HostSession``) reports each change of its state here, exactly
 once and only after the change is complete (a session announces ``ready`` after its bus
 sender is attached, so a subscriber that publishes at once is not refused).  Everything
 that cares whether a host is ready subscribes: the controller's delivery lanes, the
@@ -31,16 +31,7 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-
-class SessionState(enum.Enum):
-    """Where one host session is.  ``READY``: the bus sender is attached and may publish."""
-
-    IDLE = "idle"
-    ATTACHING = "attaching"
-    READY = "ready"
-    BACKOFF = "backoff"
-    REJECTED = "rejected"  # permanent: the join code was refused
-    STOPPED = "stopped"
+from ..protocol.session import SessionState
 
 
 class Role(enum.Enum):

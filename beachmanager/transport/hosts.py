@@ -1,14 +1,15 @@
-"""The hosts this manager manages: one attach machine per host, as a ReadyService.
+"""The hosts this manager manages: one host session per host, as a ReadyService.
 
-``ctx.parts["hosts"]`` is a :class:`HostManager`:
+A :class:`HostManager`:
 
 * ``attach(host_session_id, join_code)`` starts managing a host (returns its
-  :class:`~beachmanager.transport.attach.AttachMachine`; ``when_ready()`` on it waits for the
+  :class:`~beachmanager.transport.session.HostSession`; ``when_ready()`` on it waits for the
   transport); ``detach(host_session_id)`` stops gracefully;
 * ``get(id)`` / ``transport_state(id)`` / ``mirror(id)`` / ``bus(id)`` look a host up;
-* ``publisher`` (``publish_action(host, envelope_bytes)``, ``is_ready(host)``) and
-  ``subscriber`` (``on("ack"|"state"|"health", fn(host, value))``) are the manager's bus ends;
-  ``on_transport_change(fn(host, ready))`` reports transports going up and down.
+* ``events`` is the session stream (every state change of every session, in order: the one
+  answer to "is this host ready here");
+* ``publisher`` (``publish_action(host, envelope_bytes)``, ``is_ready(host)`` from the stream)
+  and ``subscriber`` (``on("ack"|"state"|"health", fn(host, value))``) are the bus ends.
 
 At start it logs the ICE configuration (servers without credentials, candidate policy,
 address hints) with warnings for a missing TURN server or a private address advertised from
@@ -20,10 +21,9 @@ them).  Stopping closes every transport gracefully, in parallel.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, succeed
 from twisted.logger import Logger
 
 from ..bus.bus import HostBus, TopicTable
@@ -34,9 +34,10 @@ from ..protocol import crypto
 from ..service import FatalStartupError, ReadyService
 from ..telemetry.logs import fields
 from . import ice as ice_mod
-from .attach import AttachMachine, AttachSettings
+from .events import SessionEvents, SessionState
 from .peer import tune_consent
 from .road import RoadHttp
+from .session import AttachSettings, HostSession
 from .targets import HostTarget
 
 CRASH_HOSTS = 50
@@ -53,24 +54,24 @@ class HostAlreadyAttached(RuntimeError):
 class HostManager(ReadyService):
     log = Logger()
 
-    def __init__(self, ctx, *, targets: tuple[HostTarget, ...] = (), http_client=None,
-                 key_cache=None):
+    def __init__(self, ctx, events: SessionEvents, *, targets: tuple[HostTarget, ...] = (),
+                 http_client=None, key_cache=None):
         """*targets* are attached at start; with assignment (the product's wiring) the
         assignment service attaches each configured host on its owner instead."""
         super().__init__("hosts", ctx.clock)
         self.ctx = ctx
+        self.events = events
         self.targets = tuple(targets)
         self.stop_timeout = max(ctx.config.stop_timeout, 5.0)
-        self.machines: dict[str, AttachMachine] = {}
+        self.machines: dict[str, HostSession] = {}
         self.table = TopicTable.merge(SUBSCRIBES, PUBLISHES)
         self.subscriber = ManagerSubscriber()
-        self.publisher = ManagerPublisher(self.bus)
+        self.publisher = ManagerPublisher(self.bus, events)
         self.settings: AttachSettings | None = None
         self.road: RoadHttp | None = None
         self._http = http_client
         self._pool = None
         self.keys = key_cache
-        self._transport_listeners: list[Callable[[str, bool], Any]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Deferred:
@@ -158,31 +159,32 @@ class HostManager(ReadyService):
             await self._pool.closeCachedConnections()
 
     # -- hosts -----------------------------------------------------------------------------------
-    def attach(self, host_session_id: str, join_code: str) -> AttachMachine:
+    def attach(self, host_session_id: str, join_code: str) -> HostSession:
         """Start managing *host_session_id*; idempotent for the same join code."""
         if self.settings is None or not self.running:
             raise RuntimeError("the hosts service is not running")
         target = HostTarget(host_session_id, join_code)  # validates nothing; callers did
         existing = self.machines.get(target.host_session_id)
         if existing is not None:
+            rejected = existing.state is SessionState.REJECTED
             same_code = existing.uses_join_code(join_code)
-            if same_code and existing.status_name != "rejected":
+            if same_code and not rejected:
                 return existing
-            if not same_code and existing.status_name != "rejected":
+            if not same_code and not rejected:
                 raise HostAlreadyAttached(f"host {host_session_id} is already managed with "
                                           f"another join code; detach it first")
             self._forget(existing)
+            existing.stop()  # its loop has ended: this only publishes its removal
         if len(self.machines) >= self.ctx.config.capacity:
             raise CapacityExceeded(f"this manager already manages {len(self.machines)} hosts "
                                    f"(capacity {self.ctx.config.capacity})")
         cfg = self.ctx.config
         bus = HostBus(host_session_id, self.table, self.ctx.metrics, cfg.instance_id)
         self.subscriber.attach(bus)
-        machine = AttachMachine(host_session_id, join_code, self.settings, reactor=self.ctx.reactor,
-                                clock=self.clock, road=self.road, keys=self.keys,
-                                metrics=self.ctx.metrics, bus=bus,
-                                mirror=TerminalMirror(self.clock.seconds))
-        machine.on_status.append(self._status_changed)
+        machine = HostSession(host_session_id, join_code, self.settings, reactor=self.ctx.reactor,
+                              clock=self.clock, road=self.road, keys=self.keys,
+                              metrics=self.ctx.metrics, bus=bus, events=self.events,
+                              mirror=TerminalMirror(self.clock.seconds))
         self.machines[host_session_id] = machine
         self.log.info("managing host {host_session_id}", **fields(host_session_id=host_session_id,
                                                                    manager_instance_id=cfg.instance_id))
@@ -193,16 +195,16 @@ class HostManager(ReadyService):
         """Stop managing a host; fires when its transport is closed."""
         machine = self.machines.get(host_session_id)
         if machine is None:
-            return Deferred.fromCoroutine(_none())
+            return succeed(None)
         self._forget(machine)
         return machine.stop()
 
-    def _forget(self, machine: AttachMachine) -> None:
+    def _forget(self, machine: HostSession) -> None:
         if self.machines.get(machine.host_session_id) is machine:
             del self.machines[machine.host_session_id]
         self.subscriber.forget(machine.host_session_id)
 
-    def get(self, host_session_id: str) -> AttachMachine | None:
+    def get(self, host_session_id: str) -> HostSession | None:
         return self.machines.get(host_session_id)
 
     def bus(self, host_session_id: str) -> HostBus | None:
@@ -214,35 +216,15 @@ class HostManager(ReadyService):
         return m.mirror if m is not None else None
 
     def is_ready(self, host_session_id: str) -> bool:
-        m = self.machines.get(host_session_id)
-        return m is not None and m.status_name == "ready"
+        return self.events.is_ready(host_session_id)
 
     def transport_state(self, host_session_id: str, detail: bool = False) -> dict[str, Any] | None:
         m = self.machines.get(host_session_id)
         return m.status(detail=detail) if m is not None else None
 
-    def on_transport_change(self, listener: Callable[[str, bool], Any]) -> Callable[[], None]:
-        """``listener(host_session_id, ready)`` on every transition into or out of ready."""
-        self._transport_listeners.append(listener)
-        return lambda: self._transport_listeners.remove(listener) \
-            if listener in self._transport_listeners else None
-
-    def _status_changed(self, machine: AttachMachine, old: str, new: str) -> None:
-        if (old == "ready") == (new == "ready"):
-            return
-        for listener in list(self._transport_listeners):
-            try:
-                listener(machine.host_session_id, new == "ready")
-            except Exception:
-                self.log.failure("transport listener failed",
-                                 **fields(host_session_id=machine.host_session_id))
-
     # -- reporting -------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for m in self.machines.values():
-            out[m.status_name] = out.get(m.status_name, 0) + 1
-        return out
+        return self.events.counts()
 
     def status(self) -> dict[str, Any]:
         out = super().status()
@@ -254,7 +236,7 @@ class HostManager(ReadyService):
         hosts = {}
         for host_id, m in list(self.machines.items())[:CRASH_HOSTS]:
             a = m.current
-            hosts[host_id] = {"status": m.status_name, "phase": m.phase, "attempts": m.attempts,
+            hosts[host_id] = {"status": m.state.value, "phase": m.phase, "attempts": m.attempts,
                               "peer_session_id": a.peer_session_id if a else None,
                               "transport_id": a.transport_id if a else None,
                               "last_error": (m.last_error or {}).get("reason")}
@@ -266,6 +248,3 @@ def _preload() -> None:
     import aiortc  # noqa: F401
     import autobahn.twisted.websocket  # noqa: F401
 
-
-async def _none() -> None:
-    return None

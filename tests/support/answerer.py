@@ -24,6 +24,7 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
+from twisted.logger import Logger
 
 from beachmanager import _aio
 from beachmanager.protocol import channel, wire
@@ -60,6 +61,7 @@ def _application_mid(sdp: str) -> str | None:
 
 
 class TestAnswerer:
+    log = Logger()
     __test__ = False  # not a pytest class
 
     def __init__(self, road_url: str, host_session_id: str, join_code: str, label: str | None,
@@ -157,9 +159,9 @@ class TestAnswerer:
                     except sig.SignalingError:
                         pass
                     if self.pc is not None and self.handshake_id is not None:
-                        _aio.background(_aio.as_deferred(self._apply_signals()), "ice")
+                        _aio.background(_aio.as_deferred(self._apply_signals()), "ice", self.log)
 
-        _aio.background(Deferred.fromCoroutine(pump()), "answerer ws pump")
+        _aio.background(Deferred.fromCoroutine(pump()), "answerer ws pump", self.log)
 
     async def _poll_offer(self) -> sig.WebRtcSdpPayload:
         url = f"{self.road_url}/peer-sessions/{self.psid}/webrtc/offer"

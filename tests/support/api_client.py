@@ -37,6 +37,10 @@ class Running:
     def ctx(self):
         return self.root.ctx
 
+    @property
+    def parts(self):
+        return self.root.parts
+
     def failures(self, reason: str) -> float:
         return self.metrics.registry.get_sample_value("auth_failure_total", {"reason": reason}) or 0.0
 
@@ -63,20 +67,21 @@ class Running:
         await self.root.stopService()
 
 
-async def start_manager(**overrides: Any) -> Running:
+async def start_manager(publisher: Any = None, **overrides: Any) -> Running:
+    """A whole manager on a free port; *publisher* replaces the controller's bus end."""
     cfg = config.defaults(http_endpoint="tcp:0:interface=127.0.0.1", **overrides)
     metrics = Metrics(CollectorRegistry())
     fatal: list[int] = []
-    root = build_manager(cfg, reactor, metrics=metrics, on_fatal=fatal.append)
+    root = build_manager(cfg, reactor, metrics=metrics, on_fatal=fatal.append, publisher=publisher)
     root.startService()
     try:
-        await root.ctx.parts["http"].whenReady()
-        await root.ctx.parts["registry"].whenReady()
-        await root.ctx.parts["auth"].whenReady()
+        await root.parts.http.whenReady()
+        await root.parts.registry.whenReady()
+        await root.parts.auth.whenReady()
     except BaseException:
         await root.stopService()
         raise
-    host, port = root.ctx.parts["http"].address()
+    host, port = root.parts.http.address()
     return Running(root, f"http://{host}:{port}", metrics)
 
 

@@ -40,17 +40,17 @@ async def attach(mgr, host, beach: str | None = None, register: bool = True) -> 
     """Register the host's session (with a lease) and attach it; returns the lease token."""
     token = None
     if register:
-        store = mgr.ctx.parts["registry"].store
+        store = mgr.parts.registry.store
         tenant = Tenant(beach or "pb-" + uuid.uuid4().hex[:8], "acct-e2e")
         now_ms = int(mgr.ctx.clock.seconds() * 1000)
         result = await store.register_session(tenant, SessionRegistration(host.session_id), Op.new(),
                                               now_ms, lease_ttl_ms=3_600_000)
         token = result.lease.token
-    hosts = mgr.ctx.parts["hosts"]
+    hosts = mgr.parts.hosts
     await hosts.whenReady()
     machine = hosts.attach(host.session_id, host.join_code)
     await machine.when_ready().addTimeout(30, reactor)
-    controller = mgr.ctx.parts["controller"]
+    controller = mgr.parts.controller
     await until(lambda: controller.transport_state(host.session_id) == "ready", what="controller sees ready")
     return token
 
@@ -98,4 +98,4 @@ def host_lines(host) -> list[str]:
 
 
 def mirror_lines(mgr, host_id: str) -> list[str]:
-    return mgr.ctx.parts["hosts"].mirror(host_id).text_rows()
+    return mgr.parts.hosts.mirror(host_id).text_rows()

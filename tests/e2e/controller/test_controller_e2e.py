@@ -85,7 +85,7 @@ async def test_a_lease_change_preempts_pending_actions(road, start_host):
     try:
         token = await attach(mgr, host)
         hid = host.session_id
-        watch = mgr.ctx.parts["controller"].lease_watch
+        watch = mgr.parts.controller.lease_watch
         watch.stop()
         watch._loop.start(0.01, now=False)  # look leases up often: the race is with delivery
         ids = [f"P-{i}" for i in range(300)]
@@ -179,7 +179,7 @@ async def test_actions_wait_for_a_dropped_transport_and_flow_after_the_redo(road
     try:
         token = await attach(mgr, host)
         hid = host.session_id
-        controller = mgr.ctx.parts["controller"]
+        controller = mgr.parts.controller
         r = await post(mgr, hid, token, [write(i) for i in range(300)])
         assert r.status == 200
         (peer,) = host.host.serving_peers()

@@ -40,7 +40,7 @@ async def test_api_on_postgres_with_a_login_role(urls, jwks, gate):
     m = await start_manager(database_url=app_url, database_migrate_url=owner_url, join_code_key=key(),
                             beach_env="production", **auth_settings(jwks))
     try:
-        assert m.ctx.root.readiness()[1]["registry"]["store"] == "postgres"
+        assert m.root.readiness()[1]["registry"]["store"] == "postgres"
         a, b = gate.token(private_beach_id="pb-a"), gate.token(private_beach_id="pb-b")
         for token, pb in ((a, "pb-a"), (b, "pb-b")):
             r = await m.call("POST", "/sessions/register", token=token,

@@ -1,17 +1,17 @@
 """Attach-by-code against the development Road: verified and rejected codes, Road failures,
-and the hand-off to the attach machinery (issue 6's HostManager)."""
+and the hand-off to the host sessions (the registry's attach state follows the session stream)."""
 
 import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 
 from beachmanager.api.road_verify import RoadError, RoadTimeout, RoadVerifier
 from beachmanager.devstack.road.service import start_road
 from beachmanager.registry.store import Tenant
 from tests.support.api_client import start_manager
 from tests.support.auth_fixtures import auth_settings
+from tests.support.eventually import eventually
 from tests.support.servers import free_port
 
 URL = "/private-beaches/pb-1/sessions/attach-by-code"
@@ -31,33 +31,20 @@ async def host_session(road, session_id, passphrase):
     return body
 
 
-class FakeHosts:
-    """Stands in for HostManager: records attaches; each attach machine is ready when we say."""
-
-    def __init__(self):
-        self.attached = []
-        self.ready = {}
-
-    def attach(self, host_session_id, join_code):
-        self.attached.append((host_session_id, join_code))
-        d = self.ready[host_session_id] = Deferred()
-        return type("Machine", (), {"when_ready": lambda self: d})()
-
-
 @pytest_twisted.ensureDeferred
-async def test_verified_code_is_recorded_and_pending_without_attach_machinery(road, jwks, gate):
+async def test_verified_code_is_recorded_and_the_host_session_starts(road, jwks, gate):
     await host_session(road, "host-ok", "JOINME")
-    m = await start_manager(road_url=road.url, **auth_settings(jwks))
-    m.ctx.parts.pop("hosts", None)
+    m = await start_manager(road_url=road.url, webrtc_disable_stun=True, **auth_settings(jwks))
     try:
         r = await m.call("POST", URL, token=gate.token(), body={"session_id": "host-ok", "code": "JOINME"})
         assert r.status == 200, r.body
         assert (r.body["ok"], r.body["attach_method"]) == (True, "code")
         s = r.body["session"]
-        assert (s["session_id"], s["private_beach_id"], s["attach_state"]) == ("host-ok", "pb-1", "pending_attach")
+        assert (s["session_id"], s["private_beach_id"], s["attach_state"]) == ("host-ok", "pb-1", "attaching")
         assert "JOINME" not in str(r.body)
-        store = m.ctx.parts["registry"].store
+        store = m.parts.registry.store
         assert await store.join_code(Tenant("pb-1"), "host-ok") == "JOINME"
+        assert m.parts.events.managed("host-ok")  # its session runs (no host answers in this room)
         events = (await m.call("GET", "/sessions/host-ok/controller-events", token=gate.token())).body
         assert [(e["event_type"], e["reason"]) for e in events] == [("registered", "attach_by_code")]
     finally:
@@ -80,25 +67,29 @@ async def test_rejected_codes_and_unknown_sessions_are_refused(road, jwks, gate)
 
 
 @pytest_twisted.ensureDeferred
-async def test_hand_off_to_the_attach_machinery(road, jwks, gate):
-    await host_session(road, "host-ok", "JOINME")
-    m = await start_manager(road_url=road.url, **auth_settings(jwks))
-    hosts = m.ctx.parts["hosts"] = FakeHosts()
+async def test_a_real_host_attached_by_code_is_recorded_attached(road, jwks, gate):
+    from beachmanager.devstack.host.host import start_host
+    from beachmanager.transport.events import ready_of
+
+    host = await start_host(road.url, reactor)
+    m = await start_manager(road_url=road.url, webrtc_disable_stun=True, **auth_settings(jwks))
     try:
-        r = await m.call("POST", URL, token=gate.token(), body={"session_id": "host-ok", "code": "JOINME"})
-        assert (r.status, r.body["session"]["attach_state"]) == (200, "attaching")
-        assert hosts.attached == [("host-ok", "JOINME")]
-        hosts.ready["host-ok"].callback(None)
+        body = {"session_id": host.session_id, "code": host.join_code}
+        r = await m.call("POST", URL, token=gate.token(), body=body)
+        assert (r.status, r.body["session"]["attach_state"]) == (200, "attaching"), r.body
+        await m.parts.events.wait_for(ready_of(host.session_id)).addTimeout(30, reactor)
+        tenant = Tenant("pb-1")
+
+        async def recorded():
+            session = await m.parts.registry.store.get_session(tenant, host.session_id)
+            return session is not None and session.attach_state == "attached"
+
+        await eventually(recorded, timeout=10, what="the registry's attach state follows the stream")
         r = await m.call("GET", "/private-beaches/pb-1/sessions", token=gate.token())
-        assert r.body[0]["attach_state"] == "attached"
-        await host_session(road, "host-2", "CODE2")
-        r = await m.call("POST", URL, token=gate.token(), body={"session_id": "host-2", "code": "CODE2"})
-        hosts.ready["host-2"].errback(RuntimeError("ICE failed"))
-        r = await m.call("GET", "/private-beaches/pb-1/sessions", token=gate.token())
-        assert {s["session_id"]: s["attach_state"] for s in r.body} == {"host-ok": "attached",
-                                                                       "host-2": "attach_failed"}
+        assert [(x["session_id"], x["attach_state"]) for x in r.body] == [(host.session_id, "attached")]
     finally:
         await m.stop()
+        await host.stop()
 
 
 @pytest_twisted.ensureDeferred
@@ -106,9 +97,7 @@ async def test_the_real_host_manager_takes_the_host(road, jwks, gate):
     await host_session(road, "host-real", "JOINME")
     m = await start_manager(road_url=road.url, webrtc_disable_stun=True, **auth_settings(jwks))
     try:
-        hosts = m.ctx.parts.get("hosts")
-        if hosts is None or not hasattr(hosts, "attach"):
-            pytest.fail("the attach machinery (parts['hosts']) is not wired into build_manager")
+        hosts = m.parts.hosts
         r = await m.call("POST", URL, token=gate.token(), body={"session_id": "host-real", "code": "JOINME"})
         assert (r.status, r.body["session"]["attach_state"]) == (200, "attaching")
         assert hosts.get("host-real") is not None  # an attach machine now manages it
@@ -186,10 +175,11 @@ async def test_road_answers_that_are_not_usable(road):
 async def test_a_full_instance_refuses_with_503_and_queues_nothing(road, jwks, gate):
     await host_session(road, "host-a", "CODEAA")
     await host_session(road, "host-b", "CODEBB")
-    m = await start_manager(road_url=road.url, capacity=1, **auth_settings(jwks))
-    hosts = m.ctx.parts["hosts"] = FakeHosts()
+    m = await start_manager(road_url=road.url, capacity=1, webrtc_disable_stun=True,
+                            **auth_settings(jwks))
+    hosts = m.parts.hosts
     try:
-        await m.ctx.parts["assign"].whenReady()
+        await m.parts.assign.whenReady()
         r = await m.call("POST", URL, token=gate.token(), body={"session_id": "host-a", "code": "CODEAA"})
         assert r.status == 200, r.body
         assert r.body["assignment"] == {"manager_instance_id": m.ctx.config.instance_id,
@@ -197,7 +187,7 @@ async def test_a_full_instance_refuses_with_503_and_queues_nothing(road, jwks, g
         r = await m.call("POST", URL, token=gate.token(), body={"session_id": "host-b", "code": "CODEBB"})
         assert (r.status, r.error_code) == (503, "capacity_exhausted"), r.body
         assert r.body["host_session_id"] == "host-b"
-        assert [h for h, _ in hosts.attached] == ["host-a"]   # host-b was refused, not queued
+        assert list(hosts.machines) == ["host-a"]  # host-b was refused, not queued
         sessions = (await m.call("GET", "/private-beaches/pb-1/sessions", token=gate.token())).body
         assert {s["session_id"]: s["attach_state"] for s in sessions}["host-b"] == "attach_failed"
     finally:

@@ -75,7 +75,7 @@ async def test_unknown_kid_flood_is_rate_limited_and_rotation_is_picked_up(jwks,
         assert m.failures("unknown_kid") >= 40
 
         # Gate rotates its key: after the refetch interval the new kid is found on first use
-        cache = m.ctx.parts["auth"].authorities[0].jwks
+        cache = m.parts.auth.authorities[0].jwks
         cache.min_refetch = 0.5  # (10 s in production; shortened to keep the test quick)
         new_token = gate.token(key=gate.rotate())
         await deferLater(reactor, 0.6)

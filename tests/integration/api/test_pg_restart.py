@@ -53,7 +53,7 @@ async def test_restart_mid_run_retries_or_503_and_loses_nothing():
             assert statuses <= {200, 503}, statuses
             ok = {i for i, r in replies if r.status == 200}
             assert len(ok) >= 100  # the retry budget (about 10 s) outlasts a 1 s restart
-            store = m.ctx.parts["registry"].store
+            store = m.parts.registry.store
             assert store.retries > 0  # the restart really hit requests in flight
 
             # phase 2: an outage longer than the retry budget is answered 503 with Retry-After

@@ -1,5 +1,5 @@
 """Two whole managers in one process on a private Redis (and PostgreSQL): the debug view,
-redirects and forwarded actions for hosts owned by the other, drain, and the audit tables."""
+redirects for reads about hosts owned by the other, actions answered anywhere, drain, and the audit tables."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ async def pair(redis_url, **extra):
     a = await start_manager(instance_id="mgr-a", **common)
     b = await start_manager(instance_id="mgr-b", **common)
     for m in (a, b):
-        await m.ctx.parts["assign"].whenReady()
+        await m.parts.assign.whenReady()
 
     async def both_live():
         r = await a.call("GET", "/debug/assignments")
@@ -56,17 +56,17 @@ def know_codes(*managers):
     the owner could not attach a host and would release it."""
     for m in managers:
         for h in HOSTS:
-            m.ctx.parts["assign"].attacher.remember(h, "ABCDEF")
+            m.parts.assign.attacher.remember(h, "ABCDEF")
 
 
 @pytest_twisted.ensureDeferred
-async def test_debug_view_redirects_and_forwarded_actions(redis_url):
+async def test_debug_view_redirects_and_actions_answered_anywhere(redis_url):
     a, b = await pair(redis_url)
     try:
         by_id = {"mgr-a": a, "mgr-b": b}
         know_codes(a, b)
         for h in HOSTS:
-            d = await a.ctx.parts["assign"].place(h)
+            d = await a.parts.assign.place(h)
             assert d.owner == owner(h)
         r = await a.call("GET", "/debug/assignments")
         assert r.status == 200 and r.body["instance_id"] == "mgr-a" and r.body["hosts_total"] == 20
@@ -101,14 +101,15 @@ async def test_debug_view_redirects_and_forwarded_actions(redis_url):
         # Our own host is answered here.
         assert (await a.call("GET", f"/sessions/{here}/state")).status != 307
 
-        # An action for B's host sent to A is carried to B and answered by B.
+        # An action for B's host sent to A is answered by A itself (actions go into the
+        # host's shared queue stream; the end-to-end test shows B delivering one): here
+        # neither knows the session, and both say so alike.
         body = {"controller_token": "00000000-0000-0000-0000-000000000000",
                 "actions": [{"id": "x1", "action_type": "terminal_write", "payload": {"bytes": "hi"}}]}
         via_a = await a.call("POST", f"/sessions/{elsewhere}/actions", body=body)
         direct = await b.call("POST", f"/sessions/{elsewhere}/actions", body=body)
-        assert via_a.headers.getRawHeaders("x-beach-served-by") == ["mgr-b"]
+        assert (via_a.status, via_a.error_code) == (404, "session_not_found")
         assert (via_a.status, via_a.body) == (direct.status, direct.body)
-        assert a.ctx.parts["assign"].relay.forwarded == 1 and b.ctx.parts["assign"].relay.served == 1
         assert by_id[owner(here)] is a
     finally:
         await b.stop()
@@ -121,7 +122,7 @@ async def test_drain_hands_every_host_over_and_the_audit_tables_agree(redis_url,
     know_codes(a, b)
     try:
         for h in HOSTS:
-            await b.ctx.parts["assign"].place(h)
+            await b.parts.assign.place(h)
         await b.stop()  # SIGTERM path: drain, hand over, leave
         r = await a.call("GET", "/debug/assignments")
         assert [m["id"] for m in r.body["members"]] == ["mgr-a"]
@@ -131,14 +132,14 @@ async def test_drain_hands_every_host_over_and_the_audit_tables_agree(redis_url,
         assert all(x["reassigned_from"] == "mgr-b" for x in r.body["hosts"] if x["reason"] == "drain")
         drained = a.metrics.registry.get_sample_value("assignment_rebalance_total", {"reason": "drain"})
         assert drained in (None, 0.0)  # counted by the instance that moved them
-        await a.ctx.parts["assign"].audit.flush()
+        await a.parts.assign.audit.flush()
 
         def rows(sql):
             with psycopg.connect(database) as conn:
                 return conn.execute(sql).fetchall()
 
         async def audited():
-            await a.ctx.parts["assign"].audit.flush()
+            await a.parts.assign.audit.flush()
             got = rows("SELECT host_session_id, manager_instance_id FROM beach_manager.manager_assignment")
             return dict(got) == dict.fromkeys(HOSTS, "mgr-a")
 

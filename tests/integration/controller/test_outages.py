@@ -7,6 +7,7 @@ import uuid
 import psycopg
 import pytest_twisted
 
+from tests.support.eventually import eventually
 from tests.support.servers import throwaway_postgres
 
 from .support import sleep
@@ -18,32 +19,30 @@ async def test_postgres_outage_loses_no_ack():
     from tests.support.api_client import start_manager
 
     with throwaway_postgres() as pg:
-        mgr = await start_manager(auth_bypass=True, database_url=pg.url)
+        bus = FakeHostBus()
+        mgr = await start_manager(auth_bypass=True, database_url=pg.url, publisher=bus)
+        bus.events = mgr.parts.events
         try:
-            controller = mgr.ctx.parts["controller"]
+            controller = mgr.parts.controller
             await controller.whenReady()
-            bus = FakeHostBus()
-            controller.bind_bus(bus, None, lambda: list(bus.hosts))
             host = "host-" + uuid.uuid4().hex[:8]
             tenant, token = await session_with_lease(mgr, host)
-            bus.hosts[host] = True
+            bus.up(host)
             r = await mgr.call("POST", f"/sessions/{host}/actions",
                                body={"controller_token": token, "actions": [cmd(i) for i in range(3)]})
             assert r.status == 200 and bus.ids(host) == ["a-0", "a-1", "a-2"]
 
             pg.stop()
             for i in range(3):
-                controller.ingest.on_ack(host, ack(i))
-            await sleep(2.0)
+                controller.ingest.ack_value(host, ack(i))
+            await sleep(2.0)  # a stretch of outage (a duration, not a wait for an event)
             # held and retried (by the store, then by the writer), never dropped
             assert controller.writer.written == 0 and controller.writer.status()["buffered"] == 3
             assert await controller.queue.depth(host) == 3  # still queued: a crash now loses nothing
 
             pg.start()
-            for _ in range(400):
-                if controller.writer.written == 3:
-                    break
-                await sleep(0.05)
+            await eventually(lambda: controller.writer.written == 3, timeout=20,
+                             what="the held acks written once PostgreSQL is back")
             assert controller.writer.written == 3 and await controller.queue.depth(host) == 0
             with psycopg.connect(pg.url) as conn:
                 rows = conn.execute(

@@ -37,7 +37,7 @@ async def test_manager_with_dev_road_and_hosts_takes_an_action_from_send_action_
     root = build_manager(cfg, reactor, metrics=Metrics(CollectorRegistry()), on_fatal=list().append)
     root.startService()
     try:
-        dev = root.ctx.parts["dev-hosts"]
+        dev = root.parts.dev_hosts
         await dev.whenReady()
         assert len(dev.attached) == 2
         first = dev.started[0].session_id

@@ -56,14 +56,14 @@ def manager(gate):
 
 
 def base_url(root):
-    host, port = root.ctx.parts["http"].address()
+    host, port = root.parts.http.address()
     return f"http://{host}:{port}"
 
 
 @pytest_twisted.inlineCallbacks
 def test_health_ready_metrics_info(manager, gate):
     manager.startService()
-    yield manager.ctx.parts["http"].whenReady()
+    yield manager.parts.http.whenReady()
     url = base_url(manager)
 
     r = yield treq.get(url + "/healthz")
@@ -98,7 +98,7 @@ def test_readyz_is_503_naming_parts_not_ready(manager):
     slow = NeverReady(reactor)
     slow.setServiceParent(manager)
     manager.startService()
-    yield manager.ctx.parts["http"].whenReady()
+    yield manager.parts.http.whenReady()
     r = yield treq.get(base_url(manager) + "/readyz")
     body = json.loads((yield r.text()))
     assert r.code == 503
@@ -112,15 +112,15 @@ def test_readyz_is_503_naming_parts_not_ready(manager):
 @pytest_twisted.inlineCallbacks
 def test_port_in_use_is_fatal(manager):
     manager.startService()
-    yield manager.ctx.parts["http"].whenReady()
-    host, port = manager.ctx.parts["http"].address()
+    yield manager.parts.http.whenReady()
+    host, port = manager.parts.http.address()
     cfg = config.defaults(http_endpoint=f"tcp:{port}:interface={host}")
     fatal = []
     second = build_manager(cfg, reactor, metrics=Metrics(CollectorRegistry()), on_fatal=fatal.append)
     second.startService()
     try:
         with pytest.raises(Exception, match="cannot listen"):
-            yield second.ctx.parts["http"].whenReady()
+            yield second.parts.http.whenReady()
         assert fatal == [1]
         assert "cannot listen" in second.fatal_error.getErrorMessage()
     finally:
@@ -153,8 +153,8 @@ async def test_real_stores_are_used_and_a_dead_one_keeps_readyz_503():
                                  on_fatal=list().append)
             root.startService()
             try:
-                await root.ctx.parts["http"].whenReady()
-                await root.ctx.parts["postgres"].whenReady()
+                await root.parts.http.whenReady()
+                await root.parts.postgres.whenReady()
                 code, body = await readyz_when_settled(
                     root, ready, until=lambda b, ready=ready: ready or "error" in b["children"]["redis"])
                 assert code == (200 if ready else 503), body

@@ -52,13 +52,14 @@ def start_host(road):
 @pytest.fixture
 def hosts_service(road):
     """``await hosts_service(**config_overrides)`` → a started HostManager (stopped afterwards)."""
+    from beachmanager.transport.events import SessionEvents
     from beachmanager.transport.hosts import HostManager
 
     made = []
 
     async def make(**overrides):
         ctx = manager_context(road.url, **overrides)
-        hosts = HostManager(ctx)
+        hosts = HostManager(ctx, SessionEvents(ctx.clock.seconds))
         hosts.startService()
         made.append(hosts)
         await hosts.whenReady()

@@ -9,15 +9,18 @@ from twisted.internet.task import deferLater
 
 from beachmanager.protocol import harness as hj
 from beachmanager.transport.errors import AttachError
+from beachmanager.transport.events import SessionState
+from tests.support.eventually import eventually
 
 
-async def until(predicate, timeout=15.0, step=0.05, what="condition"):
-    waited = 0.0
-    while not predicate():
-        if waited >= timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await deferLater(reactor, step)
-        waited += step
+async def until(predicate, timeout=15.0, what="condition"):
+    await eventually(predicate, timeout=timeout, what=what)
+
+
+def lost(hosts, host_id):
+    """Waits for the host's session to leave READY, from the session stream."""
+    return hosts.events.wait_for(lambda c: c.host_session_id == host_id and c.was_ready,
+                                 current=False).addTimeout(5, reactor)
 
 
 def screen(hosts, host_id) -> str:
@@ -29,7 +32,7 @@ async def test_attach_mirror_bus_round_trip_and_graceful_detach(start_host, host
     host = await start_host()
     hosts = await hosts_service()
     changes = []
-    hosts.on_transport_change(lambda h, ready: changes.append((h, ready)))
+    hosts.events.subscribe(lambda c: changes.append((c.host_session_id, c.new.value)))
     machine = hosts.attach(host.session_id, host.join_code)
     assert hosts.attach(host.session_id, host.join_code) is machine  # idempotent
     await machine.when_ready().addTimeout(20, reactor)
@@ -41,7 +44,8 @@ async def test_attach_mirror_bus_round_trip_and_graceful_detach(start_host, host
         assert (phase, "pending") in phases and (phase, "ok") in phases
     assert state["peer_session_id"] and state["host_peer_id"]
     assert hosts.ctx.metrics.registry.get_sample_value("transport_rtc_ready_seconds_count") == 1
-    assert changes == [(host.session_id, True)]
+    assert changes == [(host.session_id, "idle"), (host.session_id, "attaching"),
+                       (host.session_id, "ready")]
 
     # The mirror syncs the shell's screen, and follows a change made through the bus.
     mirror = hosts.mirror(host.session_id)
@@ -59,7 +63,7 @@ async def test_attach_mirror_bus_round_trip_and_graceful_detach(start_host, host
     # Detach closes the transport; the host sees its peer go.
     await hosts.detach(host.session_id)
     assert hosts.get(host.session_id) is None
-    assert changes[-1] == (host.session_id, False)
+    assert changes[-1] == (host.session_id, "stopped") and not hosts.events.managed(host.session_id)
     await until(lambda: not host.host.serving_peers(), what="the host to drop the peer")
 
 
@@ -71,7 +75,8 @@ async def test_a_wrong_join_code_is_rejected_permanently(start_host, hosts_servi
     with pytest.raises(AttachError) as err:
         await machine.when_ready().addTimeout(10, reactor)
     assert err.value.code == "bad_join_code" and err.value.phase == "attach"
-    assert machine.status_name == "rejected"
+    assert machine.state is SessionState.REJECTED
+    assert hosts.events.state(host.session_id) is SessionState.REJECTED
     assert hosts.ctx.metrics.registry.get_sample_value("attach_failure_total",
                                                        {"phase": "attach"}) == 1
 
@@ -86,8 +91,9 @@ async def test_a_dropped_peer_connection_is_detected_and_redone(start_host, host
 
     # The host drops our peer connection but stays up: a full redo gets a new transport.
     (peer,) = host.host.serving_peers()
+    gone = lost(hosts, host.session_id)
     await peer.close("test: dropped by the host")
-    await until(lambda: machine.status_name != "ready", timeout=5, what="the loss to be noticed")
+    await gone
     assert machine.last_error["phase"] == "ready"
     await machine.when_ready().addTimeout(20, reactor)
     assert machine.current.transport_id != first_transport
@@ -104,15 +110,16 @@ async def test_a_vanished_host_is_retried_with_backoff_not_stormed(start_host, h
     machine = hosts.attach(host.session_id, host.join_code)
     await machine.when_ready().addTimeout(20, reactor)
 
+    gone = lost(hosts, host.session_id)
     await host.stop()
-    await until(lambda: machine.status_name != "ready", timeout=5, what="the loss to be noticed")
+    await gone
     lost_at = reactor.seconds()
     attempts_at_loss = machine.attempts
     await deferLater(reactor, 6.0)
     # Backoff 0.5, 1, 2, 2... (+ up to 50% jitter): a handful of attempts in 6 s, not hundreds.
     tried = machine.attempts - attempts_at_loss
     assert 1 <= tried <= 8, tried
-    assert machine.status_name in ("attaching", "backoff")
+    assert machine.state in (SessionState.ATTACHING, SessionState.BACKOFF)
     # Road still knows the session but nobody serves its room: the attempt fails in "attach".
     assert machine.last_error["phase"] == "attach"
     assert machine.last_error["code"] in ("host_not_connected", "timeout")
@@ -154,5 +161,5 @@ async def test_attach_is_bounded_by_capacity_and_refuses_a_second_join_code(host
     with pytest.raises(CapacityExceeded):
         hosts.attach("host-bbbb", "BBB222")
     await hosts.detach("host-aaaa")
-    assert first.status_name == "stopped" and hosts.get("host-aaaa") is None
+    assert first.state is SessionState.STOPPED and hosts.get("host-aaaa") is None
     assert hosts.attach("host-bbbb", "BBB222") is hosts.get("host-bbbb")

@@ -28,10 +28,10 @@ async def test_the_manager_attaches_configured_hosts_and_serves_debug_views(star
     root = build_manager(cfg, reactor, metrics=Metrics(CollectorRegistry()), on_fatal=lambda code: None)
     root.startService()
     try:
-        ctx = root.ctx
-        await ctx.parts["http"].whenReady()
-        base = "http://%s:%d" % ctx.parts["http"].address()
-        hosts = ctx.parts["hosts"]
+        parts = root.parts
+        await parts.http.whenReady()
+        base = "http://%s:%d" % parts.http.address()
+        hosts = parts.hosts
         await until(lambda: hosts.is_ready(host.session_id), timeout=20, what="the configured host")
 
         resp = await treq.get(f"{base}/debug/transports")
@@ -61,7 +61,7 @@ async def test_the_manager_attaches_configured_hosts_and_serves_debug_views(star
         ready = json.loads(await resp.content())
         assert ready["children"]["hosts"]["hosts"] == {"ready": 1}
 
-        crash = ctx.crash.snapshot()["state"]["transports"]
+        crash = root.ctx.crash.snapshot()["state"]["transports"]
         assert crash["counts"] == {"ready": 1}
         assert crash["hosts"][host.session_id]["status"] == "ready"
     finally:

@@ -16,7 +16,7 @@ class Lines(list):
 async def test_access_log_modes(mode, expected):
     mgr = await start_manager(auth_bypass=True, http_access_log=mode)
     try:
-        site = mgr.ctx.parts["http"].port.factory
+        site = mgr.parts.http.port.factory
         lines = site._logFile = Lines()
         assert (await mgr.call("GET", "/healthz")).status == 200
         assert (await mgr.call("GET", "/no/such/route")).status == 404

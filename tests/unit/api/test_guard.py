@@ -31,7 +31,7 @@ def broad_but_wrong(scope: str) -> list[str]:
 
 
 def test_table_and_router_match_both_ways(manager):
-    routes = router_routes(manager.ctx)
+    routes = router_routes(manager.root.api)
     table = {(r.method, r.path) for r in ROUTES}
     assert routes - table == set(), "routes without a row in api/route_table.py"
     assert table - routes == set(), "rows in api/route_table.py without a route"
@@ -41,7 +41,7 @@ def test_table_and_router_match_both_ways(manager):
 
 @pytest_twisted.ensureDeferred
 async def test_every_protected_route_refuses_no_token_and_wrong_scope(manager, gate, clerk):
-    routes = sorted(router_routes(manager.ctx))
+    routes = sorted(router_routes(manager.root.api))
     assert len(routes) >= 11
     for method, rule in routes:
         row = lookup(method, rule)
@@ -92,7 +92,7 @@ async def test_openapi_describes_exactly_the_router(manager, gate):
     assert r.status == 200
     doc = r.body
     described = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
-    actual = {(m, re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)) for m, rule in router_routes(manager.ctx)}
+    actual = {(m, re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)) for m, rule in router_routes(manager.root.api)}
     assert described == actual
     for path, ops in doc["paths"].items():
         for method, op in ops.items():

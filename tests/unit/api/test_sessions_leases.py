@@ -97,7 +97,7 @@ async def test_register_revokes_other_controllers(manager, gate):
     await register(manager, token)
     r = await manager.call("GET", "/private-beaches/pb-1/sessions", token=token)
     assert r.body[0]["controller_token"] != ui["controller_token"]
-    lease = await manager.ctx.parts["leases"].store.find_lease(Tenant("pb-1", "acct-1"), "host-a",
+    lease = await manager.parts.leases.store.find_lease(Tenant("pb-1", "acct-1"), "host-a",
                                                                ui["controller_token"])
     assert lease.revoke_reason == "session_register"
 
@@ -166,7 +166,7 @@ async def test_dev_bypass_accepts_everything_and_says_so():
         r = await running.call("POST", "/sessions/register", body=REG)
         assert r.status == 200 and r.headers.getRawHeaders("x-beach-auth-bypass") == ["1"]
         assert (await running.call("GET", "/debug/info")).status == 200
-        assert running.ctx.root.readiness()[1]["auth"]["bypass"] is True
+        assert running.root.readiness()[1]["auth"]["bypass"] is True
     finally:
         await ensureDeferred(running.stop())
 

@@ -7,26 +7,26 @@ import json
 from twisted.web.test.requesthelper import DummyRequest
 
 from beachmanager.api.assignments import capacity_refusal
-from beachmanager.api.route_table import ROUTES
-from beachmanager.api.routing import FORWARD, LOCAL, REDIRECT, match, unclassified_routes
+from beachmanager.api.route_table import ANYWHERE, OWNER, ROUTES, lookup, unclassified_routes
 from beachmanager.assign.model import CapacityExhausted
 
 
-def test_every_route_naming_a_host_is_classified_once():
+def test_every_route_naming_a_host_says_where_it_is_answered():
     assert unclassified_routes() == []
-    assert not (FORWARD & REDIRECT) and not (FORWARD & LOCAL) and not (REDIRECT & LOCAL)
-    table = {(r.method, r.path) for r in ROUTES}
-    assert FORWARD | REDIRECT | LOCAL <= table
+    for row in ROUTES:
+        assert row.answered_by in (None, ANYWHERE, OWNER)
+        if row.answered_by is not None:
+            assert row.host_param is not None, row.path
 
 
-def test_matching_extracts_the_host_and_ignores_other_paths():
-    assert match("POST", "/sessions/h-1/actions") == ("forward", "/sessions/<session_id>/actions", "h-1")
-    assert match("GET", "/sessions/h-1/actions/a-9")[2] == "h-1"
-    assert match("HEAD", "/debug/hosts/h.2/cache") == ("redirect", "/debug/hosts/<host_session_id>/cache", "h.2")
-    assert match("GET", "/sessions/h-1/actions") is None  # no such GET route
-    assert match("POST", "/sessions/register") is None
-    assert match("GET", "/sessions/h-1/controller-events") is None  # shared store: answered anywhere
-    assert match("GET", "/sessions/a/b/state") is None
+def test_reads_of_transport_state_go_to_the_owner_and_shared_stores_are_read_anywhere():
+    assert lookup("GET", "/sessions/<session_id>/state").answered_by == OWNER
+    assert lookup("HEAD", "/debug/hosts/<host_session_id>/cache").answered_by == OWNER
+    assert lookup("GET", "/sessions/<session_id>/actions/<action_id>").host_param == "session_id"
+    # actions go into the host's shared queue stream: any instance takes them
+    assert lookup("POST", "/sessions/<session_id>/actions").answered_by == ANYWHERE
+    assert lookup("GET", "/sessions/<session_id>/controller-events").answered_by == ANYWHERE
+    assert lookup("POST", "/sessions/register").host_param is None
 
 
 def test_capacity_refusal_is_a_clear_503():

@@ -10,6 +10,7 @@ from beachmanager.bus.subscriber import SUBSCRIBES, ManagerSubscriber
 from beachmanager.protocol import harness as hj
 from beachmanager.protocol.extensions import TOPIC_ACK, TOPIC_ACTION, TOPIC_HEALTH, TOPIC_STATE
 from beachmanager.telemetry.metrics import Metrics
+from beachmanager.transport.events import SessionEvents, SessionState
 
 TABLE = TopicTable.merge(SUBSCRIBES, PUBLISHES)
 T0 = hj.Timestamp(1733300000, 0)
@@ -59,7 +60,9 @@ def test_the_manager_does_not_hear_its_own_actions():
     _, bus, _, got = setup()
     sent = []
     bus.attach(lambda ns, topic, payload: sent.append((ns, topic, payload)) or True)
-    pub = ManagerPublisher(lambda host: bus if host == "h1" else None)
+    events = SessionEvents(lambda: 0.0)
+    events.publish("h1", SessionState.READY)  # readiness is the session stream's answer
+    pub = ManagerPublisher(lambda host: bus if host == "h1" else None, events)
     cmd = hj.ActionCommand("a-9", "terminal_write", {"bytes": "echo hi\r"})
     assert pub.is_ready("h1") and not pub.is_ready("h2")
     assert pub.publish_command("h1", cmd)

@@ -1,6 +1,5 @@
 """Ack writer (durable before dequeue, retried, bounded) and host payload ingestion."""
 
-import json
 
 from prometheus_client import CollectorRegistry
 from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
@@ -11,6 +10,7 @@ from beachmanager.controller.ingest import AckWriter, Ingest
 from beachmanager.controller.queue import NewAction
 from beachmanager.controller.queue_memory import MemoryActionQueue
 from beachmanager.controller.runtime import MemoryRuntimeCache
+from beachmanager.protocol import harness as hj
 from beachmanager.registry.store import StoreUnavailable
 from beachmanager.telemetry.metrics import Metrics
 
@@ -112,40 +112,30 @@ class FakeEngine:
         self.acks.append((host, ack))
 
 
-def env(kind, payload):
-    return json.dumps({"type": kind, "payload": payload}).encode()
-
-
 def test_ingest_routes_acks_and_keeps_latest_state_and_health():
+    """Typed values in (the bus subscriber decoded and validated them once)."""
     clock = Clock()
     clock.advance(50)
     cache = MemoryRuntimeCache(clock)
     engine = FakeEngine()
     ingest = Ingest(engine, cache, clock)
-    ingest.on_ack("h1", env("ack", {"id": "a-1", "status": "ok", "applied_at":
-                                    {"secs_since_epoch": 1, "nanos_since_epoch": 0}, "latency_ms": None}))
+    ingest.ack_value("h1", hj.ActionAck("a-1", hj.AckStatus.OK, hj.Timestamp(1, 0)))
     assert engine.acks == [("h1", {"id": "a-1", "status": "ok", "applied_at": 1.0, "latency_ms": None,
                                    "error_code": None, "error_message": None})]
-    t = {"secs_since_epoch": 5, "nanos_since_epoch": 0}
-    for bad in (b"not json", env("ack", {"id": "a-2", "status": "maybe", "applied_at": t}),
-                env("state", {"sequence": 1, "emitted_at": t}), env("ack", [1])):
-        ingest.on_ack("h1", bad)
-    assert len(engine.acks) == 1 and ingest.rejected == 4
-
-    ingest.on_state("h1", env("state", {"sequence": 2, "emitted_at": t, "payload": {"lines": ["b"]}}))
-    ingest.on_state("h1", env("state", {"sequence": 1 + 0, "emitted_at": t, "payload": {"lines": ["r"]}}))
+    t = hj.Timestamp(5, 0)
+    ingest.state_value("h1", hj.StateDiff(2, t, {"lines": ["b"]}))
+    ingest.state_value("h1", hj.StateDiff(1, t, {"lines": ["r"]}))  # a restarted harness: kept
     assert ensureDeferred(cache.get_snapshot("h1", "state")).result["payload"] == {"lines": ["r"]}
-    ingest.on_state("h1", env("state", {"sequence": 3, "emitted_at": t, "payload": {"lines": ["c"]}}))
-    ingest.on_state("h1", env("state", {"sequence": 2, "emitted_at": t, "payload": {"lines": ["old"]}}))
+    ingest.state_value("h1", hj.StateDiff(3, t, {"lines": ["c"]}))
+    ingest.state_value("h1", hj.StateDiff(2, t, {"lines": ["old"]}))  # older: dropped
     assert ensureDeferred(cache.get_snapshot("h1", "state")).result["sequence"] == 3
-    ingest.on_state("h1", env("state", {"sequence": "x", "emitted_at": t, "payload": {}}))
-    assert ingest.rejected == 5
 
-    ingest.on_health("h1", env("health", {"queue_depth": 0, "cpu_load": None, "memory_bytes": None,
-                                          "degraded": False, "warnings": []}))
+    ingest.health_value("h1", hj.HealthHeartbeat(0))
     health = ensureDeferred(cache.get_snapshot("h1", "health")).result
     assert health["degraded"] is False and health["received_at_ms"] == 50_000
     assert ensureDeferred(cache.get_snapshot("h2", "health")).result is None
+    ingest.forget("h1")
+    assert ingest.last_state_seq == {}
 
 
 class BatchStore(FlakyStore):

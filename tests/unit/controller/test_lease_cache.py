@@ -198,7 +198,7 @@ def lookup(cache, session_id):
 def test_session_beaches_are_kept_briefly_unknown_ones_never():
     clock = clock_at()
     store = BeachStore()
-    cache = SessionBeaches(lambda: store, clock, ttl=2.0, bound=2)
+    cache = SessionBeaches(store, clock, ttl=2.0, bound=2)
     for _ in range(10):
         assert lookup(cache, "h1") == ["pb-a"]
     assert store.lookups == 1
@@ -220,7 +220,7 @@ def test_session_beaches_are_kept_briefly_unknown_ones_never():
 def test_a_session_lookup_in_flight_during_a_registration_is_not_kept():
     clock = clock_at()
     store = BeachStore()
-    cache = SessionBeaches(lambda: store, clock)
+    cache = SessionBeaches(store, clock)
     store.hold = held = Deferred()
     pending = ensureDeferred(cache.lookup("h1"))
     store.beaches["h1"].append("pb-b")

@@ -1,5 +1,5 @@
-"""The attach machine's failure handling on a fake clock: phase timeouts, permanent
-rejection, capped backoff, the attach gate, stopping."""
+"""A host session's failure handling on a fake clock: phase timeouts, permanent
+rejection, capped backoff, the attach gate, stopping; every state change on the stream."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from twisted.internet.task import Clock
 
 from beachmanager.bus.bus import HostBus, TopicTable
 from beachmanager.telemetry.metrics import Metrics
-from beachmanager.transport.attach import AttachMachine, AttachSettings
 from beachmanager.transport.errors import AttachError
+from beachmanager.transport.events import SessionEvents, SessionState
+from beachmanager.transport.session import AttachSettings, HostSession
 
 
 class FakeRoad:
@@ -43,9 +44,15 @@ def machine(road, clock, metrics=None, **settings):
     s = AttachSettings(road_url="http://road.invalid", backoff_initial=0.5, backoff_max=4.0,
                        **settings)
     metrics = metrics or Metrics(CollectorRegistry())
-    return AttachMachine("host-1", "ABC123", s, reactor=clock, clock=clock, road=road,
-                         keys=FakeKeys(), metrics=metrics, bus=HostBus("host-1", TopicTable({})),
-                         jitter=lambda: 0.0)
+    events = SessionEvents(clock.seconds)
+    return HostSession("host-1", "ABC123", s, reactor=clock, clock=clock, road=road,
+                       keys=FakeKeys(), metrics=metrics, bus=HostBus("host-1", TopicTable({})),
+                       events=events, jitter=lambda: 0.0)
+
+
+def states(m):
+    """The session's changes on the stream, in order."""
+    return [c.new.value for c in m.events.recent()]
 
 
 def sample(m, name, **labels):
@@ -56,15 +63,17 @@ def test_a_phase_timeout_names_the_phase_counts_it_and_retries_after_backoff():
     clock, road = Clock(), FakeRoad()
     m = machine(road, clock, phase_timeout=10.0)
     m.start()
-    assert m.status_name == "attaching" and len(road.calls) == 1
+    assert m.state is SessionState.ATTACHING and len(road.calls) == 1
     clock.advance(10.0)
     assert m.last_error["phase"] == "attach" and m.last_error["code"] == "timeout"
     assert "timed out after 10.0s" in m.last_error["reason"]
     assert sample(m, "attach_failure_total", phase="attach") == 1
-    assert m.status_name == "backoff"
+    assert m.state is SessionState.BACKOFF
     clock.advance(0.5)  # first backoff step (no jitter)
     assert len(road.calls) == 2 and m.attempts == 2
     assert sample(m, "transport_reconnect_total") == 1
+    assert states(m) == ["idle", "attaching", "backoff", "attaching"]
+    assert m.events.recent()[-2].reason.startswith("timed out after 10.0s")  # the backoff's why
     statuses = [(e["phase"], e["status"]) for e in m.timeline]
     assert statuses[:3] == [("attach", "pending"), ("attach", "failed"), ("reconnect", "pending")]
 
@@ -91,7 +100,8 @@ def test_a_rejected_join_code_stops_the_machine_and_fails_waiters():
     failures = []
     waiter.addErrback(failures.append)
     assert failures and failures[0].value.code == "bad_join_code"
-    assert m.status_name == "rejected"
+    assert m.state is SessionState.REJECTED
+    assert states(m) == ["idle", "attaching", "rejected"]
     clock.advance(100)
     assert len(road.calls) == 1
     late = []
@@ -105,7 +115,10 @@ def test_stop_cancels_the_attempt_and_ends_the_loop():
     m.start()
     stopped = []
     m.stop().addCallback(stopped.append)
-    assert stopped == [None] and m.status_name == "stopped"
+    assert stopped == [None] and m.state is SessionState.STOPPED
+    last = m.events.recent()[-1]
+    assert (last.new, last.removed) == (SessionState.STOPPED, True)
+    assert not m.events.managed("host-1")  # the stream forgets a detached host
     clock.advance(100)
     assert len(road.calls) == 1
     assert sample(m, "attach_failure_total", phase="attach") == 0  # a stop is not a failure

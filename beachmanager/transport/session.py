@@ -1,4 +1,9 @@
-"""The attach state machine: join one host as a Beach client and keep the transport healthy.
+"""One host session: join one host as a Beach client and keep the transport healthy.
+
+The coarse state (idle, attaching, ready, backoff, rejected, stopped) follows the table in
+:mod:`beachmanager.protocol.session`; every change is published once on the session stream
+(:class:`~beachmanager.transport.events.SessionEvents`), and ``ready`` only after the bus
+sender is attached, so a subscriber may publish at once.
 
 Phases of one attempt (reference ``road-signaling-and-webrtc-join.md`` §6)::
 
@@ -40,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, fail, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -51,10 +56,12 @@ from ..cache.mirror import TerminalMirror
 from ..protocol import crypto, frames
 from ..protocol import signaling as sig
 from ..protocol.crypto.policy import join_code_present
+from ..protocol.session import FINAL, SessionEvent, SessionState, next_state
 from ..retry import backoff
 from ..telemetry.logs import fields
 from . import negotiation
 from .errors import AttachError, RoadError, TransportLost
+from .events import Role, SessionChange, SessionEvents
 from .ice import IceSettings
 from .link import OFFER_READY, READY, HostLink
 from .peer import AnswerPeer, PeerClosed, PeerError
@@ -122,15 +129,18 @@ class _Attempt:
         self.last_inbound: float = 0.0
 
 
-class AttachMachine:
+class HostSession:
     """One managed host: attach, keep alive, redo on failure, expose mirror, bus and state."""
 
     log = Logger()
 
     def __init__(self, host_session_id: str, join_code: str, settings: AttachSettings, *,
                  reactor, clock, road: RoadHttp, keys, metrics, bus: HostBus,
+                 events: SessionEvents, role: Role = Role.ACTIVE,
                  mirror: TerminalMirror | None = None, jitter: Callable[[], float] | None = None):
         self.host_session_id = host_session_id
+        self.events = events
+        self.role = role
         self._join_code = join_code
         self.settings = settings
         self.reactor = reactor
@@ -144,7 +154,7 @@ class AttachMachine:
         self.sealed = crypto.signaling_sealed(join_code, settings.overrides)
         kw = {"jitter": jitter} if jitter is not None else {}
         self._delay = backoff(settings.backoff_initial, settings.backoff_max, **kw)
-        self.status_name = "idle"  # idle|attaching|ready|backoff|rejected|stopped
+        self.state = SessionState.IDLE
         self.phase: str | None = None
         self.attempts = 0
         self.failures = 0  # consecutive, for the backoff
@@ -156,13 +166,11 @@ class AttachMachine:
         self._loop_d: Deferred | None = None
         self._step_d: Deferred | None = None
         self._stopping = False
-        self._ready_waiters: list[Deferred] = []
-        #: ``fn(machine, old_status, new_status)`` on every status change.
-        self.on_status: list[Callable[[AttachMachine, str, str], Any]] = []
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         if self._loop_d is None:
+            self.events.publish(self.host_session_id, self.state, role=self.role)
             self._loop_d = _aio.background(Deferred.fromCoroutine(self._run()),
                                            "attach loop", self.log, **self._fields())
 
@@ -172,26 +180,46 @@ class AttachMachine:
         if self._step_d is not None:
             self._step_d.cancel()
         d, self._loop_d = self._loop_d, None
-        self._set_status("stopped")
-        self._fail_waiters(AttachError("attach", "the host was detached", code="stopped"))
-        return d if d is not None else Deferred.fromCoroutine(_nothing())
+        self.bus.detach()
+        self._apply(SessionEvent.STOP, "detached", removed=True)
+        return d if d is not None else succeed(None)
 
     def uses_join_code(self, join_code: str) -> bool:
         return hmac.compare_digest(self._join_code.encode(), join_code.encode())
 
-    def when_ready(self) -> Deferred:
-        """Fires with this machine when the transport is (next) ready; fails if it never can be."""
-        if self.status_name == "ready":
-            return _succeed(self)
-        if self.status_name in ("rejected", "stopped"):
-            return _fail(AttachError(self.last_error["phase"] if self.last_error else "attach",
-                                     (self.last_error or {}).get("reason", self.status_name),
-                                     permanent=True,
-                                     code=(self.last_error or {}).get("code", self.status_name)))
-        d: Deferred = Deferred(lambda d: self._ready_waiters.remove(d)
-                               if d in self._ready_waiters else None)
-        self._ready_waiters.append(d)
+    def when_ready(self) -> Deferred[HostSession]:
+        """Fires with this session when its transport is (next) ready, from the session
+        stream; fails if it never can be (rejected or detached).  Cancellable."""
+        if self.state is SessionState.READY:
+            return succeed(self)
+        if self.state in FINAL:
+            return fail(self._final_error())
+        host = self.host_session_id
+
+        def settled(c: SessionChange) -> bool:
+            return c.host_session_id == host and (c.ready or c.new in FINAL)
+
+        d = self.events.wait_for(settled, current=False)
+        d.addCallback(lambda c: self if c.ready else fail(self._final_error()))
         return d
+
+    def _final_error(self) -> AttachError:
+        err = self.last_error or {}
+        if self.state is SessionState.STOPPED:
+            return AttachError("attach", "the host was detached", permanent=True, code="stopped")
+        return AttachError(err.get("phase", "attach"), err.get("reason", self.state.value),
+                           permanent=True, code=err.get("code", self.state.value))
+
+    def _apply(self, event: SessionEvent, reason: str | None = None, *,
+               removed: bool = False) -> None:
+        """Take *event* through the lifecycle table and publish the new state (once)."""
+        if self._stopping and event is not SessionEvent.STOP:
+            return  # a detached session's attempt winding down changes nothing
+        new = next_state(self.state, event)
+        self.state = new
+        a = self.current
+        self.events.publish(self.host_session_id, new, role=self.role, reason=reason,
+                            transport_id=a.transport_id if a else None, removed=removed)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -211,25 +239,27 @@ class AttachMachine:
             except AttachError as e:
                 permanent = e.permanent
                 self._attach_failed(attempt, e)
+                self.bus.detach()
+                self._apply(SessionEvent.REFUSED if permanent else SessionEvent.FAILED, e.reason)
             except TransportLost as e:
                 self._lost(attempt, e)
+                self.bus.detach()  # first: nobody may publish into a transport that is gone
+                self._apply(SessionEvent.LOST, e.reason)
             except (Exception, asyncio.CancelledError) as e:  # a bug: log it, count it, go on
                 self.log.failure("attach attempt crashed", **self._fields(attempt))
                 self._attach_failed(attempt, AttachError(self.phase or "attach",
                                                          f"internal error: {e!r}", code="internal"))
+                self.bus.detach()
+                self._apply(SessionEvent.FAILED, "internal error")
             finally:
                 self._step_d = None
                 await self._teardown(attempt)
             if self._stopping:
                 break
             if permanent:
-                self._set_status("rejected")
-                self._fail_waiters(AttachError(self.last_error["phase"], self.last_error["reason"],
-                                               permanent=True, code=self.last_error["code"]))
                 return
             delay = self._delay(self.failures)
             self.failures += 1
-            self._set_status("backoff")
             self.log.info("retrying {host_session_id} in {delay:.2f}s (failure {failures})",
                           delay=delay, failures=self.failures, **self._fields(attempt))
             self._step_d = deferLater(self.clock, delay)
@@ -243,7 +273,7 @@ class AttachMachine:
     # -- one attempt ------------------------------------------------------------------------------
     async def _attempt(self, a: _Attempt) -> None:
         s = self.settings
-        self._set_status("attaching")
+        self._apply(SessionEvent.ATTEMPT)
         started = self.clock.seconds()
         self._enter("attach", a)
         if s.gate is not None:
@@ -468,20 +498,21 @@ class AttachMachine:
 
     # -- ready and loss ---------------------------------------------------------------------------
     def _became_ready(self, a: _Attempt) -> None:
+        """Attach the bus sender, then announce ``ready``: a subscriber that publishes from
+        its callback (a delivery lane with a backlog) finds the sender in place."""
         self.ready_at = self.clock.seconds()
         a.last_inbound = self.ready_at
-        self._set_status("ready")
+        link = a.link
+
         def send(namespace: str, topic: str, payload: bytes) -> bool:
             try:
-                return a.link.send_extension(namespace, topic, payload)
+                return link.send_extension(namespace, topic, payload)
             except PeerClosed:  # the channel closed under us: the loss is being handled
                 return False
 
         self.bus.attach(send)
-        waiters, self._ready_waiters = self._ready_waiters, []
-        for d in waiters:
-            d.callback(self)
         self._arm_watchdog(a)
+        self._apply(SessionEvent.READY)
 
     @staticmethod
     def _release_slot(a: _Attempt) -> None:
@@ -532,8 +563,6 @@ class AttachMachine:
             finally:
                 if timer.active():
                     timer.cancel()
-        if self.status_name == "ready":
-            self._set_status("attaching")
 
     # -- bookkeeping ------------------------------------------------------------------------------
     async def _timed(self, a: _Attempt, d: Deferred, seconds: float, phase: str, what: str) -> Any:
@@ -611,20 +640,6 @@ class AttachMachine:
                       reason=e.reason, code=e.code, correlation_id=a.correlation_id,
                       **self._fields(a, phase="reconnect"))
 
-    def _set_status(self, status: str) -> None:
-        old, self.status_name = self.status_name, status
-        if old != status:
-            for hook in list(self.on_status):
-                try:
-                    hook(self, old, status)
-                except Exception:
-                    self.log.failure("status hook failed", **self._fields())
-
-    def _fail_waiters(self, error: AttachError) -> None:
-        waiters, self._ready_waiters = self._ready_waiters, []
-        for d in waiters:
-            d.errback(Failure(error))
-
     def _fields(self, a: _Attempt | None = None, phase: str | None = None) -> dict[str, Any]:
         a = a or self.current
         return fields(manager_instance_id=self.settings.manager_instance_id,
@@ -638,14 +653,15 @@ class AttachMachine:
         """State for debug routes and the crash hook: ids, phase, counters; never payloads."""
         a = self.current
         out: dict[str, Any] = {
-            "host_session_id": self.host_session_id, "status": self.status_name,
+            "host_session_id": self.host_session_id, "status": self.state.value,
+            "role": self.role.value,
             "phase": self.phase, "attempts": self.attempts, "reconnects": self.reconnects,
             "peer_session_id": a.peer_session_id if a else None,
             "transport_id": a.transport_id if a else None,
             "handshake_id": a.handshake_id if a else None,
             "host_peer_id": a.host_peer_id if a else None,
             "secure": a.secure if a else None,
-            "ready_since": self.ready_at if self.status_name == "ready" else None,
+            "ready_since": self.ready_at if self.state is SessionState.READY else None,
             "last_error": self.last_error,
             "heartbeat": self.mirror.heartbeats.as_dict(),
             "link": a.link.stats() if a and a.link else None,
@@ -662,7 +678,7 @@ def _uuid() -> str:
     return str(uuid.uuid4())
 
 
-async def _make_peer(machine: AttachMachine, a: _Attempt) -> AnswerPeer:
+async def _make_peer(machine: HostSession, a: _Attempt) -> AnswerPeer:
     ice = machine.settings.ice
     return AnswerPeer(ice, on_message=lambda label, data: machine._on_message(a, label, data),
                       on_event=lambda name, **info: machine._on_peer_event(a, name, **info),
@@ -679,20 +695,4 @@ def _wrap_road(coro, phase: str) -> Deferred:
     return Deferred.fromCoroutine(run())
 
 
-async def _nothing() -> None:
-    return None
-
-
-def _succeed(value: Any) -> Deferred:
-    d: Deferred = Deferred()
-    d.callback(value)
-    return d
-
-
-def _fail(error: Exception) -> Deferred:
-    d: Deferred = Deferred()
-    d.errback(Failure(error))
-    return d
-
-
-__all__ = ["AttachMachine", "AttachSettings"]
+__all__ = ["AttachSettings", "HostSession"]

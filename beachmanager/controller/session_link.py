@@ -1,0 +1,70 @@
+"""Wires the controller to the manager's bus and session stream.  Nothing polls.
+
+* acks, states and health from :class:`~beachmanager.bus.subscriber.ManagerSubscriber`
+  go to :class:`~.ingest.Ingest`;
+* every change of an active session on the stream
+  (:class:`~beachmanager.transport.events.SessionEvents`) reaches the delivery engine as it
+  happens: a lane opens when its host is ready (the session has attached its bus sender
+  by then, so a backlog goes out at once) and closes when the transport is gone;
+* a host no longer managed here loses its lane and its per-host state: its entries stay in
+  the queue for the next owner (or for this instance, which re-reads them if the host
+  comes back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from twisted.logger import Logger
+
+from ..transport.events import Role, SessionChange, SessionEvents
+
+if TYPE_CHECKING:
+    from ..bus.subscriber import ManagerSubscriber
+    from .delivery import DeliveryEngine
+    from .ingest import Ingest
+
+NOT_ATTACHED = "not_attached"
+OFFLINE = "offline"
+READY = "ready"
+
+
+class SessionLink:
+    log = Logger()
+
+    def __init__(self, engine: DeliveryEngine, ingest: Ingest, subscriber: ManagerSubscriber | None,
+                 events: SessionEvents):
+        self.engine, self.ingest = engine, ingest
+        self.subscriber = subscriber
+        self.events = events
+        self._undo: list[Callable[[], None]] = []
+
+    def start(self) -> None:
+        if self.subscriber is not None:
+            self._undo = [self.subscriber.on("ack", self.ingest.ack_value),
+                          self.subscriber.on("state", self.ingest.state_value),
+                          self.subscriber.on("health", self.ingest.health_value)]
+        self._undo.append(self.events.subscribe(self.changed, replay=True))
+
+    def stop(self) -> None:
+        for undo in self._undo:
+            undo()
+        self._undo = []
+
+    def changed(self, change: SessionChange) -> None:
+        if change.role is not Role.ACTIVE:
+            return  # a standby never delivers
+        host = change.host_session_id
+        if change.removed:
+            self.engine.forget_host(host)
+            self.ingest.forget(host)
+        elif change.readiness_changed or change.old is None:
+            self.engine.transport_changed(host, change.ready)
+
+    def transport_state(self, host: str) -> str:
+        """``ready``, ``offline`` (managed here, transport down) or ``not_attached``."""
+        state = self.events.state(host)
+        if state is None:
+            return NOT_ATTACHED
+        return READY if self.events.is_ready(host) else OFFLINE
