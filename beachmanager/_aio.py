@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
@@ -58,6 +58,8 @@ def background(d: Deferred[Any], what: str, logger: Logger, **fields: Any) -> De
 def call_blocking(fn: Callable[..., T], *args: Any) -> Deferred[T]:
     """Run CPU-heavy or blocking work (e.g. Argon2id) in the reactor's thread pool."""
     from twisted.internet import reactor
+    from twisted.internet.interfaces import IReactorThreads
     from twisted.internet.threads import deferToThreadPool
 
-    return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+    threads = cast(IReactorThreads, reactor)  # the running reactor provides threads
+    return deferToThreadPool(threads, threads.getThreadPool(), fn, *args)

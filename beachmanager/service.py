@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
@@ -145,7 +145,8 @@ class OrderedMultiService(MultiService):
         report: dict[str, dict[str, Any]] = {}
         for child in self:
             if isinstance(child, ReadyService):
-                report[child.name] = child.status()
+                # set by ReadyService.__init__; Twisted's Service declares ``name = None``
+                report[cast(str, child.name)] = child.status()
             elif isinstance(child, OrderedMultiService):
                 _, sub = child.readiness()
                 report.update({f"{child.name}/{k}": v for k, v in sub.items()})

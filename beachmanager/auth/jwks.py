@@ -63,17 +63,17 @@ def parse_jwk(jwk: Any) -> VerificationKey:
         if kty == "EC":
             if public.get("crv") != "P-256" or alg not in (None, "ES256"):
                 raise JwksError(f"EC key {kid} is not P-256/ES256")
-            key = ECAlgorithm.from_jwk(public)
-            if not isinstance(key, ec.EllipticCurvePublicKey):
+            ec_key = ECAlgorithm.from_jwk(public)
+            if not isinstance(ec_key, ec.EllipticCurvePublicKey):
                 raise JwksError(f"EC key {kid} is not a public key")
-            return VerificationKey(kid, "ES256", key)
+            return VerificationKey(kid, "ES256", ec_key)
         if kty == "RSA":
             if alg not in (None, "RS256"):
                 raise JwksError(f"RSA key {kid} is marked {alg}, only RS256 is accepted")
-            key = RSAAlgorithm.from_jwk(public)
-            if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
+            rsa_key = RSAAlgorithm.from_jwk(public)
+            if not isinstance(rsa_key, rsa.RSAPublicKey) or rsa_key.key_size < MIN_RSA_BITS:
                 raise JwksError(f"RSA key {kid} is not a public key of at least {MIN_RSA_BITS} bits")
-            return VerificationKey(kid, "RS256", key)
+            return VerificationKey(kid, "RS256", rsa_key)
     except JwksError:
         raise
     except Exception as e:  # PyJWT raises InvalidKeyError, ValueError, KeyError... for bad members
@@ -111,7 +111,8 @@ def treq_fetcher(reactor, clock: IReactorTime, timeout: float = FETCH_TIMEOUT,
     client = treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
 
     async def fetch(url: str) -> bytes:
-        d = client.get(url, headers={"accept": "application/json"})
+        headers: dict[bytes | str, bytes | str] = {"accept": "application/json"}
+        d = client.get(url, headers=headers)
         response = await d.addTimeout(timeout, clock)
         if response.code != 200:
             raise JwksError(f"{url} answered HTTP {response.code}")

@@ -57,12 +57,18 @@ class ManagerSubscriber:
     def on(self, kind: str, listener: Listener) -> Callable[[], None]:
         """Call *listener* for every ``ack``, ``state`` or ``health``; returns an unsubscribe."""
         self._listeners[kind].append(listener)
-        return lambda: self._listeners[kind].remove(listener) if listener in self._listeners[kind] \
-            else None
+
+        def unsubscribe() -> None:
+            if listener in self._listeners[kind]:
+                self._listeners[kind].remove(listener)
+
+        return unsubscribe
 
     def attach(self, bus: HostBus) -> list[Subscription]:
-        return [bus.subscribe(ns, topic, lambda m, b=bus: self._handle(b, m))
-                for ns, topics in SUBSCRIBES.items() for topic in topics]
+        def handle(m: BusMessage) -> None:
+            self._handle(bus, m)
+
+        return [bus.subscribe(ns, topic, handle) for ns, topics in SUBSCRIBES.items() for topic in topics]
 
     def forget(self, host_session_id: str) -> None:
         self.latest.pop(host_session_id, None)

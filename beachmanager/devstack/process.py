@@ -78,7 +78,7 @@ class DevProcess(ProcessProtocol):
         if not self.running:
             return succeed(self.exit_code)
         try:
-            self.transport.signalProcess("TERM")
+            self._signal("TERM")
         except error.ProcessExitedAlready:
             return succeed(self.exit_code)
         killer = self.reactor.callLater(STOP_GRACE, self._kill)
@@ -90,9 +90,15 @@ class DevProcess(ProcessProtocol):
 
         return self.ended.addBoth(done)
 
+    def _signal(self, signal: str) -> None:
+        transport = self.transport
+        if transport is None:
+            raise DevProcessError(f"{self.name} has no process (never spawned)")
+        transport.signalProcess(signal)
+
     def _kill(self) -> None:
         try:
-            self.transport.signalProcess("KILL")
+            self._signal("KILL")
         except error.ProcessExitedAlready:
             pass
 

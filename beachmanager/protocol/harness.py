@@ -28,7 +28,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from beachmanager.protocol.errors import ProtocolError
 
@@ -191,7 +191,7 @@ _FIELDS: dict[type, tuple[str, ...]] = {
 # --- encoding ------------------------------------------------------------------------------
 
 
-def _is_int(v: object) -> bool:
+def _is_int(v: object) -> TypeGuard[int]:
     return type(v) is int or (isinstance(v, int) and not isinstance(v, bool))
 
 
@@ -299,7 +299,13 @@ def _pairs(pairs: list[tuple[str, Any]]) -> _Obj:
     obj = _Obj(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
-        obj.dups = frozenset(k for k, _ in pairs if k in seen or seen.add(k))
+        dups: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                dups.add(k)
+            else:
+                seen.add(k)
+        obj.dups = frozenset(dups)
     return obj
 
 
@@ -408,8 +414,9 @@ def _in_time(v: Any, what: str) -> Timestamp:
         for key in v:
             if key not in ("secs_since_epoch", "nanos_since_epoch"):
                 raise HarnessError(f"{what}: unknown field {key!r}")
-        if getattr(v, "dups", None):
-            raise HarnessError(f"{what}: duplicate field {sorted(v.dups)[0]!r}")
+        seen_twice = getattr(v, "dups", None)
+        if seen_twice:
+            raise HarnessError(f"{what}: duplicate field {sorted(seen_twice)[0]!r}")
         if "secs_since_epoch" not in v or "nanos_since_epoch" not in v:
             raise HarnessError(f"{what}: missing secs_since_epoch or nanos_since_epoch")
         secs, nanos = v["secs_since_epoch"], v["nanos_since_epoch"]
@@ -487,7 +494,7 @@ def from_value(value: Any, cls: type = Envelope) -> Any:
         value = dict(zip(_FIELDS[cls], value, strict=True))
     elif not isinstance(value, dict):
         raise HarnessError(f"{name}: expected an object, got {type(value).__name__}")
-    dups = getattr(value, "dups", frozenset()) & readers.keys()
+    dups: frozenset[str] = getattr(value, "dups", frozenset()) & readers.keys()
     if dups:
         raise HarnessError(f"{name}: duplicate field {sorted(dups)[0]!r}")
     kwargs = {}

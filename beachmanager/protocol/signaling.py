@@ -26,7 +26,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 from .crypto.policy import SECURE_PEER_LABELS
 
@@ -89,6 +89,10 @@ def _dump(obj: Mapping[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+@overload
+def _str(obj: Mapping[str, Any], key: str, *, optional: Literal[False] = ...) -> str: ...
+@overload
+def _str(obj: Mapping[str, Any], key: str, *, optional: bool) -> str | None: ...
 def _str(obj: Mapping[str, Any], key: str, *, optional: bool = False) -> str | None:
     value = obj.get(key)
     if value is None:
@@ -100,6 +104,10 @@ def _str(obj: Mapping[str, Any], key: str, *, optional: bool = False) -> str | N
     return value
 
 
+@overload
+def _int(obj: Mapping[str, Any], key: str, *, optional: Literal[False] = ...) -> int: ...
+@overload
+def _int(obj: Mapping[str, Any], key: str, *, optional: bool) -> int | None: ...
 def _int(obj: Mapping[str, Any], key: str, *, optional: bool = False) -> int | None:
     value = obj.get(key)
     if value is None:

@@ -470,21 +470,20 @@ def _put_cursor(out: list[bytes], c: CursorFrame) -> None:
 def _put_updates(out: list[bytes], updates: tuple[Update, ...]) -> None:
     out.append(_v32(len(updates)))
     for u in updates:
-        t = type(u)
-        if t is Row:
+        if type(u) is Row:
             out += (b"\x02", _v32(u.row), varint(u.seq))
             _put_cells(out, u.cells)
-        elif t is Cell:
+        elif type(u) is Cell:
             out += (b"\x00", _v32(u.row), _v32(u.col), varint(u.seq), varint(u.cell))
-        elif t is RowSegment:
+        elif type(u) is RowSegment:
             out += (b"\x03", _v32(u.row), _v32(u.start_col), varint(u.seq))
             _put_cells(out, u.cells)
-        elif t is Rect:
+        elif type(u) is Rect:
             out += (b"\x01", _v32(u.row_start), _v32(u.row_end), _v32(u.col_start))
             out += (_v32(u.col_end), varint(u.seq), varint(u.cell))
-        elif t is Trim:
+        elif type(u) is Trim:
             out += (b"\x04", _v32(u.start), _v32(u.count), varint(u.seq))
-        elif t is Style:
+        elif type(u) is Style:
             out += (b"\x05", _v32(u.id), varint(u.seq), _v32(u.fg), _v32(u.bg), bytes((u.attrs,)))
         else:
             raise WireError(f"not an update: {u!r}")
@@ -512,26 +511,26 @@ def _head(kind: int) -> bytes:
 
 
 def _encode_host(f: HostFrame) -> list[bytes]:
-    t = type(f)
-    if t is Extension:
+    if type(f) is Extension:
         out = [_head(10)]
         _put_extension(out, f)
         return out
-    if t not in _HOST_TYPES:
+    kind = _HOST_KINDS.get(type(f))
+    if kind is None:
         raise WireError(f"not a host frame: {f!r}")
-    out = [_head(t.KIND)]
-    if t is Delta:
+    out = [_head(kind)]
+    if type(f) is Delta:
         out += (varint(f.subscription), varint(f.watermark), _BOOL_BYTE[f.has_more])
         _put_updates(out, f.updates)
         _put_tail_cursor(out, f.cursor)
-    elif t is Snapshot:
+    elif type(f) is Snapshot:
         out += (varint(f.subscription), _LANE_BYTE[f.lane], varint(f.watermark))
         out.append(_BOOL_BYTE[f.has_more])
         _put_updates(out, f.updates)
         _put_tail_cursor(out, f.cursor)
-    elif t is Heartbeat:
+    elif type(f) is Heartbeat:
         out += (varint(f.seq), varint(f.timestamp_ms))
-    elif t is Hello:
+    elif type(f) is Hello:
         out += (varint(f.subscription), varint(f.max_seq))
         cfg = f.config
         out.append(_v32(len(cfg.snapshot_budgets)))
@@ -539,54 +538,54 @@ def _encode_host(f: HostFrame) -> list[bytes]:
             out += (_LANE_BYTE[budget.lane], _v32(budget.max_updates))
         out += (_v32(cfg.delta_budget), varint(cfg.heartbeat_ms), _v32(cfg.initial_snapshot_lines))
         out.append(_v32(f.features))
-    elif t is Grid:
+    elif type(f) is Grid:
         out += (_v32(f.cols), _v32(f.history_rows), varint(f.base_row))
         if f.viewport_rows is not None:
             out.append(_v32(f.viewport_rows))
-    elif t is SnapshotComplete:
+    elif type(f) is SnapshotComplete:
         out += (varint(f.subscription), _LANE_BYTE[f.lane])
-    elif t is InputAck:
+    elif type(f) is InputAck:
         out.append(varint(f.seq))
-    elif t is HistoryBackfill:
+    elif type(f) is HistoryBackfill:
         out += (varint(f.subscription), varint(f.request_id), varint(f.start_row))
         out += (_v32(f.count), _BOOL_BYTE[f.more])
         _put_updates(out, f.updates)
         _put_tail_cursor(out, f.cursor)
-    elif t is Cursor:
+    elif type(f) is Cursor:
         out.append(varint(f.subscription))
         _put_cursor(out, f.cursor)
     return out  # Shutdown: header only
 
 
 def _encode_client(f: ClientFrame) -> list[bytes]:
-    t = type(f)
-    if t is Extension:
+    if type(f) is Extension:
         out = [_head(4)]
         _put_extension(out, f)
-    elif t is Input:
+    elif type(f) is Input:
         out = [_head(0), varint(f.seq), _v32(len(f.data)), bytes(f.data)]
-    elif t is Resize:
+    elif type(f) is Resize:
         if not (0 <= f.cols <= 0xFFFF and 0 <= f.rows <= 0xFFFF):
             raise WireError(f"resize dimensions must be u16: {f.cols}x{f.rows}")
         out = [_head(1), varint(f.cols), varint(f.rows)]
-    elif t is RequestBackfill:
+    elif type(f) is RequestBackfill:
         out = [_head(2), varint(f.subscription), varint(f.request_id), varint(f.start_row)]
         out.append(_v32(f.count))
-    elif t is ViewportCommand:
+    elif type(f) is ViewportCommand:
         if f.command != 0:
             raise WireError(f"unknown viewport command {f.command!r}")
         out = [_head(3), b"\x00"]
-    elif t is Unknown:
+    elif type(f) is Unknown:
         out = [_head(31)]
     else:
         raise WireError(f"not a client frame: {f!r}")
     return out
 
 
-_HOST_TYPES = frozenset(
-    (Heartbeat, Hello, Grid, Snapshot, SnapshotComplete, Delta, InputAck, Shutdown)
+_HOST_KINDS: dict[type, int] = {
+    cls: cls.KIND
+    for cls in (Heartbeat, Hello, Grid, Snapshot, SnapshotComplete, Delta, InputAck, Shutdown)
     + (HistoryBackfill, Cursor)
-)
+}
 _BAD_VALUES = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError)
 
 

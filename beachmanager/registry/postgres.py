@@ -11,7 +11,7 @@ answer was lost changes nothing.  When the attempts are spent the call fails wit
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.internet.interfaces import IReactorTime
@@ -71,8 +71,14 @@ class PostgresStore:
         self.unavailable = 0  # calls that gave up (answered 503)
 
     # -- plumbing ------------------------------------------------------------
+    @overload
     def _tx(self, what: str, tenant: Tenant | None, fn: Callable[..., Awaitable[T]], *args: Any,
-            pipelined: bool = False) -> Deferred[T]:
+            pipelined: Literal[False] = ...) -> Deferred[T]: ...
+    @overload
+    def _tx(self, what: str, tenant: Tenant | None, fn: Callable[..., Awaitable[repo.Collect[T]]],
+            *args: Any, pipelined: Literal[True]) -> Deferred[T]: ...
+    def _tx(self, what: str, tenant: Tenant | None, fn: Callable[..., Awaitable[Any]], *args: Any,
+            pipelined: bool = False) -> Deferred[Any]:
         """Run ``fn(conn, *args)`` in one tenant-scoped transaction, retried as a whole.
 
         ``pipelined``: ``fn`` only queues its statements and returns a coroutine function
@@ -80,7 +86,7 @@ class PostgresStore:
         out together (psycopg pipeline mode) and the answers are read after the commit.
         Each wait for the database is a pass through the event loop, which is long when
         the manager is busy: this takes one pass where a plain transaction takes several."""
-        async def attempt() -> T:
+        async def attempt() -> Any:
             pool = self.pool_owner.pool
             if pool is None:
                 raise StoreUnavailable("the database pool is not open")
@@ -93,7 +99,7 @@ class PostgresStore:
                 async with conn.transaction():
                     return await in_tx(conn)
 
-        async def in_tx(conn) -> T:
+        async def in_tx(conn) -> Any:
             if tenant is not None:
                 await repo.enter_tenant(conn, tenant)
             return await fn(conn, *args)
@@ -103,7 +109,7 @@ class PostgresStore:
             self.log.warn("registry {what}: transient database error ({error}); retry {attempt} in "
                           "{wait:.2f}s", what=what, error=_first_line(e), attempt=n, wait=wait)
 
-        async def run() -> T:
+        async def run() -> Any:
             try:
                 return await retrying(lambda: as_deferred(attempt()), self.clock, should_retry=transient,
                                       delay=self.delay, attempts=self.attempts, on_retry=on_retry)

@@ -5,6 +5,8 @@ The pool is pure asyncio; it crosses into Twisted only through :mod:`beachmanage
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -14,6 +16,9 @@ from ..config import redact_url
 from ..retry import backoff, retrying
 from ..service import ReadyService
 
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
 POOL_MIN = 1
 POOL_MAX = 10
 #: A pooled connection idle for longer than this is checked (one round trip) before use.
@@ -21,7 +26,8 @@ IDLE_CHECK = 2.0
 
 
 def make_pool(url: str, min_size: int = POOL_MIN, max_size: int = POOL_MAX, configure=None,
-              clock: IReactorTime | None = None, idle_check: float = IDLE_CHECK):
+              clock: IReactorTime | None = None, idle_check: float = IDLE_CHECK,
+              ) -> AsyncConnectionPool:
     """The pool.  A connection taken from it is checked with a round trip only when it sat
     idle for more than *idle_check* seconds (with *clock*; without one, always): one that
     was used a moment ago is almost surely alive, and the round trip would cost every
@@ -69,7 +75,7 @@ class PostgresService(ReadyService):
         self.max_size = max_size
         self.prepare = prepare
         self.configure = configure
-        self.pool = None
+        self.pool: AsyncConnectionPool | None = None
         self.last_error: str | None = None
 
     def start(self) -> Deferred:

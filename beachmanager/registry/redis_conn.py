@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -45,6 +46,14 @@ def connect(url: str, *, blocking: bool = False):
     return txredisapi.lazyConnection(args["host"], args["port"], **common)
 
 
+class RedisConnection(Protocol):
+    """What this service uses of a txredisapi connection (which has no type stubs)."""
+
+    def ping(self) -> Deferred[Any]: ...
+
+    def disconnect(self) -> Deferred[Any]: ...
+
+
 #: Named dedicated connections one service may hand out (each is one TCP connection).
 MAX_DEDICATED = 8
 
@@ -71,8 +80,8 @@ class RedisService(ReadyService):
         super().__init__("redis", clock)
         self.url = url
         self._connect = connect_to
-        self.shared = None
-        self._dedicated: dict[str, object] = {}
+        self.shared: RedisConnection | None = None
+        self._dedicated: dict[str, RedisConnection] = {}
         self.last_error: str | None = None
 
     @property
@@ -101,8 +110,13 @@ class RedisService(ReadyService):
 
         # A lazy connection queues commands until it connects: bound each PING so that a dead
         # server shows up as an error on /readyz instead of a silent wait.
-        await retrying(lambda: self.shared.ping().addTimeout(PING_TIMEOUT, self.clock), self.clock,
-                       delay=backoff(0.2, 5.0), on_retry=on_retry)
+        def ping() -> Deferred[Any]:
+            shared = self.shared
+            if shared is None:
+                raise RuntimeError("the shared Redis connection is closed")
+            return shared.ping().addTimeout(PING_TIMEOUT, self.clock)
+
+        await retrying(ping, self.clock, delay=backoff(0.2, 5.0), on_retry=on_retry)
         self.last_error = None
 
     def stop(self) -> Deferred | None:

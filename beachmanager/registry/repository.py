@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .join_codes import JoinCodeCipher
 from .store import (
@@ -43,6 +43,12 @@ def ts(ms: int) -> datetime:
     return EPOCH + ms * MS
 
 
+@overload
+def ms(value: datetime) -> int: ...
+@overload
+def ms(value: None) -> None: ...
+@overload
+def ms(value: datetime | None) -> int | None: ...
 def ms(value: datetime | None) -> int | None:
     return None if value is None else (value - EPOCH) // MS
 

@@ -14,10 +14,12 @@ Embedding: ``host = await start_host(road_url, command=["/bin/sh"])`` gives a
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from ... import __version__, _aio
@@ -38,6 +40,15 @@ RECONNECT_MAX = 30.0
 #: Retry delay when a peer's channel was too backed up for deltas.
 FLUSH_RETRY = 0.05
 
+T = TypeVar("T")
+
+
+def _started(value: T | None, what: str) -> T:
+    """*value*, which the host sets while it starts; a clear error before that."""
+    if value is None:
+        raise RuntimeError(f"the beach host has not started: no {what} yet")
+    return value
+
 
 class _HarnessTerminal:
     """The terminal as the harness sees it."""
@@ -50,7 +61,10 @@ class _HarnessTerminal:
         return self.host.pty is not None and self.host.pty.running
 
     def write(self, data: bytes) -> None:
-        self.host.pty.write(data)
+        pty = self.host.pty
+        if pty is None:
+            raise OSError("the terminal program is not running")
+        pty.write(data)
 
     def terminal_full(self) -> dict[str, Any]:
         m = self.host.model
@@ -81,10 +95,10 @@ class BeachHost(ReadyService):
         self.peers: dict[str, ClientPeer] = {}
         self.served_total = 0
         self.refused = 0
-        self.on_exit = None
+        self.on_exit: Callable[[int | None], object] | None = None
         self._stopping = False
-        self._flush_call = None
-        self._reconnect_call = None
+        self._flush_call: IDelayedCall | None = None
+        self._reconnect_call: IDelayedCall | None = None
         self._reconnect_delay = RECONNECT_INITIAL
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -128,7 +142,7 @@ class BeachHost(ReadyService):
             await self.pty.stop()
 
     def session_key(self) -> Deferred:
-        return self.keys.get(self.join_code, self.session_id)
+        return self.keys.get(_started(self.join_code, "join code"), self.session_id)
 
     def ws_url(self) -> str:
         base = self.settings.road_url.rstrip("/")
@@ -152,7 +166,8 @@ class BeachHost(ReadyService):
     # -- the room ------------------------------------------------------------------------------
     async def _join_room(self) -> None:
         room = RoadRoom(self.ws_url(), self.clock,
-                        join=host_join(self.session_id, self.peer_session_id, self.join_code),
+                        join=host_join(self.session_id, _started(self.peer_session_id, "peer session id"),
+                                       _started(self.join_code, "join code")),
                         ping_interval=self.settings.ping_interval, on_joined=self._joined,
                         on_message=self._room_message, on_closed=self._room_closed)
         self.room = room
@@ -242,7 +257,7 @@ class BeachHost(ReadyService):
             return
         if cols < 1 or rows < 1 or (cols, rows) == (self.model.cols, self.model.viewport_rows):
             return
-        self.pty.resize(cols, rows)
+        _started(self.pty, "terminal").resize(cols, rows)
         self.model.resize(cols, rows)
         for p in self.serving_peers():
             p.send_handshake()  # the viewport changed: replay from Hello
@@ -288,7 +303,7 @@ class RunningHost:
 
     @property
     def join_code(self) -> str:
-        return self.host.join_code
+        return _started(self.host.join_code, "join code")
 
     @property
     def road_url(self) -> str:

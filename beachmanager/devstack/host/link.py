@@ -58,17 +58,18 @@ class BeachLink:
         self.stats = LinkStats()
 
     # -- security ------------------------------------------------------------------------
-    def expect_encryption(self) -> None:
+    def expect_encryption(self) -> InboundGate:
         """Hold frames that look encrypted until :meth:`install` (secure path only)."""
         if self.gate is None:
             self.gate = InboundGate()
+        return self.gate
 
     def install(self, channel: SecureChannel) -> list[Text | Frame]:
         """Encrypt from now on; returns whatever held inbound frames decode to."""
-        self.expect_encryption()
+        gate = self.expect_encryption()
         self.secure = channel
         out: list[Text | Frame] = []
-        for plain in self.gate.install(channel):
+        for plain in gate.install(channel):
             out.extend(self._plain(plain))
         return out
 

@@ -111,8 +111,30 @@ class ClientPeer:
     def _fields(self) -> dict[str, Any]:
         return {"peer": self.remote_id, "handshake_id": self.handshake_id, "phase": self.phase.value}
 
+    def _peer(self) -> OfferPeer:
+        if self.rtc is None:
+            raise NegotiationError("no peer connection yet")
+        return self.rtc
+
+    def _key(self) -> bytes:
+        if self.psk is None:
+            raise NegotiationError("no handshake key (the session has no join code)")
+        return self.psk
+
+    def _own_id(self) -> str:
+        own = self.host.own_peer_id
+        if own is None:
+            raise NegotiationError("the host has not joined its room")
+        return own
+
+    def _room_session(self) -> str:
+        session = self.host.peer_session_id
+        if session is None:
+            raise NegotiationError("the host has no peer session id")
+        return session
+
     def _send_beach(self, data: bytes) -> None:
-        self.rtc.send(BEACH_CHANNEL, data)
+        self._peer().send(BEACH_CHANNEL, data)
 
     @property
     def closed(self) -> bool:
@@ -133,7 +155,7 @@ class ClientPeer:
                 await self.close(f"negotiation failed: {e!r}")
 
     async def _negotiate(self) -> None:
-        host, own = self.host, self.host.own_peer_id
+        host, own = self.host, self._own_id()
         if host.join_code and host.join_code.strip():  # also opens sealed answers when we send plain
             session_key = await host.session_key()
             self.psk = derive_handshake_key(session_key, self.handshake_id)
@@ -142,30 +164,30 @@ class ClientPeer:
             return OfferPeer(self.settings.ice_servers, secure=self.secure, on_message=self._on_rtc_message,
                              on_lost=self._on_rtc_lost, candidates_in_offer=self.settings.candidates_in_offer)
 
-        self.rtc = await _aio.as_deferred(make())
+        self.rtc = rtc = await _aio.as_deferred(make())
         if self.secure:
             self.link.expect_encryption()
-        sdp, candidates = await _aio.as_deferred(self.rtc.create_offer())
+        sdp, candidates = await _aio.as_deferred(rtc.create_offer())
         self._check_open()
         for cand in candidates:
             host.send_signal(self.remote_id, self._ice_signal(cand))
         hid = self.handshake_id
         payload = sig.WebRtcSdpPayload(sdp=sdp, type="offer", handshake_id=hid, from_peer=own, to_peer=self.remote_id)
         if self.sealed:
-            box = seal(self.psk, hid, "offer", sdp_components(own, self.remote_id, "offer"), sdp.encode())
+            box = seal(self._key(), hid, "offer", sdp_components(own, self.remote_id, "offer"), sdp.encode())
             payload = sig.WebRtcSdpPayload(sdp="", type="offer", handshake_id=hid, from_peer=own,
                                            to_peer=self.remote_id, sealed=sig.SealedBox.from_json(box))
-        await host.road.post_offer(host.peer_session_id, payload)
+        await host.road.post_offer(self._room_session(), payload)
         self.phase = Phase.ANSWER
         answer = await self._poll_answer()
-        await _aio.as_deferred(self.rtc.apply_answer(answer))
+        await _aio.as_deferred(rtc.apply_answer(answer))
         self._check_open()
         self.phase = Phase.DC_OPEN
-        await self._within(self.settings.dc_open_timeout, _aio.as_deferred(self.rtc.wait_open(BEACH_CHANNEL)))
+        await self._within(self.settings.dc_open_timeout, _aio.as_deferred(rtc.wait_open(BEACH_CHANNEL)))
         if self.secure:
             self.phase = Phase.SECURE
             await self._within(self.settings.dc_open_timeout,
-                               _aio.as_deferred(self.rtc.wait_open(HANDSHAKE_CHANNEL_LABEL)))
+                               _aio.as_deferred(rtc.wait_open(HANDSHAKE_CHANNEL_LABEL)))
             await self._run_secure_handshake()
         self.phase = Phase.AWAIT_READY
         self._ready = Deferred()
@@ -188,7 +210,7 @@ class ClientPeer:
         if not self.sealed:
             return sig.IceCandidateSignal.plain(self.handshake_id, cand).to_json()
         hid = self.handshake_id
-        box = seal(self.psk, hid, "ice", ice_components(self.host.own_peer_id, self.remote_id, hid), cand.encode())
+        box = seal(self._key(), hid, "ice", ice_components(self._own_id(), self.remote_id, hid), cand.encode())
         return sig.IceCandidateSignal(hid, sealed=sig.SealedBox.from_json(box)).to_json()
 
     async def _poll_answer(self) -> str:
@@ -196,13 +218,13 @@ class ClientPeer:
         deadline = self.clock.seconds() + self.settings.answer_timeout
         while True:
             self._check_open()
-            payload = await host.road.take_answer(host.peer_session_id, self.handshake_id)
+            payload = await host.road.take_answer(self._room_session(), self.handshake_id)
             if payload is not None:
                 if payload.from_peer != self.remote_id:
                     raise NegotiationError(f"answer from {payload.from_peer}, expected {self.remote_id}")
                 if payload.sealed is None:
                     return payload.sdp
-                plain = open_sealed(self.psk, self.handshake_id, "answer",
+                plain = open_sealed(self._key(), self.handshake_id, "answer",
                                     sdp_components(payload.from_peer, payload.to_peer, "answer"),
                                     payload.sealed.to_json())
                 return plain.decode("utf-8")
@@ -211,16 +233,18 @@ class ClientPeer:
             await deferLater(self.clock, self.settings.poll_interval, lambda: None)
 
     async def _run_secure_handshake(self) -> None:
-        hs = SecureHandshake(Role.INITIATOR, self.psk, self.handshake_id, self.host.own_peer_id, self.remote_id)
+        hs = SecureHandshake(Role.INITIATOR, self._key(), self.handshake_id, self._own_id(), self.remote_id)
         self._secure_done = Deferred()
         self.handshake = hs
         for msg in hs.start():
-            self.rtc.send(HANDSHAKE_CHANNEL_LABEL, msg)
+            self._peer().send(HANDSHAKE_CHANNEL_LABEL, msg)
         early, self._early_handshake = self._early_handshake, []
         for msg in early:
             self._handshake_message(msg)
         await self._within(self.settings.dc_open_timeout, self._secure_done)
         keys = hs.keys
+        if keys is None:
+            raise NegotiationError("the secure handshake finished without transport keys")
         for item in self.link.install(SecureChannel(keys.send_key, keys.recv_key)):
             self._deliver(item)
         self.log.info("secure transport with {peer} ready", **self._fields())
@@ -238,7 +262,7 @@ class ClientPeer:
                 self._secure_done.errback(NegotiationError(f"secure handshake failed: {e}"))
             return
         for msg in replies:
-            self.rtc.send(HANDSHAKE_CHANNEL_LABEL, msg)
+            self._peer().send(HANDSHAKE_CHANNEL_LABEL, msg)
         if hs.done and self._secure_done is not None and not self._secure_done.called:
             self._secure_done.callback(None)
 
@@ -272,7 +296,7 @@ class ClientPeer:
         """Send pending deltas; False when the channel is too backed up (try again later)."""
         if not self.serving:
             return True
-        if self.rtc.buffered_amount() > MAX_BUFFERED:
+        if self._peer().buffered_amount() > MAX_BUFFERED:
             return False
         for frame in self.sync.deltas():
             self.link.send_frame(frame)
@@ -340,7 +364,7 @@ class ClientPeer:
                 cand = ice.plain_candidate()
             else:
                 hid = self.handshake_id
-                plain = open_sealed(self.psk, hid, "ice", ice_components(self.remote_id, self.host.own_peer_id, hid),
+                plain = open_sealed(self._key(), hid, "ice", ice_components(self.remote_id, self._own_id(), hid),
                                     ice.sealed.to_json())
                 cand = sig.IceCandidate.decode(plain)
         except Exception as e:

@@ -9,11 +9,15 @@ import shlex
 import struct
 import termios
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from twisted.internet import error as twisted_error
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
+
+if TYPE_CHECKING:
+    from twisted.internet.process import PTYProcess
 
 #: Seconds between SIGHUP and SIGKILL when stopping.
 KILL_GRACE = 2.0
@@ -63,7 +67,7 @@ class PtyProcess:
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("TERM", "xterm-256color")
         self.cwd = cwd
-        self.transport = None
+        self.transport: PTYProcess | None = None  # spawnProcess with usePTY
         self.exit_code: int | None = None
         self.ended = False
         self._ended_waiters: list[Deferred] = []
@@ -73,26 +77,32 @@ class PtyProcess:
     def start(self) -> None:
         master, slave = pty.openpty()
         set_winsize(slave, self.cols, self.rows)
-        self.transport = self.reactor.spawnProcess(
+        self.transport = transport = self.reactor.spawnProcess(
             _Proto(self), self.argv[0], self.argv, env=self.env, path=self.cwd,
             usePTY=(master, slave, os.ttyname(slave)))
         self.log.info("started {argv} on a {cols}x{rows} pty (pid {pid})", argv=self.argv,
-                      cols=self.cols, rows=self.rows, pid=self.transport.pid)
+                      cols=self.cols, rows=self.rows, pid=transport.pid)
+
+    def _live(self) -> PTYProcess | None:
+        """The process transport while the program runs, else None."""
+        return self.transport if not self.ended else None
 
     @property
     def running(self) -> bool:
-        return self.transport is not None and not self.ended
+        return self._live() is not None
 
     def write(self, data: bytes) -> None:
-        if not self.running:
+        transport = self._live()
+        if transport is None:
             raise OSError("the terminal program is not running")
         self.bytes_in += len(data)
-        self.transport.write(data)
+        transport.write(data)
 
     def resize(self, cols: int, rows: int) -> None:
         self.cols, self.rows = cols, rows
-        if self.running:
-            set_winsize(self.transport.fd, cols, rows)  # the kernel sends SIGWINCH to the foreground job
+        transport = self._live()
+        if transport is not None:
+            set_winsize(transport.fd, cols, rows)  # the kernel sends SIGWINCH to the foreground job
 
     def _output(self, data: bytes) -> None:
         self.bytes_out += len(data)
@@ -118,11 +128,12 @@ class PtyProcess:
 
     def stop(self) -> Deferred:
         """Hang up the program, kill it after a grace period; fires once it has ended."""
-        if not self.running:
+        transport = self._live()
+        if transport is None:
             return succeed(self.exit_code)
         ended = self.when_ended()
         try:
-            self.transport.signalProcess("HUP")
+            transport.signalProcess("HUP")
         except twisted_error.ProcessExitedAlready:
             pass
         killer = self.clock.callLater(KILL_GRACE, self._kill)
@@ -130,8 +141,9 @@ class PtyProcess:
         return ended
 
     def _kill(self) -> None:
-        if self.running:
+        transport = self._live()
+        if transport is not None:
             try:
-                self.transport.signalProcess("KILL")
+                transport.signalProcess("KILL")
             except twisted_error.ProcessExitedAlready:
                 pass

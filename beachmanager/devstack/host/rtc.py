@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...protocol.crypto import HANDSHAKE_CHANNEL_LABEL
@@ -30,7 +30,7 @@ class RtcClosed(Exception):
 
 
 class OfferPeer:
-    def __init__(self, ice_servers: list[Any], *, secure: bool,
+    def __init__(self, ice_servers: Sequence[Any], *, secure: bool,
                  on_message: Callable[[str, bytes], None], on_lost: Callable[[str], None],
                  candidates_in_offer: bool = False):
         from aiortc import RTCConfiguration, RTCPeerConnection

@@ -13,8 +13,12 @@ import os
 import shlex
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from twisted.python import usage
+
+if TYPE_CHECKING:
+    from .settings import HostSettings
 
 EXT_HEADERS = {"0x44": 0x44, "44": 0x44, "0x4a": 0x4A, "4a": 0x4A}
 
@@ -61,7 +65,7 @@ class Options(usage.Options):
     def __init__(self, environ: Mapping[str, str] | None = None):
         super().__init__()
         self.environ = os.environ if environ is None else environ
-        self.settings = None
+        self.settings: HostSettings | None = None
 
     def postOptions(self) -> None:
         from ...protocol.crypto import InsecureOverrides
@@ -127,6 +131,8 @@ def makeService(options: Options, reactor=None):
     ensure_loop_current(reactor)
     from .host import BeachHost
 
+    if options.settings is None:
+        raise usage.UsageError("the options were not parsed (postOptions makes the settings)")
     host = BeachHost(reactor, options.settings)
     host.on_exit = lambda _code: reactor.stop() if reactor.running else None
 

@@ -88,7 +88,7 @@ class RoadHttp:
             return None
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise HttpError(422, f"invalid type for field `{key}`")
-        if kind is str and len(value) > self.settings.max_body_bytes:
+        if kind is str and isinstance(value, str) and len(value) > self.settings.max_body_bytes:
             raise HttpError(422, f"field `{key}` too long")
         return value
 

@@ -35,8 +35,9 @@ class RoadService(ReadyService):
         self.settings = settings or RoadSettings()
         self.store = RoadStore(self.settings, self.clock)
         viewer = None
-        if self.settings.viewer_tokens_enabled:
-            viewer = ViewerVerifier(self.settings.viewer_token_secret, self.settings.viewer_jwks_path,
+        secret, jwks_path = self.settings.viewer_token_secret, self.settings.viewer_jwks_path
+        if self.settings.viewer_tokens_enabled and secret is not None and jwks_path is not None:
+            viewer = ViewerVerifier(secret, jwks_path,
                                     self.settings.viewer_token_audience, self.settings.viewer_token_issuer)
         self.rooms = Rooms(self.store, self.settings, self.clock, viewer)
         self.http = RoadHttp(self.store, self.rooms, self.settings, self._listen_url, viewer)

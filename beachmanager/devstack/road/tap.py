@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from twisted.python import usage
+
+if TYPE_CHECKING:
+    from .settings import RoadSettings
 
 
 def _env(environ: Mapping[str, str], *names: str) -> str | None:
@@ -51,8 +55,8 @@ class Options(usage.Options):
     def __init__(self, environ: Mapping[str, str] | None = None):
         super().__init__()
         self.environ = os.environ if environ is None else environ
-        self.settings = None
-        self.endpoint = None
+        self.settings: RoadSettings | None = None
+        self.endpoint: str | None = None
 
     def postOptions(self) -> None:
         from .settings import RoadSettings
@@ -67,7 +71,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--port must be 0 (any free port) to 65535, got {port}")
         iface = self["interface"].replace(":", "\\:")
         self.endpoint = f"tcp:{port_n}:interface={iface}"
-        kw = {}
+        kw: dict[str, Any] = {}
         public = self["public-url"] or _env(env, "BEACH_PUBLIC_SESSION_SERVER")
         if public:
             kw["public_url"] = public
@@ -96,4 +100,6 @@ def makeService(options: Options, reactor=None):
         reactor = _reactor
     from .service import RoadService
 
+    if options.endpoint is None:
+        raise usage.UsageError("the options were not parsed (postOptions sets the endpoint)")
     return RoadService(reactor, options.endpoint, options.settings)

@@ -12,6 +12,10 @@ import base64
 import hashlib
 import hmac
 import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 
 class ViewerTokenError(Exception):
@@ -34,7 +38,7 @@ class ViewerVerifier:
         self.audience = audience
         self.issuer = issuer
 
-    def _keys(self) -> dict[str, object]:
+    def _keys(self) -> dict[str, Any]:  # kid -> key (PyJWK.key is untyped)
         from jwt import PyJWK
 
         try:
@@ -54,10 +58,10 @@ class ViewerVerifier:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as e:
             raise ViewerTokenError(f"malformed token: {e}") from None
-        key = keys.get(kid)
+        key = keys.get(kid) if kid is not None else None
         if key is None:
             raise ViewerTokenError("unknown key id")
-        options = {"require": ["exp", "sub", "aud"]}
+        options: Options = {"require": ["exp", "sub", "aud"]}
         try:
             claims = jwt.decode(token, key, algorithms=["ES256"], audience=self.audience,
                                 issuer=self.issuer, options=options)
