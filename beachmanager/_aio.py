@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -31,8 +31,18 @@ def _loop() -> asyncio.AbstractEventLoop:
 
 
 def as_deferred(coro: Coroutine[Any, Any, T]) -> Deferred[T]:
-    """Run an asyncio coroutine as a task on the reactor's loop; return a Deferred of its result."""
-    return Deferred.fromFuture(_loop().create_task(coro))
+    """Run an asyncio coroutine as a task on the reactor's loop; return a Deferred of its result.
+
+    Cancelling the Deferred cancels the task; a cancelled task fails the Deferred with
+    Twisted's ``CancelledError`` (never asyncio's), so callers handle one kind."""
+    d = Deferred.fromFuture(_loop().create_task(coro))
+    return d.addErrback(_one_cancellation)
+
+
+def _one_cancellation(failure: Failure) -> Failure:
+    if failure.check(asyncio.CancelledError):
+        return Failure(CancelledError())
+    return failure
 
 
 def as_future(d: Deferred[T]) -> asyncio.Future[T]:

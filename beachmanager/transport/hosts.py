@@ -161,7 +161,8 @@ class HostManager(ReadyService):
     # -- hosts -----------------------------------------------------------------------------------
     def attach(self, host_session_id: str, join_code: str) -> HostSession:
         """Start managing *host_session_id*; idempotent for the same join code."""
-        if self.settings is None or not self.running:
+        settings, road = self.settings, self.road
+        if settings is None or road is None or not self.running:
             raise RuntimeError("the hosts service is not running")
         target = HostTarget(host_session_id, join_code)  # validates nothing; callers did
         existing = self.machines.get(target.host_session_id)
@@ -181,8 +182,8 @@ class HostManager(ReadyService):
         cfg = self.ctx.config
         bus = HostBus(host_session_id, self.table, self.ctx.metrics, cfg.instance_id)
         self.subscriber.attach(bus)
-        machine = HostSession(host_session_id, join_code, self.settings, reactor=self.ctx.reactor,
-                              clock=self.clock, road=self.road, keys=self.keys,
+        machine = HostSession(host_session_id, join_code, settings, reactor=self.ctx.reactor,
+                              clock=self.clock, road=road, keys=self.keys,
                               metrics=self.ctx.metrics, bus=bus, events=self.events,
                               mirror=TerminalMirror(self.clock.seconds))
         self.machines[host_session_id] = machine

@@ -64,7 +64,7 @@ def parse_ice_servers(raw: str) -> tuple[IceServer, ...]:
     """Parse ``BEACH_ICE_SERVERS``; raises ``ValueError`` with a short reason."""
     try:
         value = json.loads(raw)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise ValueError(f"is not valid JSON ({e.msg} at position {e.pos})") from None
     if isinstance(value, dict):
         value = [value]

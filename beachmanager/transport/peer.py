@@ -46,7 +46,7 @@ def tune_consent(interval: float = CONSENT_INTERVAL, failures: int = CONSENT_FAI
     """Shorten aioice's consent expiry (process-wide module constants, read at run time)."""
     import aioice.ice as aioice_ice
 
-    aioice_ice.CONSENT_INTERVAL = interval
+    aioice_ice.CONSENT_INTERVAL = interval  # type: ignore[assignment]  # declared int; slept on as a float
     aioice_ice.CONSENT_FAILURES = failures
 
 

@@ -187,11 +187,15 @@ class SignalingSession:
     # -- connecting --------------------------------------------------------------------------
     def _connect_tcp(self, factory) -> Deferred:
         from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+        from twisted.internet.interfaces import IStreamClientEndpoint
         from twisted.internet.ssl import optionsForClientTLS
 
         parts = urlsplit(self.url)
+        if not parts.hostname:
+            raise ValueError(f"signaling URL {self.url!r} names no host")
         port = parts.port or (443 if parts.scheme == "wss" else 80)
-        endpoint = HostnameEndpoint(self.reactor, parts.hostname, port, timeout=10)
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(self.reactor, parts.hostname, port,
+                                                           timeout=10)
         if parts.scheme == "wss":
             endpoint = wrapClientTLS(optionsForClientTLS(parts.hostname), endpoint)
         return endpoint.connect(factory)

@@ -35,10 +35,7 @@ A rejected join code is permanent: the machine stops and says so.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import itertools
-import secrets
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -60,6 +57,7 @@ from ..protocol.session import FINAL, SessionEvent, SessionState, next_state
 from ..retry import backoff
 from ..telemetry.logs import fields
 from . import negotiation
+from .attempt import PHASES, Attempt
 from .errors import AttachError, RoadError, TransportLost
 from .events import Role, SessionChange, SessionEvents
 from .ice import IceSettings
@@ -78,7 +76,6 @@ QUICK_POLL = 0.02
 HANDSHAKE_GRACE = 2.0
 #: Seconds a peer connection may take to close before it is abandoned.
 CLOSE_TIMEOUT = 5.0
-_transport_ids = itertools.count(1)
 
 
 @dataclass
@@ -100,33 +97,6 @@ class AttachSettings:
     #: Shared by every machine: at most this many attempts negotiate at once (the rest queue),
     #: so attaching hundreds of hosts does not flood Road, the hosts or this process.
     gate: DeferredSemaphore | None = None
-
-
-class _Attempt:
-    """Resources and ids of one attempt; torn down as a whole."""
-
-    def __init__(self, number: int):
-        self.number = number
-        self.correlation_id = secrets.token_hex(6)
-        self.transport_id = f"t{next(_transport_ids)}"
-        self.peer_session_id: str | None = None
-        self.handshake_id: str | None = None
-        self.host_peer_id: str | None = None
-        self.signaling: SignalingSession | None = None
-        self.peer: AnswerPeer | None = None
-        self.link: HostLink | None = None
-        self.handshake: crypto.SecureHandshake | None = None
-        self.handshake_d: Deferred = Deferred()
-        self.offer_ready_d: Deferred = Deferred()
-        self.lost_d: Deferred = Deferred()
-        self.key_d: Deferred | None = None
-        self.secure = False  # Beach's secure transport runs on this attempt
-        self.slot: DeferredSemaphore | None = None
-        self.peer_lost: Deferred | None = None
-        self.waiting: Deferred | None = None  # what the attempt awaits now (cancelled on loss)
-        self.lost_reason: tuple[str, str] | None = None
-        self.watchdog = None
-        self.last_inbound: float = 0.0
 
 
 class HostSession:
@@ -152,8 +122,9 @@ class HostSession:
         self.mirror = mirror or TerminalMirror(clock.seconds)
         self.secure = crypto.secure_transport_active(join_code, LABEL, settings.overrides)
         self.sealed = crypto.signaling_sealed(join_code, settings.overrides)
-        kw = {"jitter": jitter} if jitter is not None else {}
-        self._delay = backoff(settings.backoff_initial, settings.backoff_max, **kw)
+        self._delay = (backoff(settings.backoff_initial, settings.backoff_max, jitter=jitter)
+                       if jitter is not None else
+                       backoff(settings.backoff_initial, settings.backoff_max))
         self.state = SessionState.IDLE
         self.phase: str | None = None
         self.attempts = 0
@@ -162,7 +133,7 @@ class HostSession:
         self.ready_at: float | None = None
         self.last_error: dict[str, Any] | None = None
         self.timeline: deque[dict[str, Any]] = deque(maxlen=TIMELINE)
-        self.current: _Attempt | None = None
+        self.current: Attempt | None = None
         self._loop_d: Deferred | None = None
         self._step_d: Deferred | None = None
         self._stopping = False
@@ -199,9 +170,12 @@ class HostSession:
         def settled(c: SessionChange) -> bool:
             return c.host_session_id == host and (c.ready or c.new in FINAL)
 
-        d = self.events.wait_for(settled, current=False)
-        d.addCallback(lambda c: self if c.ready else fail(self._final_error()))
-        return d
+        def outcome(c: SessionChange) -> HostSession:
+            if not c.ready:
+                raise self._final_error()
+            return self
+
+        return self.events.wait_for(settled, current=False).addCallback(outcome)
 
     def _final_error(self) -> AttachError:
         err = self.last_error or {}
@@ -223,7 +197,7 @@ class HostSession:
 
     async def _run(self) -> None:
         while not self._stopping:
-            attempt = _Attempt(self.attempts + 1)
+            attempt = Attempt(self.attempts + 1, self.clock.seconds())
             self.attempts += 1
             self.current = attempt
             if attempt.number > 1:
@@ -245,7 +219,7 @@ class HostSession:
                 self._lost(attempt, e)
                 self.bus.detach()  # first: nobody may publish into a transport that is gone
                 self._apply(SessionEvent.LOST, e.reason)
-            except (Exception, asyncio.CancelledError) as e:  # a bug: log it, count it, go on
+            except Exception as e:  # a bug: log it, count it, go on
                 self.log.failure("attach attempt crashed", **self._fields(attempt))
                 self._attach_failed(attempt, AttachError(self.phase or "attach",
                                                          f"internal error: {e!r}", code="internal"))
@@ -270,12 +244,23 @@ class HostSession:
             finally:
                 self._step_d = None
 
-    # -- one attempt ------------------------------------------------------------------------------
-    async def _attempt(self, a: _Attempt) -> None:
-        s = self.settings
+    # -- one attempt: a step per phase ---------------------------------------------------------
+    async def _attempt(self, a: Attempt) -> None:
         self._apply(SessionEvent.ATTEMPT)
-        started = self.clock.seconds()
-        self._enter("attach", a)
+        steps = (self._join_room, self._open_offer, self._answer, self._connect,
+                 self._open_channels, self._secure, self._announce)
+        for phase, step in zip(PHASES, steps, strict=True):
+            self._enter(phase, a)
+            detail = await step(a)
+            self._exit(phase, a, **detail)
+        self._release_slot(a)
+        self._became_ready(a)
+        reason, code = await a.lost_d
+        raise TransportLost(reason, code)
+
+    async def _join_room(self, a: Attempt) -> dict[str, Any]:
+        """attach: wait for the gate; Road's attach; the WebSocket join; the host in the room."""
+        s = self.settings
         if s.gate is not None:
             queued = s.gate.acquire()
             a.waiting = queued
@@ -288,86 +273,96 @@ class HostSession:
         a.peer_session_id = await self._timed(
             a, _wrap_road(self.road.attach(self.host_session_id, self._join_code, _uuid()), "attach"),
             s.phase_timeout, "attach", "Road's attach request")
-        a.signaling = SignalingSession(
+        a.signaling = room = SignalingSession(
             reactor=self.reactor, clock=self.clock, road_url=s.road_url,
             host_session_id=self.host_session_id, join_code=self._join_code,
-            peer_session_id=a.peer_session_id, ping_interval=s.ping_interval,
+            peer_session_id=a.road_peer, ping_interval=s.ping_interval,
             pong_timeout=s.pong_timeout, log_fields=self._fields(a),
             metadata={"manager_instance_id": s.manager_instance_id} if s.manager_instance_id else None)
-        await self._timed(a, Deferred.fromCoroutine(a.signaling.open()), s.phase_timeout, "attach",
+        await self._timed(a, Deferred.fromCoroutine(room.open()), s.phase_timeout, "attach",
                           "the signaling join")
-        a.signaling.lost.addCallback(
-            lambda reason: self._lose(a, f"signaling: {reason}", a.signaling.lost_code or "ws_lost"))
-        a.host_peer_id = await self._timed(a, Deferred.fromCoroutine(a.signaling.wait_host()),
+        room.lost.addCallback(
+            lambda reason: self._lose(a, f"signaling: {reason}", room.lost_code or "ws_lost"))
+        a.host_peer_id = await self._timed(a, Deferred.fromCoroutine(room.wait_host()),
                                            s.offer_timeout, "attach", "the host to join the room")
-        self._exit("attach", a, my_peer_id=a.signaling.my_id)
+        return {"my_peer_id": room.my_id}
 
-        self._enter("offer", a)
+    async def _open_offer(self, a: Attempt) -> dict[str, Any]:
+        """offer: poll the mailbox for the host's offer; open it with the session key."""
+        s = self.settings
         offer = await self._timed(a, Deferred.fromCoroutine(self._poll_offer(a)), s.offer_timeout,
                                   "offer", "an offer from the host")
         a.handshake_id = offer.handshake_id
-        session_key = await self._timed(a, a.key_d, s.phase_timeout, "offer", "the session key")
-        psk = crypto.derive_handshake_key(session_key, a.handshake_id)
-        offer_sdp = negotiation.open_offer(offer, psk)
-        self._exit("offer", a, handshake_id=a.handshake_id, sealed=offer.sealed is not None)
+        session_key = await self._timed(a, _need_deferred(a.key_d), s.phase_timeout, "offer",
+                                        "the session key")
+        a.psk = crypto.derive_handshake_key(session_key, offer.handshake_id)
+        a.offer_sdp = negotiation.open_offer(offer, a.psk)
+        return {"handshake_id": offer.handshake_id, "sealed": offer.sealed is not None}
 
-        self._enter("answer", a)
-        a.peer = await _aio.as_deferred(_make_peer(self, a))
-        a.peer_lost = _aio.as_deferred(a.peer.wait_lost())
+    async def _answer(self, a: Attempt) -> dict[str, Any]:
+        """answer: the aiortc answer (candidates gathered here), sealed, posted to the mailbox."""
+        s, psk, room = self.settings, a.key, a.room
+        handshake_id = a.handshake_id or ""
+        a.peer = peer = await _aio.as_deferred(_make_peer(self, a))
+        a.peer_lost = _aio.as_deferred(peer.wait_lost())
         a.peer_lost.addCallbacks(lambda reason: self._lose(a, reason, "peer_lost"), lambda f: None)
-        a.link = HostLink(lambda data: a.peer.send(BEACH, data), self.clock.seconds,
+        a.link = HostLink(lambda data: peer.send(BEACH, data), self.clock.seconds,
                           on_text=lambda text: self._on_text(a, text),
                           on_frame=lambda frame: self._on_frame(a, frame),
-                          buffered=lambda: a.peer.buffered_amount(BEACH) if a.peer else 0)
+                          buffered=lambda: peer.buffered_amount(BEACH))
         if join_code_present(self._join_code):
             # Ready even when we do not expect Noise: the host's handshake channel decides.
-            a.handshake = crypto.SecureHandshake(crypto.Role.RESPONDER, psk, a.handshake_id,
-                                                 a.signaling.my_id, a.host_peer_id)
-        for cand in a.signaling.take_candidates(a.handshake_id,
-                                                lambda c: self._remote_candidate(a, psk, c)):
+            a.handshake = crypto.SecureHandshake(crypto.Role.RESPONDER, psk, handshake_id,
+                                                 a.my_peer, a.host_peer)
+        for cand in room.take_candidates(handshake_id, lambda c: self._remote_candidate(a, psk, c)):
             self._remote_candidate(a, psk, cand)
-        answer_sdp = await self._timed(a, _aio.as_deferred(a.peer.answer(offer_sdp)),
+        answer_sdp = await self._timed(a, _aio.as_deferred(peer.answer(a.offer_sdp or "")),
                                        s.phase_timeout, "answer", "building the answer")
-        payload = negotiation.answer_payload(psk, a.handshake_id, a.signaling.my_id,
-                                             a.host_peer_id, answer_sdp, self.sealed)
-        tries = await self._timed(a, _wrap_road(self.road.post_answer(a.peer_session_id, payload),
-                                                "answer"), s.phase_timeout, "answer",
-                                  "posting the answer")
-        self._exit("answer", a, post_tries=tries)
+        payload = negotiation.answer_payload(psk, handshake_id, a.my_peer, a.host_peer, answer_sdp,
+                                             self.sealed)
+        tries = await self._timed(a, _wrap_road(self.road.post_answer(a.road_peer, payload), "answer"),
+                                  s.phase_timeout, "answer", "posting the answer")
+        return {"post_tries": tries}
 
-        self._enter("ice", a)
-        await self._timed(a, _aio.as_deferred(a.peer.wait_connected()), s.phase_timeout, "ice",
-                          "ICE and DTLS")
-        self._exit("ice", a)
+    async def _connect(self, a: Attempt) -> dict[str, Any]:
+        """ice: the peer connection reaches "connected" (ICE + DTLS)."""
+        await self._timed(a, _aio.as_deferred(a.pc.wait_connected()), self.settings.phase_timeout,
+                          "ice", "ICE and DTLS")
+        return {}
 
-        self._enter("dc_open", a)
-        await self._timed(a, _aio.as_deferred(a.peer.wait_channel(BEACH)), s.phase_timeout,
+    async def _open_channels(self, a: Attempt) -> dict[str, Any]:
+        """dc_open: "beach" opens; the host's handshake channel (if it runs Noise for us)."""
+        peer = a.pc
+        await self._timed(a, _aio.as_deferred(peer.wait_channel(BEACH)), self.settings.phase_timeout,
                           "dc_open", "the 'beach' data channel")
-        if self.secure and HANDSHAKE not in a.peer.channels:
+        if self.secure and HANDSHAKE not in peer.channels:
             # Hosts open it right after "beach"; its absence means the host runs no Noise
             # for us (reference §4.1: the host's channel is authoritative).
             try:
-                await self._timed(a, _aio.as_deferred(a.peer.wait_channel(HANDSHAKE)),
+                await self._timed(a, _aio.as_deferred(peer.wait_channel(HANDSHAKE)),
                                   HANDSHAKE_GRACE, "dc_open", "the handshake channel")
             except AttachError as e:
                 if e.code != "timeout":
                     raise
-        a.secure = HANDSHAKE in a.peer.channels and a.handshake is not None
+        a.secure = HANDSHAKE in peer.channels and a.handshake is not None
         if self.secure and not a.secure:
             self.log.warn("the host opened no {label!r} channel within {grace}s: continuing "
                           "WITHOUT Beach's secure transport (DTLS only); is the host's "
                           "BEACH_INSECURE_TRANSPORT set?", label=HANDSHAKE, grace=HANDSHAKE_GRACE,
                           **self._fields(a))
-        self._exit("dc_open", a, channels=sorted(a.peer.channels))
+        return {"channels": sorted(peer.channels)}
 
-        self._enter("handshake", a)
+    async def _secure(self, a: Attempt) -> dict[str, Any]:
+        """handshake: Noise XX responder + challenge frames; "beach" is encrypted from here."""
         if a.secure:
-            await self._timed(a, a.handshake_d, s.phase_timeout, "handshake",
+            await self._timed(a, a.handshake_d, self.settings.phase_timeout, "handshake",
                               "the Noise handshake and challenge")
-        self._exit("handshake", a, secure=a.secure)
+        return {"secure": a.secure}
 
-        self._enter("ready", a)
-        a.link.send_text(READY)
+    async def _announce(self, a: Attempt) -> dict[str, Any]:
+        """ready: "__ready__" sent; the host answers "__offer_ready__"."""
+        s = self.settings
+        a.channel.send_text(READY)
         try:
             await self._timed(a, a.offer_ready_d, s.ready_timeout, "ready", "__offer_ready__")
         except AttachError as e:
@@ -377,13 +372,9 @@ class HostSession:
                                   f"peer: is another manager or viewer attached?)",
                                   code="no_offer_ready") from None
             raise
-        elapsed = self.clock.seconds() - started
+        elapsed = self.clock.seconds() - a.started
         self.metrics.transport_rtc_ready_seconds.observe(elapsed)
-        self._exit("ready", a, rtc_ready_seconds=round(elapsed, 4))
-        self._release_slot(a)
-        self._became_ready(a)
-        reason = await a.lost_d
-        raise TransportLost(reason[0], reason[1])
+        return {"rtc_ready_seconds": round(elapsed, 4)}
 
     def _session_key(self) -> Deferred:
         """The session key; a busy key cache is waited out, other errors become AttachError."""
@@ -400,13 +391,13 @@ class HostSession:
 
         return Deferred.fromCoroutine(get())
 
-    async def _poll_offer(self, a: _Attempt) -> sig.WebRtcSdpPayload:
+    async def _poll_offer(self, a: Attempt) -> sig.WebRtcSdpPayload:
         """Poll every ``poll_interval``; when the host starts trickling candidates for a new
         handshake (it posts its offer right then), poll at once and briefly faster."""
         quick = 0
         while True:
             try:
-                offer = await self.road.poll_offer(a.peer_session_id, a.signaling.my_id)
+                offer = await self.road.poll_offer(a.road_peer, a.my_peer)
             except RoadError as e:
                 raise AttachError("offer", str(e), code="road_error") from None
             if offer is not None:
@@ -422,12 +413,17 @@ class HostSession:
             if await self._sleep_or_hint(a, self.settings.poll_interval):
                 quick = QUICK_POLLS
 
-    async def _sleep_or_hint(self, a: _Attempt, seconds: float) -> bool:
+    async def _sleep_or_hint(self, a: Attempt, seconds: float) -> bool:
         """Sleep *seconds*, or less if an offer hint arrives; True when woken by the hint."""
-        woke: Deferred = Deferred()
-        hint = a.signaling.next_offer_hint()
-        call = self.clock.callLater(seconds, lambda: woke.called or woke.callback(False))
-        hint.addCallback(lambda _: woke.called or woke.callback(True))
+        woke: Deferred[bool] = Deferred()
+
+        def wake(hinted: bool) -> None:
+            if not woke.called:
+                woke.callback(hinted)
+
+        hint = a.room.next_offer_hint()
+        call = self.clock.callLater(seconds, wake, False)
+        hint.addCallback(lambda _: wake(True))
         try:
             return await woke
         finally:
@@ -437,9 +433,9 @@ class HostSession:
                 hint.cancel()
             hint.addErrback(lambda f: None)
 
-    def _remote_candidate(self, a: _Attempt, psk: bytes, cand: sig.IceCandidateSignal) -> None:
+    def _remote_candidate(self, a: Attempt, psk: bytes, cand: sig.IceCandidateSignal) -> None:
         try:
-            ice = negotiation.open_candidate(psk, cand, a.host_peer_id, a.signaling.my_id)
+            ice = negotiation.open_candidate(psk, cand, a.host_peer, a.my_peer)
         except negotiation.NegotiationError as e:
             self.log.warn("dropping an ICE candidate that does not open: {error}", error=str(e),
                           **self._fields(a))
@@ -449,37 +445,40 @@ class HostSession:
                             self.log)
 
     # -- data-channel traffic ---------------------------------------------------------------------
-    def _on_message(self, a: _Attempt, label: str, data: bytes) -> None:
+    def _on_message(self, a: Attempt, label: str, data: bytes) -> None:
         a.last_inbound = self.clock.seconds()
         if label == BEACH and a.link is not None:
             a.link.receive(data)
         elif label == HANDSHAKE and a.handshake is not None and a.link is not None:
             self._handshake_message(a, data)
 
-    def _handshake_message(self, a: _Attempt, data: bytes) -> None:
-        if a.handshake_d.called:
+    def _handshake_message(self, a: Attempt, data: bytes) -> None:
+        handshake = a.handshake
+        if a.handshake_d.called or handshake is None:
             return
         try:
-            replies = a.handshake.receive(data)
+            replies = handshake.receive(data)
             for reply in replies:
-                a.peer.send(HANDSHAKE, reply)
+                a.pc.send(HANDSHAKE, reply)
         except (crypto.CryptoError, PeerClosed) as e:
             a.handshake_d.errback(Failure(AttachError("handshake", f"secure handshake failed: {e}",
                                                       code="handshake_failed")))
             return
-        if a.handshake.done:
-            a.link.install_secure(crypto.SecureChannel(a.handshake.keys.send_key,
-                                                       a.handshake.keys.recv_key))
-            a.handshake_d.callback(a.handshake.verification_code)
+        if handshake.done:
+            keys = handshake.keys
+            if keys is None:
+                raise RuntimeError("a finished handshake has no transport keys")
+            a.channel.install_secure(crypto.SecureChannel(keys.send_key, keys.recv_key))
+            a.handshake_d.callback(handshake.verification_code)
 
-    def _on_text(self, a: _Attempt, text: str) -> None:
+    def _on_text(self, a: Attempt, text: str) -> None:
         if text == OFFER_READY:
             if not a.offer_ready_d.called:
                 a.offer_ready_d.callback(None)
         elif text.startswith("beach:status:"):
             self.log.info("host status: {status}", status=text[len("beach:status:"):], **self._fields(a))
 
-    def _on_frame(self, a: _Attempt, frame: Any) -> None:
+    def _on_frame(self, a: Attempt, frame: Any) -> None:
         if isinstance(frame, frames.Extension):
             self.bus.deliver(frame.namespace, frame.kind, frame.payload)
         elif isinstance(frame, frames.Shutdown):
@@ -487,7 +486,7 @@ class HostSession:
         else:
             self.mirror.apply(frame, now_ms=self.clock.seconds() * 1000.0)
 
-    def _on_peer_event(self, a: _Attempt, name: str, **info: Any) -> None:
+    def _on_peer_event(self, a: Attempt, name: str, **info: Any) -> None:
         if name == "dc_state_change":
             self.log.info("dc_state_change {label} -> {new_state}", label=info["label"],
                           new_state=info["new_state"], seq=info["seq"], **self._fields(a))
@@ -497,12 +496,12 @@ class HostSession:
             self.log.debug("peer event {event} {info}", event=name, info=info, **self._fields(a))
 
     # -- ready and loss ---------------------------------------------------------------------------
-    def _became_ready(self, a: _Attempt) -> None:
+    def _became_ready(self, a: Attempt) -> None:
         """Attach the bus sender, then announce ``ready``: a subscriber that publishes from
         its callback (a delivery lane with a backlog) finds the sender in place."""
         self.ready_at = self.clock.seconds()
         a.last_inbound = self.ready_at
-        link = a.link
+        link = a.channel
 
         def send(namespace: str, topic: str, payload: bytes) -> bool:
             try:
@@ -515,12 +514,12 @@ class HostSession:
         self._apply(SessionEvent.READY)
 
     @staticmethod
-    def _release_slot(a: _Attempt) -> None:
+    def _release_slot(a: Attempt) -> None:
         slot, a.slot = a.slot, None
         if slot is not None:
             slot.release()
 
-    def _arm_watchdog(self, a: _Attempt) -> None:
+    def _arm_watchdog(self, a: Attempt) -> None:
         timeout = self.settings.heartbeat_timeout
         silent = self.clock.seconds() - a.last_inbound
         if silent >= timeout:
@@ -529,7 +528,7 @@ class HostSession:
             return
         a.watchdog = self.clock.callLater(max(0.5, timeout - silent), self._arm_watchdog, a)
 
-    def _lose(self, a: _Attempt, reason: str, code: str) -> None:
+    def _lose(self, a: Attempt, reason: str, code: str) -> None:
         """The attempt's transport (or its signaling) is gone: wake whatever the attempt awaits."""
         if a.lost_reason is not None:
             return
@@ -539,7 +538,7 @@ class HostSession:
         if a.waiting is not None and not a.waiting.called:
             a.waiting.cancel()
 
-    async def _teardown(self, a: _Attempt) -> None:
+    async def _teardown(self, a: Attempt) -> None:
         self.bus.detach()
         self._release_slot(a)
         if a.watchdog is not None and a.watchdog.active():
@@ -557,7 +556,7 @@ class HostSession:
             timer = self.clock.callLater(CLOSE_TIMEOUT, closing.cancel)
             try:
                 await closing
-            except (Exception, asyncio.CancelledError) as e:  # a stuck close is abandoned
+            except Exception as e:  # a stuck close is abandoned (CancelledError included)
                 self.log.warn("closing the peer connection failed: {error!r}", error=e,
                               **self._fields(a))
             finally:
@@ -565,12 +564,12 @@ class HostSession:
                     timer.cancel()
 
     # -- bookkeeping ------------------------------------------------------------------------------
-    async def _timed(self, a: _Attempt, d: Deferred, seconds: float, phase: str, what: str) -> Any:
+    async def _timed(self, a: Attempt, d: Deferred, seconds: float, phase: str, what: str) -> Any:
         """Await *d* for at most *seconds*; a loss of the attempt's transport or signaling
         interrupts the wait.  Failures become AttachError(phase).
 
-        The timer is ours (not ``addTimeout``): cancelling a Deferred that wraps an asyncio
-        task fails it with ``asyncio.CancelledError``, which ``addTimeout`` does not convert."""
+        The timer is ours (not ``addTimeout``) so that an expiry, a loss and a stop, which all
+        cancel *d*, are told apart."""
         if a.lost_reason is not None:
             d.cancel()
             d.addErrback(lambda f: None)
@@ -585,7 +584,7 @@ class HostSession:
         a.waiting = d
         try:
             return await d
-        except (CancelledError, asyncio.CancelledError):
+        except CancelledError:
             if self._stopping:
                 raise CancelledError() from None
             if a.lost_reason is not None:
@@ -601,14 +600,14 @@ class HostSession:
             if timer.active():
                 timer.cancel()
 
-    def _enter(self, phase: str, a: _Attempt) -> None:
+    def _enter(self, phase: str, a: Attempt) -> None:
         self.phase = phase
         self._event(phase, "pending", a)
 
-    def _exit(self, phase: str, a: _Attempt, **detail: Any) -> None:
+    def _exit(self, phase: str, a: Attempt, **detail: Any) -> None:
         self._event(phase, "ok", a, **detail)
 
-    def _event(self, phase: str, status: str, a: _Attempt, **detail: Any) -> None:
+    def _event(self, phase: str, status: str, a: Attempt, **detail: Any) -> None:
         now = self.clock.seconds()
         self.timeline.append({"at": round(now, 4), "phase": phase, "status": status,
                               "attempt": a.number, "transport_id": a.transport_id,
@@ -618,7 +617,7 @@ class HostSession:
                       correlation_id=a.correlation_id, detail=detail,
                       **self._fields(a, phase=phase))
 
-    def _attach_failed(self, a: _Attempt, e: AttachError) -> None:
+    def _attach_failed(self, a: Attempt, e: AttachError) -> None:
         self.metrics.attach_failure_total.labels(phase=e.phase).inc()
         self.last_error = {"phase": e.phase, "reason": e.reason, "code": e.code,
                            "at": self.clock.seconds(), "attempt": a.number}
@@ -629,7 +628,7 @@ class HostSession:
                       host_peer_id=a.host_peer_id, code=e.code, correlation_id=a.correlation_id,
                       **self._fields(a, phase=e.phase))
 
-    def _lost(self, a: _Attempt, e: TransportLost) -> None:
+    def _lost(self, a: Attempt, e: TransportLost) -> None:
         up = self.clock.seconds() - (self.ready_at or self.clock.seconds())
         if up >= self.settings.stable_after:
             self.failures = 0
@@ -640,7 +639,7 @@ class HostSession:
                       reason=e.reason, code=e.code, correlation_id=a.correlation_id,
                       **self._fields(a, phase="reconnect"))
 
-    def _fields(self, a: _Attempt | None = None, phase: str | None = None) -> dict[str, Any]:
+    def _fields(self, a: Attempt | None = None, phase: str | None = None) -> dict[str, Any]:
         a = a or self.current
         return fields(manager_instance_id=self.settings.manager_instance_id,
                       host_session_id=self.host_session_id,
@@ -678,11 +677,17 @@ def _uuid() -> str:
     return str(uuid.uuid4())
 
 
-async def _make_peer(machine: HostSession, a: _Attempt) -> AnswerPeer:
+async def _make_peer(machine: HostSession, a: Attempt) -> AnswerPeer:
     ice = machine.settings.ice
     return AnswerPeer(ice, on_message=lambda label, data: machine._on_message(a, label, data),
                       on_event=lambda name, **info: machine._on_peer_event(a, name, **info),
                       public_address=ice.public_ip)
+
+
+def _need_deferred(d: Deferred[bytes] | None) -> Deferred[bytes]:
+    if d is None:
+        raise RuntimeError("the session key was never asked for (made in phase 'attach')")
+    return d
 
 
 def _wrap_road(coro, phase: str) -> Deferred:
