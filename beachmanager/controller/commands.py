@@ -12,9 +12,9 @@ typed, decoded once by :mod:`beachmanager.protocol.harness` in the bus subscribe
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
+from ..protocol import harness
 from .queue import MAX_ACTION_ID_LEN
 
 #: Largest action payload accepted (serialized JSON bytes); the bus chunks at 14 KiB.
@@ -27,29 +27,20 @@ class CommandError(ValueError):
 
 
 def system_time(seconds: float) -> dict[str, int]:
-    secs = math.floor(seconds)
-    nanos = min(999_999_999, max(0, round((seconds - secs) * 1e9)))
-    return {"secs_since_epoch": int(secs), "nanos_since_epoch": int(nanos)}
+    """A serde SystemTime object for Unix *seconds*."""
+    return harness.to_value(harness.Timestamp.from_seconds(seconds))
 
 
 def parse_system_time(value: Any, what: str) -> float | None:
-    """Epoch seconds from a SystemTime object or ``[secs, nanos]``; None for null."""
+    """Epoch seconds from a SystemTime object or ``[secs, nanos]``; None for null.  The one
+    SystemTime reader is the harness codec's."""
     if value is None:
         return None
-    if isinstance(value, dict):
-        if set(value) != {"secs_since_epoch", "nanos_since_epoch"}:
-            raise CommandError(f"{what} must be {{secs_since_epoch, nanos_since_epoch}}")
-        secs, nanos = value["secs_since_epoch"], value["nanos_since_epoch"]
-    elif isinstance(value, list | tuple) and len(value) == 2:
-        secs, nanos = value
-    else:
-        raise CommandError(f"{what} must be a SystemTime object, [secs, nanos] or null")
-    for part in (secs, nanos):
-        if isinstance(part, bool) or not isinstance(part, int) or part < 0:
-            raise CommandError(f"{what} parts must be whole numbers >= 0")
-    if nanos > 999_999_999 or secs > 2**63:
-        raise CommandError(f"{what} is out of range")
-    return secs + nanos / 1e9
+    try:
+        return harness.from_value(value, harness.Timestamp).to_seconds()
+    except harness.HarnessError as e:
+        raise CommandError(f"{what} must be a SystemTime {{secs_since_epoch, nanos_since_epoch}}, "
+                           f"[secs, nanos] or null ({e})") from None
 
 
 def parse_command(raw: Any, index: int = 0) -> dict[str, Any]:
@@ -69,9 +60,9 @@ def parse_command(raw: Any, index: int = 0) -> dict[str, Any]:
     if len(json.dumps(payload, separators=(",", ":"))) > MAX_PAYLOAD_BYTES:
         raise CommandError(f"{where}.payload is larger than {MAX_PAYLOAD_BYTES} bytes")
     expires = raw.get("expires_at")
-    parse_system_time(expires, f"{where}.expires_at")
-    if isinstance(expires, list | tuple):
-        expires = {"secs_since_epoch": expires[0], "nanos_since_epoch": expires[1]}
+    if expires is not None:  # normalized to the object form
+        parse_system_time(expires, f"{where}.expires_at")
+        expires = harness.to_value(harness.from_value(expires, harness.Timestamp))
     return {"id": action_id, "action_type": action_type, "payload": payload, "expires_at": expires}
 
 

@@ -35,6 +35,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
+from ..protocol import harness
 from ..telemetry.logs import fields
 from .commands import action_envelope, expires_at, system_time
 from .queue import QueuedAction
@@ -397,10 +398,11 @@ class DeliveryEngine:
         self._pump(lane)
 
     # -- acks ----------------------------------------------------------------------------------
-    def on_ack(self, host: str, ack: dict[str, Any]) -> bool:
-        """A parsed ActionAck from *host*; True when it finished an action."""
+    def on_ack(self, host: str, ack: harness.ActionAck) -> bool:
+        """An ActionAck from *host* (decoded once by the bus subscriber); True when it
+        finished an action."""
         lane = self.lanes.get(host)
-        action_id = ack["id"]
+        action_id = ack.id
         t = None
         if lane is not None:
             t = lane.inflight.pop(action_id, None) or lane.waiting.pop(action_id, None)
@@ -415,8 +417,8 @@ class DeliveryEngine:
         now = self.clock.seconds()
         lane.last_ack_at = now
         lane.acked_send_no = max(lane.acked_send_no, t.send_no)
-        self._finish(lane, t, ack["status"], now, ack.get("error_code"),
-                     ack.get("error_message"), False, ack.get("latency_ms"))
+        self._finish(lane, t, str(ack.status), now, ack.error_code, ack.error_message, False,
+                     ack.latency_ms)
         self._pump(lane)
         return True
 

@@ -290,11 +290,7 @@ class Ingest:
 
     # -- typed values (what the bus subscriber hands out) -------------------------------------
     def ack_value(self, host: str, ack: harness.ActionAck) -> None:
-        self.engine.on_ack(host, {
-            "id": ack.id, "status": str(harness.AckStatus(ack.status).value),
-            "applied_at": ack.applied_at.to_seconds() if ack.applied_at else None,
-            "latency_ms": ack.latency_ms, "error_code": ack.error_code,
-            "error_message": ack.error_message})
+        self.engine.on_ack(host, ack)
 
     def state_value(self, host: str, diff: harness.StateDiff) -> None:
         seq = diff.sequence

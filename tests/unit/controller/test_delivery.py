@@ -11,6 +11,7 @@ from beachmanager.controller.commands import system_time
 from beachmanager.controller.delivery import DeliveryEngine
 from beachmanager.controller.queue import NewAction
 from beachmanager.controller.queue_memory import MemoryActionQueue
+from beachmanager.protocol import harness as hj
 from beachmanager.telemetry.metrics import Metrics
 
 
@@ -69,7 +70,8 @@ class Rig:
         return result
 
     def ack(self, i, status="ok", host="h1", **extra):
-        return self.engine.on_ack(host, {"id": f"a-{i}", "status": status, **extra})
+        return self.engine.on_ack(host, hj.ActionAck(f"a-{i}", hj.AckStatus(status),
+                                                     hj.Timestamp(1, 0), **extra))
 
     def stop(self):
         self.engine.stop()

@@ -119,9 +119,9 @@ def test_ingest_routes_acks_and_keeps_latest_state_and_health():
     cache = MemoryRuntimeCache(clock)
     engine = FakeEngine()
     ingest = Ingest(engine, cache, clock)
-    ingest.ack_value("h1", hj.ActionAck("a-1", hj.AckStatus.OK, hj.Timestamp(1, 0)))
-    assert engine.acks == [("h1", {"id": "a-1", "status": "ok", "applied_at": 1.0, "latency_ms": None,
-                                   "error_code": None, "error_message": None})]
+    ack = hj.ActionAck("a-1", hj.AckStatus.OK, hj.Timestamp(1, 0))
+    ingest.ack_value("h1", ack)
+    assert engine.acks == [("h1", ack)]  # typed end to end: no dict round trip
     t = hj.Timestamp(5, 0)
     ingest.state_value("h1", hj.StateDiff(2, t, {"lines": ["b"]}))
     ingest.state_value("h1", hj.StateDiff(1, t, {"lines": ["r"]}))  # a restarted harness: kept
