@@ -206,7 +206,8 @@ def test_an_action_sent_to_a_non_owner_reaches_the_host(cluster):
                                  {"controller_token": token, "actions": [write_to(str(out), "VIA-OTHER")]})
     assert status == 200, body
     assert body["enqueued"] == ["VIA-OTHER"]
-    assert {k.lower(): v for k, v in headers.items()}["x-beach-served-by"] == owner.instance_id
+    # taken by the non-owner into the host's shared stream; the answer names the owner
+    assert {k.lower(): v for k, v in headers.items()}["x-beach-owned-by"] == owner.instance_id
     wait_for("the action applied on the host", lambda: lines(out) == ["VIA-OTHER"], 20)
     # A read about the host at the non-owner is redirected to the owner.
     req = urllib.request.Request(f"{other.url}/sessions/{host}/actions/VIA-OTHER")
