@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -65,7 +65,8 @@ class ManagerParts:
     dev_hosts: DevHosts | None = None
 
     def stores(self) -> dict[str, Any]:
-        return {s.name: s.status() for s in (self.postgres, self.redis) if s is not None}
+        # named by ReadyService.__init__; Twisted's Service declares ``name = None``
+        return {cast(str, s.name): s.status() for s in (self.postgres, self.redis) if s is not None}
 
 
 def exit_process(reactor, code: int) -> None:
@@ -120,7 +121,7 @@ class ManagerService(OrderedMultiService):
         # blamed first, so the root's watchers run ahead of the parts' own.
         for child in self:
             if isinstance(child, ReadyService) and child.critical:
-                child.whenReady().addErrback(self._fatal, child.name)
+                child.whenReady().addErrback(self._fatal, cast(str, child.name))
         super().startService()
 
     def _fatal(self, failure: Failure, name: str) -> None:
@@ -161,6 +162,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     ctx = ManagerContext(config=config, reactor=reactor, clock=clock,
                          metrics=metrics or Metrics(), crash=CrashReporter())
     root = ManagerService(ctx, on_fatal=on_fatal)
+    deps: ApiDeps  # built last, once every part exists (the site is built when HTTP starts)
 
     def add(part):
         part.setServiceParent(root)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from typing import Any
 
 from twisted.python import usage
 
@@ -46,8 +47,10 @@ class Options(usage.Options):
         sys.exit(0)
 
     def postOptions(self) -> None:
-        cli = {s.key: self.repeated.get(s.key, []) if s.repeatable else self[s.option]
-               for s in SETTINGS}
+        # a repeatable setting's value is the list of its occurrences (load reads either)
+        cli: dict[str, Any] = {
+            s.key: self.repeated.get(s.key, []) if s.repeatable else self[s.option]
+            for s in SETTINGS}
         self.config = config_module.load(cli, self.environ)
 
     def parseOptions(self, options=None):
@@ -86,4 +89,7 @@ def makeService(options: Options, reactor=None):
     ensure_loop_current(reactor)
     from .manager import build_manager
 
-    return build_manager(options.config, reactor)
+    config = options.config
+    if config is None:
+        raise RuntimeError("the options are not parsed (no config): call parseOptions first")
+    return build_manager(config, reactor)

@@ -25,7 +25,8 @@ def build_app(deps: ApiDeps):
 
 
 def build_site(deps: ApiDeps):
-    from twisted.web.server import Request, Site
+    from twisted.web.http import Request
+    from twisted.web.server import Site
 
     # JSON only: no form-body parsing, which would also parse every Content-Type header
     # with the email package (about 6% of the manager's profile at 500 single-action requests/s)

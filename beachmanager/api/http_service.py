@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from ..service import FatalStartupError, ReadyService
@@ -17,12 +19,12 @@ class HttpService(ReadyService):
         self.reactor = reactor
         self.endpoint = endpoint
         self.site_factory = site_factory
-        self.port = None
+        self.port: IListeningPort | None = None
 
     def start(self) -> Deferred:
         d = serverFromString(self.reactor, self.endpoint).listen(self.site_factory())
 
-        def listening(port):
+        def listening(port: IListeningPort) -> IListeningPort:
             self.port = port
             host = port.getHost()
             self.log.info("HTTP API listening on {host}:{port}", host=getattr(host, "host", host),
@@ -41,7 +43,11 @@ class HttpService(ReadyService):
         return None
 
     def address(self) -> tuple[str, int]:
+        if self.port is None:
+            raise RuntimeError("the HTTP service is not listening")
         host = self.port.getHost()
+        if not isinstance(host, IPv4Address | IPv6Address):
+            raise RuntimeError(f"the HTTP listener has no host and port ({host!r})")
         return host.host, host.port
 
     def status(self) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..registry.store import EVENT_TYPES, HARNESS_TYPES, TRANSPORT_MODES
 from .schema import id_schema
 
@@ -104,12 +106,12 @@ CONTROLLER_EVENT = {
     },
 }
 CONTROLLER_EVENTS = {"type": "array", "items": CONTROLLER_EVENT}
-EVENT_QUERY = {
+EVENT_QUERY: dict[str, dict[str, Any]] = {
     "event_type": {"type": "string", "enum": sorted(EVENT_TYPES)},
     "since_ms": {"type": "integer", "minimum": 0, "maximum": 2**53},
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "Default 200"},
 }
-TENANT_QUERY = {
+TENANT_QUERY: dict[str, dict[str, Any]] = {
     "private_beach_id": {**PRIVATE_BEACH_ID,
                          "description": "Needed only when the session belongs to several private beaches"},
 }

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
-from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.error import TimeoutError as TwistedTimeout
 from twisted.internet.interfaces import IReactorTime
 
@@ -56,12 +57,14 @@ class RoadVerifier:
 
         url = self.url(host_session_id)
         timed_out = False
-        current = None  # the Deferred being waited on (the request, then the body)
+        # the Deferred being waited on (the request, then the body)
+        current: Deferred[Any] | None = None
 
         def give_up() -> None:
             nonlocal timed_out
             timed_out = True
-            current.cancel()
+            if current is not None:  # always set before the timer starts
+                current.cancel()
 
         try:
             current = self._client.post(url, json={"code": code})

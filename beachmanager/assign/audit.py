@@ -110,7 +110,12 @@ class PostgresAudit:
         """Write what is pending; fires True when written, False when it must wait (logged)."""
         if self._flushing is not None:
             after: Deferred = Deferred()
-            self._flushing.addBoth(lambda result: (after.callback(None), result)[1])
+
+            def then_after(result: object) -> object:
+                after.callback(None)
+                return result
+
+            self._flushing.addBoth(then_after)
             return after.addCallback(lambda _: self.flush())
         if self._instance is None and not (self._rows or self._released or self._events):
             return succeed(True)

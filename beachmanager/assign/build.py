@@ -15,14 +15,14 @@ from __future__ import annotations
 import hashlib
 import socket
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..context import ManagerContext
 from ..service import ReadyService
 from ..transport.events import SessionEvents
 from .attacher import HostsAttacher
 from .membership import timings
-from .service import AssignmentService
+from .service import AssignmentService, AssignmentStore, Audit
 
 if TYPE_CHECKING:
     from ..api.http_service import HttpService
@@ -81,7 +81,7 @@ def build_assignment(ctx: ManagerContext, *, events: SessionEvents, hosts: HostM
     t = timings(cfg.heartbeat_interval, cfg.membership_ttl)
     dead_after_ms = int(t.dead_after * 1000)
 
-    def store_factory() -> Any:  # the connection exists once the Redis service started
+    def store_factory() -> AssignmentStore:  # the connection exists once the Redis service started
         if redis is not None:
             from .store_redis import RedisAssignmentStore
 
@@ -91,7 +91,7 @@ def build_assignment(ctx: ManagerContext, *, events: SessionEvents, hosts: HostM
 
         return MemoryAssignmentStore(ctx.clock, dead_after_ms=dead_after_ms)
 
-    def audit_factory() -> Any:
+    def audit_factory() -> Audit:
         if postgres is not None:
             from .audit import PostgresAudit
 

@@ -14,7 +14,7 @@ next one tries again.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -56,7 +56,7 @@ class Membership:
 
     def __init__(self, store, audit, clock: IReactorTime, *, instance_id: str, capacity: int,
                  endpoint: Callable[[], str], timings: Timings,
-                 on_store_lost: Callable[[], Deferred | None] | None = None):
+                 on_store_lost: Callable[[], Awaitable[object]] | None = None):
         self.store = store
         self.audit = audit
         self.clock = clock

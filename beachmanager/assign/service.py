@@ -25,9 +25,9 @@ again when it registers or is configured again); a session that could not be sta
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.defer import (
@@ -55,6 +55,9 @@ from .model import (
     AssignmentUnavailable,
     CapacityExhausted,
     Decision,
+    Heartbeat,
+    InstanceInfo,
+    Member,
     Move,
     Ownership,
     SweepResult,
@@ -63,6 +66,57 @@ from .rendezvous import check_id
 
 #: Hosts named in one log line (the count is always complete).
 LOG_HOSTS = 50
+
+_T = TypeVar("_T")
+
+
+class AssignmentStore(Protocol):
+    """The shared assignment store (Redis, or in memory for one instance)."""
+
+    name: str
+
+    async def heartbeat(self, info: InstanceInfo, ttl_ms: int, incarnation: str,
+                        fresh: bool = False) -> Heartbeat: ...
+
+    async def leave(self, instance_id: str) -> int: ...
+
+    async def members(self) -> list[Member]: ...
+
+    async def assign(self, host: str, reason: str = "attach") -> Decision | None: ...
+
+    async def sweep(self) -> SweepResult: ...
+
+    async def handover(self, instance_id: str) -> SweepResult: ...
+
+    async def rebalance(self, instance_id: str, budget: int) -> SweepResult: ...
+
+    async def release(self, host: str, expected_owner: str | None = None) -> Move | None: ...
+
+    async def adopt(self, instance_id: str, capacity: int, hosts: list[str]) -> list[Move]: ...
+
+    async def mark_ready(self, host: str, instance_id: str, ready: bool) -> bool: ...
+
+    async def holdings(self, instance_id: str) -> tuple[bool, set[str]]: ...
+
+    async def lookup(self, host: str) -> Ownership | None: ...
+
+    async def ownerships(self, limit: int = 10_000) -> list[Ownership]: ...
+
+    async def recent_moves(self, count: int = 50) -> list[Move]: ...
+
+
+class Audit(Protocol):
+    """The audit tables the assignment state is mirrored to (Postgres, or in memory)."""
+
+    def note_instance(self, info: InstanceInfo, load: int, at_ms: int) -> None: ...
+
+    def note_owned(self, rows: list[Ownership]) -> None: ...
+
+    def note_moves(self, moves: list[Move], recorded_by: str) -> None: ...
+
+    def flush(self) -> Deferred[Any]: ...
+
+    def status(self) -> dict[str, Any]: ...
 
 
 class Attacher(Protocol):
@@ -117,8 +171,9 @@ class AssignmentService(ReadyService):
     log = Logger()
 
     def __init__(self, clock: IReactorTime, metrics: Metrics, *, instance_id: str, capacity: int,
-                 endpoint: Callable[[], str], timings: Timings, store_factory: Callable[[], Any],
-                 audit_factory: Callable[[], Any], events: SessionEvents,
+                 endpoint: Callable[[], str], timings: Timings,
+                 store_factory: Callable[[], AssignmentStore],
+                 audit_factory: Callable[[], Audit], events: SessionEvents,
                  attacher: Attacher | None = None, depends_on: Iterable[ReadyService] = (),
                  drain_timeout: float = 9.0, audit_every: int | None = None,
                  initial_hosts: Iterable[str] = (),
@@ -142,8 +197,8 @@ class AssignmentService(ReadyService):
         self._members_cache: tuple[float, list] | None = None
         self.drain_timeout = drain_timeout
         self.audit_every = audit_every or max(1, round(timings.interval / timings.tick))
-        self.store = None
-        self.audit = None
+        self.store: AssignmentStore | None = None
+        self.audit: Audit | None = None
         self.membership: Membership | None = None
         self.slots: dict[str, Slot] = {}
         self.draining = False
@@ -166,16 +221,17 @@ class AssignmentService(ReadyService):
             await dep.whenReady()
         self.store = self.store_factory()
         self.audit = self.audit_factory()
-        self.membership = Membership(self.store, self.audit, self.clock, instance_id=self.instance_id,
-                                     capacity=self.capacity, endpoint=self.endpoint,
-                                     timings=self.timings, on_store_lost=self._restore)
+        self.membership = membership = Membership(
+            self.store, self.audit, self.clock, instance_id=self.instance_id,
+            capacity=self.capacity, endpoint=self.endpoint, timings=self.timings,
+            on_store_lost=self._restore)
 
         def on_retry(attempt: int, e: Exception, wait: float) -> None:
             self.log.warn("assignment: cannot register {manager_instance_id} ({error}); retry "
                           "{attempt} in {wait:.1f}s", manager_instance_id=self.instance_id,
                           error=str(e) or type(e).__name__, attempt=attempt, wait=wait)
 
-        await retrying(self.membership.start, self.clock, delay=backoff(0.2, 5.0), on_retry=on_retry)
+        await retrying(membership.start, self.clock, delay=backoff(0.2, 5.0), on_retry=on_retry)
         self._unsubscribe = self.events.subscribe(self._session_changed)
         await self._tick_body()
         await self._place_initial_hosts()
@@ -193,7 +249,7 @@ class AssignmentService(ReadyService):
         sticky).  Those refused for want of capacity are tried again every heartbeat interval."""
         first = hosts is None
         refused = []
-        for host in self.initial_hosts if first else hosts:
+        for host in self.initial_hosts if hosts is None else hosts:
             try:
                 await self.assign(host)
                 self._unplaced.discard(host)
@@ -213,6 +269,22 @@ class AssignmentService(ReadyService):
         if self.membership is None:
             return None
         return ensureDeferred(self._drain())
+
+    # -- started parts -------------------------------------------------------------------------
+    def _running_store(self) -> AssignmentStore:
+        if self.store is None:
+            raise RuntimeError("the assignment service is not running (no store before start)")
+        return self.store
+
+    def _running_audit(self) -> Audit:
+        if self.audit is None:
+            raise RuntimeError("the assignment service is not running (no audit before start)")
+        return self.audit
+
+    def _running_membership(self) -> Membership:
+        if self.membership is None:
+            raise RuntimeError("the assignment service is not running (no membership before start)")
+        return self.membership
 
     # -- public API ------------------------------------------------------------------------------
     def owns(self, host_session_id: str) -> bool:
@@ -240,7 +312,7 @@ class AssignmentService(ReadyService):
     async def assign(self, host_session_id: str, reason: str = "attach") -> Decision:
         """Place *host_session_id* (sticky).  Raises CapacityExhausted or AssignmentUnavailable."""
         check_id("host session id", host_session_id)
-        decision = await self._store(self.store.assign(host_session_id, reason))
+        decision = await self._store(self._running_store().assign(host_session_id, reason))
         if decision is None:
             members = await self._members_quietly()
             live = [m for m in members if m.live]
@@ -267,17 +339,17 @@ class AssignmentService(ReadyService):
 
     async def release(self, host_session_id: str) -> Move | None:
         """Let a host go (its session ended): no instance owns it afterwards."""
-        move = await self._store(self.store.release(host_session_id))
+        move = await self._store(self._running_store().release(host_session_id))
         if move is not None:
             self._record_moves([move])
             background(self.reconcile(), "assignment reconcile", self.log)
         return move
 
     async def lookup(self, host_session_id: str) -> Ownership | None:
-        return await self._store(self.store.lookup(host_session_id))
+        return await self._store(self._running_store().lookup(host_session_id))
 
     async def members(self):
-        members = await self._store(self.store.members())
+        members = await self._store(self._running_store().members())
         self._members_cache = (self.clock.seconds(), members)
         return members
 
@@ -294,10 +366,10 @@ class AssignmentService(ReadyService):
         return None
 
     async def ownerships(self, limit: int = 10_000) -> list[Ownership]:
-        return await self._store(self.store.ownerships(limit))
+        return await self._store(self._running_store().ownerships(limit))
 
     async def recent_moves(self, count: int = 50) -> list[Move]:
-        return await self._store(self.store.recent_moves(count))
+        return await self._store(self._running_store().recent_moves(count))
 
     def _session_changed(self, change: SessionChange) -> None:
         """A host session changed (the one readiness stream): mirror readiness to the shared
@@ -314,7 +386,8 @@ class AssignmentService(ReadyService):
             slot.started = False  # stopped by someone else: started again on the next tick
 
     def _mark_ready(self, host_session_id: str, ready: bool) -> None:
-        d = ensureDeferred(self._store(self.store.mark_ready(host_session_id, self.instance_id, ready)))
+        store = self._running_store()
+        d = ensureDeferred(self._store(store.mark_ready(host_session_id, self.instance_id, ready)))
         background(d, "assignment mark ready", self.log)
 
     def _give_up(self, slot: Slot, why: str) -> None:
@@ -346,17 +419,18 @@ class AssignmentService(ReadyService):
     async def _tick_body(self) -> None:
         self._ticks += 1
         if not self.draining:
-            result = await self._store(self.store.sweep())
+            result = await self._store(self._running_store().sweep())
             if result.moves:
                 self._failover_log(result)
             await self._rebalance()
         await self.reconcile()
         await self._finish_handing(force=False)
         if self._ticks % self.audit_every == 0:
-            self.audit.note_owned([s.row for s in self.slots.values() if s.row and s.state != HANDING])
+            self._running_audit().note_owned([s.row for s in self.slots.values()
+                                              if s.row and s.state != HANDING])
             if self._unplaced and not self.draining:
                 await self._place_initial_hosts(sorted(self._unplaced))
-        await self.audit.flush()
+        await self._running_audit().flush()
 
     async def _rebalance(self) -> None:
         """Hand hosts that rank a live instance with room above us to it, a few at a time,
@@ -364,7 +438,7 @@ class AssignmentService(ReadyService):
         budget = self.rebalance_batch - sum(1 for s in self.slots.values() if s.state == HANDING)
         if budget <= 0 or not self.slots:
             return
-        result = await self._store(self.store.rebalance(self.instance_id, budget))
+        result = await self._store(self._running_store().rebalance(self.instance_id, budget))
         if result.moves:
             self._handing_out.update(m.host_session_id for m in result.moves)
             self._record_moves(result.moves)
@@ -392,7 +466,7 @@ class AssignmentService(ReadyService):
                               new_manager_instance_id=m.to, old_manager_instance_id=m.from_,
                               reason=m.reason, **fields(host_session_id=m.host_session_id,
                                                         manager_instance_id=self.instance_id))
-        self.audit.note_moves(moves, self.instance_id)
+        self._running_audit().note_moves(moves, self.instance_id)
 
     # -- reconcile -----------------------------------------------------------------------------
     def reconcile(self) -> Deferred:
@@ -400,12 +474,12 @@ class AssignmentService(ReadyService):
         return self._lock.run(lambda: ensureDeferred(self._reconcile()))
 
     async def _reconcile(self) -> None:
-        registered, owned = await self._store(self.store.holdings(self.instance_id))
+        registered, owned = await self._store(self._running_store().holdings(self.instance_id))
         if not registered and not self.draining:
             # The store lost our record (Redis restarted, or we stalled past the TTL): register
             # again and restore what we hold before trusting its idea of what we own.
-            await self.membership.beat_safely()
-            registered, owned = await self._store(self.store.holdings(self.instance_id))
+            await self._running_membership().beat_safely()
+            registered, owned = await self._store(self._running_store().holdings(self.instance_id))
         now = self.clock.seconds()
         held = {h for h, s in self.slots.items() if s.state != HANDING}
         gained, lost = sorted(owned - held), sorted(held - owned)
@@ -418,7 +492,7 @@ class AssignmentService(ReadyService):
                 if host in self.slots:  # was handing: it came back to us
                     del self.slots[host]
                 self.slots[host] = Slot(host, HELD, now, rows.get(host))
-            self.audit.note_owned([r for r in rows.values() if r is not None])
+            self._running_audit().note_owned([r for r in rows.values() if r is not None])
             by_reason: dict[str, list[str]] = {}
             for host in gained:
                 row = rows.get(host)
@@ -521,14 +595,14 @@ class AssignmentService(ReadyService):
         background(d, "attach host", self.log, host_session_id=host)
 
     async def _lookup_many(self, hosts: list[str]) -> dict[str, Ownership | None]:
-        results = await DeferredList([ensureDeferred(self.store.lookup(h)) for h in hosts],
+        results = await DeferredList([ensureDeferred(self._running_store().lookup(h)) for h in hosts],
                                      consumeErrors=True)
         return {h: (r if ok else None) for h, (ok, r) in zip(hosts, results, strict=True)}
 
     async def _restore(self) -> None:
         """The store lost our records: re-claim the hosts we hold that nobody owns now."""
         held = sorted(self.owned_hosts())
-        moves = await self._store(self.store.adopt(self.instance_id, self.capacity, held))
+        moves = await self._store(self._running_store().adopt(self.instance_id, self.capacity, held))
         if moves:
             self.log.warn("assignment: restored {count} host(s) to {manager_instance_id} after the "
                           "shared store lost them", count=len(moves),
@@ -546,12 +620,12 @@ class AssignmentService(ReadyService):
         self._lock.release()
         self.log.info("draining {manager_instance_id}: handing {count} host(s) to their next owners",
                       manager_instance_id=self.instance_id, count=len(self.owned_hosts()))
-        await self.membership.drain()
+        await self._running_membership().drain()
         deadline = self.clock.seconds() + self.drain_timeout
         while True:
             moved = 0
             try:
-                result = await self._store(self.store.handover(self.instance_id))
+                result = await self._store(self._running_store().handover(self.instance_id))
                 moved = len(result.moves)
                 if result.moves:
                     self._record_moves(result.moves)
@@ -573,17 +647,17 @@ class AssignmentService(ReadyService):
             await deferLater(self.clock, self.timings.tick)
         await self._finish_handing(force=True)
         try:
-            left = await self.membership.leave()
+            left = await self._running_membership().leave()
             self.log.info("{manager_instance_id} left the membership ({left} host(s) orphaned)",
                           manager_instance_id=self.instance_id, left=left)
         except Exception as e:
-            self.membership.stop_loop()
+            self._running_membership().stop_loop()
             self.log.warn("could not delete our membership record ({error}); it expires by TTL",
                           error=str(e) or type(e).__name__)
         for host in list(self.slots):
             del self.slots[host]
             self._detach(host)
-        await self.audit.flush()
+        await self._running_audit().flush()
 
     async def _finish_handing(self, force: bool) -> None:
         handing = [h for h, s in self.slots.items() if s.state == HANDING]
@@ -609,7 +683,7 @@ class AssignmentService(ReadyService):
                                   **fields(host_session_id=host, manager_instance_id=self.instance_id))
 
     # -- plumbing --------------------------------------------------------------------------------
-    async def _store(self, coro):
+    async def _store(self, coro: Coroutine[Any, Any, _T]) -> _T:
         try:
             return await with_timeout(ensureDeferred(coro), STORE_TIMEOUT, self.clock)
         except AssignmentUnavailable:

@@ -406,7 +406,7 @@ class DeliveryEngine:
         t = None
         if lane is not None:
             t = lane.inflight.pop(action_id, None) or lane.waiting.pop(action_id, None)
-        if t is None:
+        if lane is None or t is None:  # (a tracked action implies its lane)
             if lane is not None and action_id in lane.finished:
                 self.counters["duplicate_acks"] += 1
             else:

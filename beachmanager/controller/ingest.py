@@ -33,7 +33,7 @@ from twisted.internet.defer import (
     gatherResults,
 )
 from twisted.internet.defer import TimeoutError as DeferredTimeout
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -66,7 +66,8 @@ class AckWriter:
         self._held: set[tuple[str, str]] = set()  # buffered or being written
         self._writes: set[Deferred] = set()  # batches being written
         self._backing_off = 0  # failed writes waiting out their backoff: start no new ones
-        self._soon = None  # the reactor call that starts a batch for newly submitted acks
+        # the reactor call that starts a batch for newly submitted acks
+        self._soon: IDelayedCall | None = None
         self.running = False
         self._wake: Deferred | None = None
         self._loop: Deferred | None = None
@@ -146,7 +147,12 @@ class AckWriter:
             d = ensureDeferred(self._write_batch(batch))
             self._writes.add(d)
             d.addErrback(lambda f: self.log.failure("ack write failed unexpectedly", failure=f))
-            d.addBoth(lambda _, d=d: (self._writes.discard(d), self._poke()))
+            d.addBoth(self._written, d)
+
+    def _written(self, _: object, d: Deferred[None]) -> None:
+        """A batch write settled (its failure, if any, was logged): make room for the next."""
+        self._writes.discard(d)
+        self._poke()
 
     async def _write_batch(self, batch: list[FinalAck]) -> None:
         try:
@@ -239,7 +245,8 @@ class AckWriter:
             self._no_session(final)
 
     def status(self) -> dict[str, Any]:
-        out = {"buffered": len(self._held), "written": self.written, "overflowed": self.overflowed}
+        out: dict[str, Any] = {"buffered": len(self._held), "written": self.written,
+                               "overflowed": self.overflowed}
         if self.last_error:
             out["error"] = self.last_error
         return out

@@ -9,12 +9,18 @@ without renewal makes the engine preempt that token's undelivered actions.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ..registry.store import Tenant
+
+if TYPE_CHECKING:
+    from .delivery import DeliveryEngine
+    from .queue import QueuedAction
 
 MAX_TRACKED = 50_000
 
@@ -25,14 +31,14 @@ class LeaseWatch:
     def __init__(self, leases, clock: IReactorTime, interval: float = 1.0):
         self.leases = leases
         self.clock = clock
-        self.engine = None
+        self.engine: DeliveryEngine | None = None
         self.interval = interval
         self.verdicts: dict[tuple[str, str], bool] = {}
         self._loop = LoopingCall(self._refresh)
         self._loop.clock = clock
         self._busy = False
 
-    def start(self, engine) -> None:
+    def start(self, engine: DeliveryEngine) -> None:
         self.engine = engine
         self._loop.start(self.interval, now=False)
 
@@ -62,8 +68,11 @@ class LeaseWatch:
     async def _refresh_all(self) -> None:
         from .leases import LeaseError
 
+        engine = self.engine
+        if engine is None:
+            raise RuntimeError("the lease watch is not running (no delivery engine)")
         wanted: dict[tuple[str, str], str] = {}
-        for host, lane in list(self.engine.lanes.items()):
+        for host, lane in list(engine.lanes.items()):
             for t in lane.waiting.values():
                 a = t.action
                 if t.attempts == 0 and a.controller_token and a.beach:
@@ -75,8 +84,11 @@ class LeaseWatch:
                 await self.leases.check(Tenant(beach), host, token, fresh=True)
             except LeaseError as e:
                 self.verdicts[(host, token)] = False
-                self.engine.preempt(host, lambda a, t=token: a.controller_token != t,
-                                    f"{e.code}: {e.message}")
+
+                def keep(a: QueuedAction, t: str = token) -> bool:
+                    return a.controller_token != t
+
+                engine.preempt(host, keep, f"{e.code}: {e.message}")
             except Exception as e:  # store unavailable: keep the last verdict, try again later
                 self.log.debug("lease look-up failed: {error}", error=str(e))
             else:

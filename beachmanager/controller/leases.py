@@ -30,6 +30,8 @@ the next moment).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
@@ -116,7 +118,11 @@ class Leases:
         self._epoch += 1
         if self.valid is not None:
             beach = tenant.private_beach_id
-            self.valid.discard_if(lambda k: k[0] == beach and k[1] == host_session_id)
+
+            def doomed(key: Hashable) -> bool:  # keys are (beach, host session, token)
+                return isinstance(key, tuple) and key[0] == beach and key[1] == host_session_id
+
+            self.valid.discard_if(doomed)
 
     def _forget(self, key: tuple[str, str, str]) -> None:
         self._epoch += 1

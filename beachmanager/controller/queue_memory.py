@@ -120,7 +120,11 @@ class MemoryActionQueue:
             return out
         d: Deferred = Deferred()
         self._waiters.append((set(hosts), d))
-        timer = self.clock.callLater(block, lambda: d.called or d.callback(None))
+        def wake() -> None:
+            if not d.called:
+                d.callback(None)
+
+        timer = self.clock.callLater(block, wake)
         try:
             await d
         finally:
@@ -159,10 +163,11 @@ class MemoryActionQueue:
             h = self._host(host)
         for action_id, entry_id, status in done:
             seq = _seq(entry_id)
-            entry = h.entries.get(seq) if seq is not None else None
-            if entry is not None and entry.action_id == action_id:
-                del h.entries[seq]
-                h.pending.pop(seq, None)
+            if seq is not None:
+                entry = h.entries.get(seq)
+                if entry is not None and entry.action_id == action_id:
+                    del h.entries[seq]
+                    h.pending.pop(seq, None)
             current = h.ids.get(action_id)
             if current is not None and current.startswith("done:"):
                 continue
