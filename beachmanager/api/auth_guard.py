@@ -27,8 +27,6 @@ from .responses import error_body
 from .route_table import lookup
 from .routing import OwnerRedirect
 
-log = Logger(namespace="beachmanager.api.auth_guard")
-
 
 def principal_of(request) -> Principal:
     """The authenticated caller of a guarded request (set by the guard before the handler runs)."""
@@ -36,6 +34,8 @@ def principal_of(request) -> Principal:
 
 
 class GuardedKlein(Klein):
+    log = Logger()
+
     def __init__(self, auth: AuthService, redirect: OwnerRedirect | None = None):
         super().__init__()
         self.auth = auth
@@ -68,7 +68,7 @@ class GuardedKlein(Klein):
         try:
             principal = await auth.authenticate(request.getHeader(b"authorization"), route)
             if row is None:  # even a wildcard token (or the dev bypass) may not call it
-                log.error("route {route} is not in the route table: refused", route=route)
+                self.log.error("route {route} is not in the route table: refused", route=route)
                 raise auth.refuse(AuthFailure("missing_scope", "this route is not in the route table",
                                               kid=principal.kid, authority=principal.authority), route)
             auth.authorize(principal, row.scope, route)

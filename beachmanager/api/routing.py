@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
+from twisted.web.http import Request
 
 from .responses import json_body
 from .route_table import OWNER, Route
@@ -34,7 +35,7 @@ class OwnerRedirect:
     def __init__(self, assign: AssignmentService | None):
         self.assign = assign
 
-    async def elsewhere(self, request, row: Route, kwargs: dict[str, Any]) -> bytes | None:
+    async def elsewhere(self, request: Request, row: Route, kwargs: dict[str, Any]) -> bytes | None:
         """The ``307`` answer when *row* is answered by the owner and that is another
         instance; None when the request is answered here."""
         svc = self.assign

@@ -38,7 +38,7 @@ from twisted.logger import Logger
 from ..protocol import harness
 from ..telemetry.logs import fields
 from .commands import action_envelope, expires_at, system_time
-from .queue import QueuedAction
+from .queue import ActionQueue, QueuedAction
 
 #: Recently finished ids remembered per host (late duplicate acks, GET status).
 FINISHED_MEMORY = 4096
@@ -115,7 +115,7 @@ class Lane:
 class DeliveryEngine:
     log = Logger()
 
-    def __init__(self, queue, publisher: Publisher, clock: IReactorTime, *, consumer: str,
+    def __init__(self, queue: ActionQueue, publisher: Publisher, clock: IReactorTime, *, consumer: str,
                  window: int = 32, ack_timeout: float = 5.0, claim_timeout: float = 30.0,
                  read_block: float = 1.0, on_final: Callable[[FinalAck], Any] | None = None,
                  lease_check: Callable[[str, QueuedAction], bool | None] | None = None,
@@ -243,7 +243,7 @@ class DeliveryEngine:
                 for host, actions in got.items():
                     if host in self.lanes:
                         self._take(self.lanes[host], actions)
-                resets = getattr(self.queue, "group_resets", 0)
+                resets = self.queue.group_resets
                 if (failures or resets != self._resets
                         or self.clock.seconds() - self._last_claim >= self.claim_timeout / 2):
                     self._resets = resets
@@ -260,9 +260,8 @@ class DeliveryEngine:
 
     async def _housekeeping(self, after_failure: bool) -> None:
         self._last_claim = self.clock.seconds()
-        epoch_of = getattr(self.queue, "server_epoch", None)
-        if epoch_of is not None:
-            epoch = await epoch_of()
+        epoch = await self.queue.server_epoch()
+        if epoch is not None:
             if self._epoch is not None and epoch != self._epoch:
                 self.log.warn("redis restarted (run id changed): re-enqueueing the actions held here")
                 self.queue.forget_groups()

@@ -30,7 +30,6 @@ from twisted.internet.defer import (
     Deferred,
     DeferredList,
     ensureDeferred,
-    gatherResults,
 )
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -181,12 +180,8 @@ class AckWriter:
         self.last_error = None
 
     async def _write(self, batch: list[FinalAck]) -> None:
-        if self.store is not None and hasattr(self.store, "record_actions"):
+        if self.store is not None:
             await self._log_batches(batch)  # one transaction per private beach
-        elif self.store is not None:  # a few at once: each is a round trip to the database
-            for i in range(0, len(batch), STORE_CONCURRENCY):
-                await gatherResults([ensureDeferred(self._log(f))
-                                     for f in batch[i:i + STORE_CONCURRENCY]], consumeErrors=True)
         by_host: dict[str, list[tuple[str, str, str]]] = {}
         for final in batch:
             by_host.setdefault(final.host, []).append(
@@ -207,8 +202,7 @@ class AckWriter:
                 self.record(final)
 
     async def _log_batches(self, batch: list[FinalAck]) -> None:
-        """With a store that has ``record_actions(tenant, records)``: one call per beach, a few
-        beaches at once."""
+        """``record_actions(tenant, records)``: one call per beach, a few beaches at once."""
         from ..registry.store import Tenant
 
         by_beach: dict[str, list[FinalAck]] = {}
@@ -233,16 +227,6 @@ class AckWriter:
                           action_id=final.action.action_id, n=self.orphans,
                           **fields(host_session_id=final.host))
 
-    async def _log(self, final: FinalAck) -> None:
-        from ..registry.store import SessionNotFound, Tenant
-
-        if not final.action.beach:
-            return
-        try:
-            await self.store.record_action(Tenant(final.action.beach), _record(final))
-        except SessionNotFound:
-            # the session was deleted meanwhile: nothing to log it under, never retry forever
-            self._no_session(final)
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"buffered": len(self._held), "written": self.written,

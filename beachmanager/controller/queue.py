@@ -130,6 +130,8 @@ class ActionQueue(Protocol):
     """What the delivery engine and the REST route use (see the module text)."""
 
     bound: int
+    #: consumer groups found missing and re-created (a sign the store lost its data)
+    group_resets: int
 
     async def enqueue(self, host: str, actions: list[NewAction], *, force: bool = False,
                       consumer: str | None = None) -> EnqueueResult:
@@ -152,6 +154,12 @@ class ActionQueue(Protocol):
     async def depth(self, host: str) -> int: ...
 
     async def lookup(self, host: str, action_id: str) -> str | None: ...
+
+    async def server_epoch(self) -> str | None:
+        """An id of the store's current run (None when it cannot restart apart from us)."""
+
+    def forget_groups(self) -> None:
+        """Re-create consumer groups on next use (after the store restarted)."""
 
     async def close(self) -> None: ...
 

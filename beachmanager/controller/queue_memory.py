@@ -50,6 +50,7 @@ class MemoryActionQueue:
         self.done_memory = done_memory
         self._hosts: dict[str, _Host] = {}
         self._waiters: list[tuple[set[str], Deferred]] = []
+        self.group_resets = 0  # this process is the store: it never loses its groups alone
 
     def _host(self, host: str) -> _Host:
         h = self._hosts.get(host)
@@ -188,6 +189,12 @@ class MemoryActionQueue:
         if state is None:
             return None
         return state if state.startswith("done:") else "queued"
+
+    async def server_epoch(self) -> str | None:
+        return None  # no server that could restart apart from this process
+
+    def forget_groups(self) -> None:
+        return None
 
     async def close(self) -> None:
         waiters, self._waiters = self._waiters, []

@@ -12,9 +12,10 @@ answer, ice, dc_open, handshake, ready) are detail inside ``ATTACHING``.
     ATTACHING --refused--> REJECTED            (a refused join code is permanent)
     any live state --stop--> STOPPED           (detached; final)
 
-Nothing here does I/O or reads a clock: :func:`next_state` answers, or raises
-:class:`InvalidTransition` for an event the state does not accept (a bug in the driver,
-never a peer's doing: peers only cause ``lost`` and ``failed``).
+Nothing here does I/O or reads a clock.  The table is total: every event has a defined
+result in every state (:data:`STAY` marks an event the state ignores, e.g. a late
+``failed`` from an attempt winding down after ``stop``), and :func:`next_state` answers
+for every pair.  A test walks all of them.
 """
 
 from __future__ import annotations
@@ -42,23 +43,26 @@ class SessionEvent(enum.Enum):
     STOP = "stop"  # the session is detached
 
 
-class InvalidTransition(RuntimeError):
-    def __init__(self, state: SessionState, event: SessionEvent):
-        super().__init__(f"a session in {state.value} does not accept {event.value}")
-        self.state, self.event = state, event
-
-
 S, E = SessionState, SessionEvent
 
-#: state -> event -> next state.  Absent pairs are invalid.
-TRANSITIONS: dict[SessionState, dict[SessionEvent, SessionState]] = {
-    S.IDLE: {E.ATTEMPT: S.ATTACHING, E.STOP: S.STOPPED},
-    S.ATTACHING: {E.READY: S.READY, E.FAILED: S.BACKOFF, E.LOST: S.BACKOFF,
+#: The result of an event a state ignores: the state stays as it is.
+STAY = None
+
+#: state -> event -> next state (or STAY), for every state and every event.
+TRANSITIONS: dict[SessionState, dict[SessionEvent, SessionState | None]] = {
+    S.IDLE: {E.ATTEMPT: S.ATTACHING, E.READY: STAY, E.LOST: STAY, E.FAILED: S.BACKOFF,
+             E.REFUSED: S.REJECTED, E.STOP: S.STOPPED},
+    S.ATTACHING: {E.ATTEMPT: STAY, E.READY: S.READY, E.LOST: S.BACKOFF, E.FAILED: S.BACKOFF,
                   E.REFUSED: S.REJECTED, E.STOP: S.STOPPED},
-    S.READY: {E.LOST: S.BACKOFF, E.FAILED: S.BACKOFF, E.STOP: S.STOPPED},
-    S.BACKOFF: {E.ATTEMPT: S.ATTACHING, E.STOP: S.STOPPED},
-    S.REJECTED: {E.STOP: S.STOPPED},
-    S.STOPPED: {E.STOP: S.STOPPED},
+    S.READY: {E.ATTEMPT: STAY, E.READY: STAY, E.LOST: S.BACKOFF, E.FAILED: S.BACKOFF,
+              E.REFUSED: S.REJECTED, E.STOP: S.STOPPED},
+    S.BACKOFF: {E.ATTEMPT: S.ATTACHING, E.READY: STAY, E.LOST: STAY, E.FAILED: STAY,
+                E.REFUSED: S.REJECTED, E.STOP: S.STOPPED},
+    # final states: only the removal of a rejected session changes anything
+    S.REJECTED: {E.ATTEMPT: STAY, E.READY: STAY, E.LOST: STAY, E.FAILED: STAY, E.REFUSED: STAY,
+                 E.STOP: S.STOPPED},
+    S.STOPPED: {E.ATTEMPT: STAY, E.READY: STAY, E.LOST: STAY, E.FAILED: STAY, E.REFUSED: STAY,
+                E.STOP: STAY},
 }
 
 #: States from which the session no longer works towards a transport.
@@ -68,11 +72,9 @@ LIVE = frozenset({S.IDLE, S.ATTACHING, S.READY, S.BACKOFF})
 
 
 def next_state(state: SessionState, event: SessionEvent) -> SessionState:
-    try:
-        return TRANSITIONS[state][event]
-    except KeyError:
-        raise InvalidTransition(state, event) from None
+    """The state after *event* (the same state when *state* ignores it)."""
+    found = TRANSITIONS[state][event]
+    return state if found is STAY else found
 
 
-__all__ = ["FINAL", "LIVE", "TRANSITIONS", "InvalidTransition", "SessionEvent", "SessionState",
-           "next_state"]
+__all__ = ["FINAL", "LIVE", "STAY", "TRANSITIONS", "SessionEvent", "SessionState", "next_state"]

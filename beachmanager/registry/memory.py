@@ -53,6 +53,9 @@ class _SessionRow:
 class MemoryStore:
     name = "memory"
 
+    def counters(self) -> dict[str, int]:
+        return {}  # nothing here is retried or can be unavailable
+
     def __init__(self, cipher: JoinCodeCipher):
         self.cipher = cipher
         self._beaches: set[str] = set()

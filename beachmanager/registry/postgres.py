@@ -56,6 +56,9 @@ def transient(e: Exception) -> bool:
 
 class PostgresStore:
     name = "postgres"
+
+    def counters(self) -> dict[str, int]:
+        return {"retries": self.retries, "unavailable": self.unavailable}
     log = Logger()
 
     def __init__(self, pool_owner: Any, cipher: JoinCodeCipher, clock: IReactorTime,

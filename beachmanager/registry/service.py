@@ -58,11 +58,7 @@ class RegistryService(ReadyService):
                       "(row-level security applies)", session_user=session_user, role=role)
 
     def status(self) -> dict:
-        out = {**super().status(), "store": self.store.name}
-        for counter in ("retries", "unavailable"):
-            if hasattr(self.store, counter):
-                out[counter] = getattr(self.store, counter)
-        return out
+        return {**super().status(), "store": self.store.name, **self.store.counters()}
 
 
 async def _role_of(pool) -> tuple[str, bool, bool, str, bool]:

@@ -197,6 +197,9 @@ class RegistryStore(Protocol):
 
     name: str
 
+    def counters(self) -> dict[str, int]:
+        """Health counters for ``/readyz`` (retries, calls that gave up); may be empty."""
+
     def register_session(self, tenant: Tenant, reg: SessionRegistration, op: Op, now_ms: int,
                          lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS) -> Deferred[RegisterResult]:
         """Upsert the session (``attach_method=register``), revoke other live leases, and issue

@@ -187,9 +187,7 @@ class HostSession:
     def _apply(self, event: SessionEvent, reason: str | None = None, *,
                removed: bool = False) -> None:
         """Take *event* through the lifecycle table and publish the new state (once)."""
-        if self._stopping and event is not SessionEvent.STOP:
-            return  # a detached session's attempt winding down changes nothing
-        new = next_state(self.state, event)
+        new = next_state(self.state, event)  # a stopped session ignores its attempt winding down
         self.state = new
         a = self.current
         self.events.publish(self.host_session_id, new, role=self.role, reason=reason,

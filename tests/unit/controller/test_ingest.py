@@ -20,14 +20,17 @@ class FlakyStore:
         self.failures = failures
         self.records = {}
 
-    def record_action(self, tenant, record):
+    def record_actions(self, tenant, records):
+        """The registry store's batch call; fails the first *failures* calls."""
         if self.failures:
             self.failures -= 1
             return fail(StoreUnavailable("database down"))
-        key = (tenant.private_beach_id, record.host_session_id, record.action_id)
-        fresh = key not in self.records
-        self.records.setdefault(key, record)
-        return succeed(fresh)
+        out = []
+        for r in records:
+            key = (tenant.private_beach_id, r.host_session_id, r.action_id)
+            out.append("duplicate" if key in self.records else "stored")
+            self.records.setdefault(key, r)
+        return succeed(out)
 
 
 def setup(failures=0, bound=100):
