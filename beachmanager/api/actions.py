@@ -26,6 +26,7 @@ from . import action_models as am
 from .auth_guard import principal_of
 from .deps import ApiDeps
 from .errors import ApiError, json_handler
+from .handlers import Handlers
 from .routing import OWNED_BY
 from .schema import read_json
 from .tenancy import session_tenant
@@ -59,8 +60,8 @@ async def transport_state(deps: ApiDeps, controller: ControllerService, host: st
     return "ready" if row.ready else OFFLINE
 
 
-def install(app, deps: ApiDeps) -> None:
-    @app.route("/sessions/<session_id>/actions", methods=["POST"], endpoint="actions.submit")
+def install(on: Handlers, deps: ApiDeps) -> None:
+    @on("actions.submit")
     @json_handler
     async def submit(request, session_id):
         principal = principal_of(request)
@@ -102,7 +103,7 @@ def install(app, deps: ApiDeps) -> None:
         return 200, {"accepted": True, "action_ids": done.action_ids, "enqueued": done.enqueued,
                      "duplicates": done.duplicates, "queue_depth": done.queue_depth}
 
-    @app.route("/sessions/<session_id>/actions/<action_id>", methods=["GET"], endpoint="actions.get")
+    @on("actions.get")
     @json_handler
     async def get_action(request, session_id, action_id):
         principal = principal_of(request)
@@ -114,14 +115,14 @@ def install(app, deps: ApiDeps) -> None:
             raise ApiError(404, "no such action on this session", "action_not_found")
         return 200, view
 
-    @app.route("/sessions/<session_id>/state", methods=["GET"], endpoint="actions.state")
+    @on("actions.state")
     @json_handler
     async def get_state(request, session_id):
         principal = principal_of(request)
         await session_tenant(deps, request, principal, session_id)
         return 200, await controller_of(deps).snapshot(session_id, "state")
 
-    @app.route("/sessions/<session_id>/health", methods=["GET"], endpoint="actions.health")
+    @on("actions.health")
     @json_handler
     async def get_health(request, session_id):
         principal = principal_of(request)

@@ -8,19 +8,30 @@ from __future__ import annotations
 
 from . import actions, assignments, debug_transports, health, leases, openapi, sessions
 from .deps import ApiDeps
+from .handlers import Handlers
+from .route_table import ROUTES
 
-#: Route modules; each has ``install(app, deps)``.  Every route needs a row in
-#: ``api.route_table`` (scope or PUBLIC); the guard refuses routes without one.
+#: Route modules; each has ``install(on, deps)`` and names its handlers with ``@on(endpoint)``.
+#: Their methods, paths, scopes and placement come from ``api.route_table``.
 ROUTE_MODULES = [health, openapi, sessions, leases, debug_transports, actions, assignments]
 
 
 def build_app(deps: ApiDeps):
+    """The Klein app: one route per row of the route table, bound to its module's handler."""
     from .auth_guard import guarded_app  # imports Klein
     from .routing import OwnerRedirect
 
-    app = guarded_app(deps.auth, OwnerRedirect(deps.assign))
+    on = Handlers()
     for module in ROUTE_MODULES:
-        module.install(app, deps)
+        module.install(on, deps)
+    missing = [r.endpoint for r in ROUTES if r.endpoint not in on]
+    unrouted = sorted(set(on) - {r.endpoint for r in ROUTES})
+    if missing or unrouted:
+        raise RuntimeError(f"route table and handlers disagree: no handler for {missing}, "
+                           f"no row for {unrouted}")
+    app = guarded_app(deps.auth, OwnerRedirect(deps.assign))
+    for row in ROUTES:
+        app.route(row.path, methods=[row.method], endpoint=row.endpoint)(on[row.endpoint])
     return app
 
 

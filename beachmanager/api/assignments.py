@@ -16,6 +16,7 @@ from ..assign.model import AssignmentUnavailable, CapacityExhausted
 from ..assign.service import AssignmentService
 from .deps import ApiDeps
 from .errors import ApiError, json_handler
+from .handlers import Handlers
 from .responses import error_body
 
 DEFAULT_LIMIT = 1000
@@ -51,8 +52,8 @@ def _query_int(request, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def install(app, deps: ApiDeps) -> None:
-    @app.route("/debug/assignments", methods=["GET"], endpoint="debug.assignments")
+def install(on: Handlers, deps: ApiDeps) -> None:
+    @on("debug.assignments")
     @json_handler
     async def assignments(request):
         svc = assign_of(deps)
@@ -88,7 +89,7 @@ def install(app, deps: ApiDeps) -> None:
             "recent_moves": [m.as_json() for m in moves],
         }
 
-    @app.route("/debug/assignments/<host_session_id>", methods=["GET"], endpoint="debug.assignment")
+    @on("debug.assignment")
     @json_handler
     async def assignment(request, host_session_id):
         svc = assign_of(deps)

@@ -9,13 +9,14 @@
 from __future__ import annotations
 
 from .deps import ApiDeps
+from .handlers import Handlers
 from .responses import error_body, json_body
 
 MAX_ROWS = 2000
 
 
-def install(app, deps: ApiDeps) -> None:
-    @app.route("/debug/transports", methods=["GET"], endpoint="debug.transports")
+def install(on: Handlers, deps: ApiDeps) -> None:
+    @on("debug.transports")
     def transports(request):
         hosts = deps.hosts
         if hosts is None:
@@ -23,7 +24,7 @@ def install(app, deps: ApiDeps) -> None:
         items = [m.status() for m in list(hosts.machines.values())]
         return json_body(request, {"counts": hosts.counts(), "transports": items})
 
-    @app.route("/debug/transports/<host_session_id>", methods=["GET"], endpoint="debug.transport")
+    @on("debug.transport")
     def transport(request, host_session_id):
         hosts = deps.hosts
         state = hosts.transport_state(host_session_id, detail=True) if hosts is not None else None
@@ -32,7 +33,7 @@ def install(app, deps: ApiDeps) -> None:
                               "host_not_managed")
         return json_body(request, state)
 
-    @app.route("/debug/hosts/<host_session_id>/cache", methods=["GET"], endpoint="debug.host_cache")
+    @on("debug.host_cache")
     def cache(request, host_session_id):
         hosts = deps.hosts
         mirror = hosts.mirror(host_session_id) if hosts is not None else None

@@ -5,17 +5,18 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .deps import ApiDeps
+from .handlers import Handlers
 from .responses import json_body, text_body
 
 
-def install(app, deps: ApiDeps) -> None:
+def install(on: Handlers, deps: ApiDeps) -> None:
     ctx = deps.ctx
 
-    @app.route("/healthz", methods=["GET"])
+    @on("health.healthz")
     def healthz(request):
         return text_body(request, "OK")
 
-    @app.route("/readyz", methods=["GET"])
+    @on("health.readyz")
     def readyz(request):
         ready, children = deps.readiness()
         if ready:
@@ -24,12 +25,12 @@ def install(app, deps: ApiDeps) -> None:
         return json_body(request, {"status": "not_ready", "not_ready": not_ready,
                                    "children": children}, 503)
 
-    @app.route("/metrics", methods=["GET"])
+    @on("health.metrics")
     def metrics(request):
         request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
         return generate_latest(ctx.metrics.registry)
 
-    @app.route("/debug/info", methods=["GET"])
+    @on("health.info")
     def debug_info(request):
         cfg = ctx.config
         return json_body(request, {

@@ -7,12 +7,13 @@ from . import models as m
 from .auth_guard import principal_of
 from .deps import ApiDeps
 from .errors import ApiError, json_handler
+from .handlers import Handlers
 from .schema import query_arg, query_int, read_json, validate
 from .tenancy import session_tenant
 
 
-def install(app, deps: ApiDeps) -> None:
-    @app.route("/sessions/<session_id>/controller/lease", methods=["POST"], endpoint="leases.acquire")
+def install(on: Handlers, deps: ApiDeps) -> None:
+    @on("leases.acquire")
     @json_handler
     async def acquire(request, session_id):
         principal = principal_of(request)
@@ -22,7 +23,7 @@ def install(app, deps: ApiDeps) -> None:
                                              body.get("reason"), body.get("ttl_ms"))
         return 200, {"controller_token": lease.token, "expires_at_ms": lease.expires_at_ms}
 
-    @app.route("/sessions/<session_id>/controller/lease", methods=["DELETE"], endpoint="leases.release")
+    @on("leases.release")
     @json_handler
     async def release(request, session_id):
         principal = principal_of(request)
@@ -34,7 +35,7 @@ def install(app, deps: ApiDeps) -> None:
             raise ApiError(409, e.message, e.code) from None
         return 200, {"released": True}
 
-    @app.route("/sessions/<session_id>/controller-events", methods=["GET"], endpoint="leases.events")
+    @on("leases.events")
     @json_handler
     async def events(request, session_id):
         principal = principal_of(request)

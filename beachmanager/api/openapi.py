@@ -7,6 +7,7 @@ from typing import Any
 from . import models as m
 from .deps import ApiDeps
 from .errors import ERROR_WORDS
+from .handlers import Handlers
 from .responses import json_body
 from .route_table import ROUTES, Route
 
@@ -60,9 +61,9 @@ def document(version: str) -> dict[str, Any]:
     }
 
 
-def install(app, deps: ApiDeps) -> None:
+def install(on: Handlers, deps: ApiDeps) -> None:
     doc = document(deps.ctx.version)
 
-    @app.route("/openapi.json", methods=["GET"], endpoint="openapi.document")
+    @on("openapi.document")
     def openapi(request):
         return json_body(request, doc)

@@ -5,8 +5,10 @@ the router and fails otherwise); the auth guard enforces ``scope`` on every requ
 (a route missing from the table is refused) and ``/openapi.json`` is generated from
 the rows.  ``scope=PUBLIC`` marks the three probe endpoints that need no token.
 
-Adding a route: add its row (method, werkzeug path, scope, summary, schemas) here and
-register the handler in a route module listed in ``api.app.ROUTE_MODULES``.
+Klein's routes are made from these rows (``api.app.build_app``): a route module only names
+its handlers (``@on("actions.submit")``).  Adding a route: add its row (method, werkzeug
+path, endpoint, scope, summary, schemas, where it is answered) here and its handler in a
+route module listed in ``api.app.ROUTE_MODULES``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ SCOPE_MANAGER_DEBUG = "pb:manager.debug"
 class Route:
     method: str
     path: str  # werkzeug rule, e.g. /sessions/<session_id>/controller/lease
+    endpoint: str  # the handler's name (``module.name``, registered with ``Handlers``)
     scope: str | None
     summary: str
     request: dict[str, Any] | None = None  # JSON body schema
@@ -64,67 +67,67 @@ class Route:
 
 ROUTES: tuple[Route, ...] = (
     # -- probes (public) -------------------------------------------------------
-    Route("GET", "/healthz", PUBLIC, "Liveness: plain-text OK", content_type="text/plain"),
-    Route("GET", "/readyz", PUBLIC, "Readiness of every part (503 naming the parts not ready)",
+    Route("GET", "/healthz", "health.healthz", PUBLIC, "Liveness: plain-text OK", content_type="text/plain"),
+    Route("GET", "/readyz", "health.readyz", PUBLIC, "Readiness of every part (503 naming the parts not ready)",
           response={"type": "object"}, errors=(503,)),
-    Route("GET", "/metrics", PUBLIC, "Prometheus metrics", content_type="text/plain"),
+    Route("GET", "/metrics", "health.metrics", PUBLIC, "Prometheus metrics", content_type="text/plain"),
     # -- manager ----------------------------------------------------------------
-    Route("GET", "/debug/info", SCOPE_MANAGER_DEBUG, "Instance id, impl, version, uptime, stores",
+    Route("GET", "/debug/info", "health.info", SCOPE_MANAGER_DEBUG, "Instance id, impl, version, uptime, stores",
           response={"type": "object"}),
-    Route("GET", "/openapi.json", SCOPE_MANAGER_READ, "This API description (OpenAPI 3.1)",
+    Route("GET", "/openapi.json", "openapi.document", SCOPE_MANAGER_READ, "This API description (OpenAPI 3.1)",
           response={"type": "object"}),
-    Route("GET", "/debug/transports", SCOPE_MANAGER_DEBUG,
+    Route("GET", "/debug/transports", "debug.transports", SCOPE_MANAGER_DEBUG,
           "Every managed host's transport: status, phase, ids, heartbeat, byte counts",
           response={"type": "object"}, errors=(503,)),
-    Route("GET", "/debug/transports/<host_session_id>", SCOPE_MANAGER_DEBUG,
+    Route("GET", "/debug/transports/<host_session_id>", "debug.transport", SCOPE_MANAGER_DEBUG,
           "One host's transport with its phase timeline (never payloads)",
           response={"type": "object"}, errors=(404,), answered_by=OWNER),
-    Route("GET", "/debug/hosts/<host_session_id>/cache", SCOPE_MANAGER_DEBUG,
+    Route("GET", "/debug/hosts/<host_session_id>/cache", "debug.host_cache", SCOPE_MANAGER_DEBUG,
           "One host's terminal mirror: text rows, viewport, cursor, sync state",
           response={"type": "object"}, errors=(404,), answered_by=OWNER),
-    Route("GET", "/debug/assignments", SCOPE_MANAGER_DEBUG,
+    Route("GET", "/debug/assignments", "debug.assignments", SCOPE_MANAGER_DEBUG,
           "Cluster membership, every host's owner (assigned_at, reason, reassigned_from, ready), "
           "this instance's hosts and the latest moves", query={
               "limit": {"type": "integer", "minimum": 1, "maximum": 10000},
               "mine": {"type": "integer", "enum": [0, 1]}},
           response={"type": "object"}, errors=(400, 503)),
-    Route("GET", "/debug/assignments/<host_session_id>", SCOPE_MANAGER_DEBUG,
+    Route("GET", "/debug/assignments/<host_session_id>", "debug.assignment", SCOPE_MANAGER_DEBUG,
           "One host's owner and that owner's endpoint", response={"type": "object"},
           errors=(400, 404, 503), answered_by=ANYWHERE),
     # -- sessions ---------------------------------------------------------------
-    Route("POST", "/sessions/register", "pb:sessions.register",
+    Route("POST", "/sessions/register", "sessions.register", "pb:sessions.register",
           "Register a host session (harness); revokes other leases and issues a registration lease",
           request=m.REGISTER_REQUEST, response=m.REGISTER_RESPONSE, errors=(400, 413, 415, 503)),
-    Route("GET", "/private-beaches/<private_beach_id>/sessions", "pb:sessions.read",
+    Route("GET", "/private-beaches/<private_beach_id>/sessions", "sessions.list", "pb:sessions.read",
           "Sessions of a private beach", response=m.SESSION_LIST, errors=(400, 503)),
-    Route("POST", "/private-beaches/<private_beach_id>/sessions/attach-by-code", "pb:sessions.write",
+    Route("POST", "/private-beaches/<private_beach_id>/sessions/attach-by-code", "sessions.attach_by_code", "pb:sessions.write",
           "Attach a host by its join code (verified with Beach Road), then hand it to the attach machinery",
           request=m.ATTACH_BY_CODE_REQUEST, response=m.ATTACH_BY_CODE_RESPONSE,
           errors=(400, 403, 413, 415, 502, 503, 504)),
     # -- controller leases ------------------------------------------------------
-    Route("POST", "/sessions/<session_id>/controller/lease", "pb:control.write",
+    Route("POST", "/sessions/<session_id>/controller/lease", "leases.acquire", "pb:control.write",
           "Acquire or renew a controller lease (same token for the same account and reason)",
           request=m.LEASE_REQUEST, query=m.TENANT_QUERY, response=m.LEASE_RESPONSE,
           errors=(400, 404, 409, 413, 415, 503), answered_by=ANYWHERE),
-    Route("DELETE", "/sessions/<session_id>/controller/lease", "pb:control.write",
+    Route("DELETE", "/sessions/<session_id>/controller/lease", "leases.release", "pb:control.write",
           "Release a controller lease (409 when the token names no lease of this session)",
           request=m.RELEASE_REQUEST, query=m.TENANT_QUERY, response=m.RELEASE_RESPONSE,
           errors=(400, 404, 409, 413, 415, 503), answered_by=ANYWHERE),
-    Route("GET", "/sessions/<session_id>/controller-events", "pb:sessions.read",
+    Route("GET", "/sessions/<session_id>/controller-events", "leases.events", "pb:sessions.read",
           "Controller events of a session, newest first",
           query={**m.EVENT_QUERY, **m.TENANT_QUERY}, response=m.CONTROLLER_EVENTS, errors=(400, 404, 409, 503), answered_by=ANYWHERE),
     # -- controller actions (api/actions.py) -------------------------------------
-    Route("POST", "/sessions/<session_id>/actions", "pb:control.write",
+    Route("POST", "/sessions/<session_id>/actions", "actions.submit", "pb:control.write",
           "Queue actions for the host (needs an active lease; 429 with Retry-After at the queue bound)",
           request=am.ACTIONS_REQUEST, query=m.TENANT_QUERY, response=am.ACTIONS_RESPONSE,
           errors=(400, 404, 409, 413, 415, 429, 503), answered_by=ANYWHERE),
-    Route("GET", "/sessions/<session_id>/actions/<action_id>", "pb:control.read",
+    Route("GET", "/sessions/<session_id>/actions/<action_id>", "actions.get", "pb:control.read",
           "One action: queued, delivered, or acked with its status and latency",
           query=m.TENANT_QUERY, response=am.ACTION_STATUS, errors=(400, 404, 409, 503), answered_by=OWNER),
-    Route("GET", "/sessions/<session_id>/state", "pb:control.read",
+    Route("GET", "/sessions/<session_id>/state", "actions.state", "pb:control.read",
           "The host's latest state diff (null before the first)", query=m.TENANT_QUERY,
           response=am.STATE_RESPONSE, errors=(400, 404, 409, 503), answered_by=OWNER),
-    Route("GET", "/sessions/<session_id>/health", "pb:control.read",
+    Route("GET", "/sessions/<session_id>/health", "actions.health", "pb:control.read",
           "The host's latest health heartbeat (null before the first)", query=m.TENANT_QUERY,
           response=am.HEALTH_RESPONSE, errors=(400, 404, 409, 503), answered_by=OWNER),
 )

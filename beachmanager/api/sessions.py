@@ -27,6 +27,7 @@ from . import models as m
 from .auth_guard import principal_of
 from .deps import ApiDeps
 from .errors import ApiError, json_handler
+from .handlers import Handlers
 from .road_verify import RoadError, RoadTimeout, RoadVerifier
 from .schema import read_json
 from .tenancy import beach_tenant, now_ms
@@ -48,12 +49,12 @@ def summary(session: Session, lease: Lease | None, show_token: bool) -> dict[str
     }
 
 
-def install(app, deps: ApiDeps) -> None:
+def install(on: Handlers, deps: ApiDeps) -> None:
     ctx = deps.ctx
     road = RoadVerifier(ctx.reactor, ctx.clock, ctx.config.road_url)
     store = deps.registry
 
-    @app.route("/sessions/register", methods=["POST"], endpoint="sessions.register")
+    @on("sessions.register")
     @json_handler
     async def register(request):
         principal = principal_of(request)
@@ -76,7 +77,7 @@ def install(app, deps: ApiDeps) -> None:
                      "lease_ttl_ms": result.lease.expires_at_ms - result.lease.issued_at_ms,
                      "state_cache_url": None, "transport_hints": {}}
 
-    @app.route("/private-beaches/<private_beach_id>/sessions", methods=["GET"], endpoint="sessions.list")
+    @on("sessions.list")
     @json_handler
     async def list_sessions(request, private_beach_id):
         principal = principal_of(request)
@@ -88,8 +89,7 @@ def install(app, deps: ApiDeps) -> None:
         show = principal.allows("pb:control.write")
         return 200, [summary(s, leases.get(s.host_session_id), show) for s in sessions]
 
-    @app.route("/private-beaches/<private_beach_id>/sessions/attach-by-code", methods=["POST"],
-               endpoint="sessions.attach_by_code")
+    @on("sessions.attach_by_code")
     @json_handler
     async def attach_by_code(request, private_beach_id):
         principal = principal_of(request)
