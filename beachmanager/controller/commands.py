@@ -44,7 +44,9 @@ def parse_system_time(value: Any, what: str) -> float | None:
 
 
 def parse_command(raw: Any, index: int = 0) -> dict[str, Any]:
-    """One submitted ActionCommand, normalized to ``{id, action_type, payload, expires_at}``."""
+    """One submitted ActionCommand, read by the harness codec (the one schema, the host's
+    own) within this API's limits; returned in its wire form
+    ``{id, action_type, payload, expires_at}`` (what the queue keeps and the host gets)."""
     where = f"actions[{index}]"
     if not isinstance(raw, dict):
         raise CommandError(f"{where} must be an object")
@@ -59,11 +61,13 @@ def parse_command(raw: Any, index: int = 0) -> dict[str, Any]:
     payload = raw.get("payload")
     if len(json.dumps(payload, separators=(",", ":"))) > MAX_PAYLOAD_BYTES:
         raise CommandError(f"{where}.payload is larger than {MAX_PAYLOAD_BYTES} bytes")
-    expires = raw.get("expires_at")
-    if expires is not None:  # normalized to the object form
-        parse_system_time(expires, f"{where}.expires_at")
-        expires = harness.to_value(harness.from_value(expires, harness.Timestamp))
-    return {"id": action_id, "action_type": action_type, "payload": payload, "expires_at": expires}
+    known = {"id": action_id, "action_type": action_type, "payload": payload,
+             "expires_at": raw.get("expires_at")}  # unknown fields are dropped
+    try:
+        command = harness.from_value(known, harness.ActionCommand)
+    except harness.HarnessError as e:
+        raise CommandError(f"{where}: {e}") from None
+    return harness.to_value(command)
 
 
 def expires_at(command: dict[str, Any]) -> float | None:
