@@ -13,6 +13,8 @@ The same cache serves the host's legacy ICE key: ``get(join_code, handshake_id)`
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +32,8 @@ DEFAULT_MAX_PARALLEL = 2
 DEFAULT_MAX_PENDING = 64
 DEFAULT_MAX_WAITERS = 1024
 
-CacheKey = tuple[str, str]
+#: (keyed digest of the join code and id, the id): never the join code itself
+CacheKey = tuple[bytes, str]
 
 
 class SessionKeyBusy(RuntimeError):
@@ -58,6 +61,8 @@ class SessionKeyCache:
         self._derive = derive
         self._run_blocking = run_blocking
         self._semaphore = DeferredSemaphore(max_parallel)
+        #: entries are named by a keyed digest of (join code, id): no join code is kept here
+        self._secret = secrets.token_bytes(32)
         self._keys: OrderedDict[CacheKey, bytes] = OrderedDict()
         self._waiters: dict[CacheKey, list[Deferred[bytes]]] = {}
         self.derivations = 0  # computations started (for tests and status)
@@ -72,11 +77,11 @@ class SessionKeyCache:
 
     def cached(self, join_code: str, host_session_id: str) -> bytes | None:
         """The key if already derived (no computation, no LRU update)."""
-        return self._keys.get((join_code, host_session_id))
+        return self._keys.get(self._name(join_code, host_session_id))
 
     def get(self, join_code: str, host_session_id: str) -> Deferred[bytes]:
         """A Deferred of the session key; derived at most once while cached."""
-        key = (join_code, host_session_id)
+        key = self._name(join_code, host_session_id)
         found = self._keys.get(key)
         if found is not None:
             self._keys.move_to_end(key)
@@ -87,7 +92,7 @@ class SessionKeyCache:
             if len(self._waiters) >= self.max_pending:
                 return fail(SessionKeyBusy(f"{len(self._waiters)} session keys already pending"))
             waiters = self._waiters[key] = []
-            self._start(key)
+            self._start(key, join_code, host_session_id)
         elif len(waiters) >= self.max_waiters:
             return fail(SessionKeyBusy("too many callers waiting for one session key"))
         waiter: Deferred[bytes] = Deferred(lambda d: self._forget(key, d))
@@ -103,10 +108,14 @@ class SessionKeyCache:
         if waiters is not None and waiter in waiters:
             waiters.remove(waiter)
 
-    def _start(self, key: CacheKey) -> None:
+    def _name(self, join_code: str, host_session_id: str) -> CacheKey:
+        digest = hmac.digest(self._secret, f"{host_session_id}\0{join_code}".encode(), "sha256")
+        return (digest, host_session_id)
+
+    def _start(self, key: CacheKey, join_code: str, host_session_id: str) -> None:
         def compute() -> Deferred[bytes]:
             self.derivations += 1
-            return self._run_blocking(self._derive, *key)
+            return self._run_blocking(self._derive, join_code, host_session_id)
 
         d = self._semaphore.run(compute)
         d.addCallbacks(self._derived, self._failed, callbackArgs=(key,), errbackArgs=(key,))

@@ -170,3 +170,18 @@ async def test_default_derivation_is_the_package_function():
     cache = SessionKeyCache()
     key = await cache.get("correct horse battery staple", "session-id-1234")
     assert key.hex() == "c54c5fe10c8d7a3fcb3cf90b64e6243fe543049217171c1cf00c64431ba76d75"
+
+
+def test_no_join_code_is_kept_in_the_cache():
+    from twisted.internet.defer import succeed
+
+    from beachmanager.transport.session_keys import SessionKeyCache
+
+    cache = SessionKeyCache(derive=lambda code, host: b"k" * 32,
+                            run_blocking=lambda fn, *args: succeed(fn(*args)))
+    got = []
+    cache.get("SECRET-JOIN-CODE", "host-1").addCallback(got.append)
+    assert got == [b"k" * 32] and cache.cached("SECRET-JOIN-CODE", "host-1") == b"k" * 32
+    assert cache.cached("OTHER", "host-1") is None
+    kept = repr(list(cache._keys)) + repr(list(cache._waiters))
+    assert "SECRET-JOIN-CODE" not in kept and "host-1" in kept
