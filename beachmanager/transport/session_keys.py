@@ -88,15 +88,17 @@ class SessionKeyCache:
             self.hits += 1
             return succeed(found)
         waiters = self._waiters.get(key)
+        start = waiters is None
         if waiters is None:
             if len(self._waiters) >= self.max_pending:
                 return fail(SessionKeyBusy(f"{len(self._waiters)} session keys already pending"))
             waiters = self._waiters[key] = []
-            self._start(key, join_code, host_session_id)
         elif len(waiters) >= self.max_waiters:
             return fail(SessionKeyBusy("too many callers waiting for one session key"))
         waiter: Deferred[bytes] = Deferred(lambda d: self._forget(key, d))
         waiters.append(waiter)
+        if start:  # after the waiter is in place: a derivation may finish at once
+            self._start(key, join_code, host_session_id)
         return waiter
 
     def clear(self) -> None:
