@@ -15,6 +15,7 @@ from beachmanager.manager import build_manager
 from beachmanager.service import ReadyService
 from beachmanager.telemetry.metrics import PLAN_METRICS, Metrics
 from tests.support.auth_issuer import GATE_AUDIENCE, GATE_ISSUER, Issuer, JwksServer
+from tests.support.eventually import eventually
 
 
 class NeverReady(ReadyService):
@@ -128,16 +129,16 @@ def test_port_in_use_is_fatal(manager):
 
 
 async def readyz_when_settled(root, want_ready: bool, timeout: float = 30.0, until=lambda body: True):
-    """Poll /readyz until it says *want_ready* and *until(body)* (or give up: the last answer)."""
-    from twisted.internet.task import deferLater
+    """/readyz once it says *want_ready* and *until(body)*: ``(code, body)``."""
 
-    deadline = reactor.seconds() + timeout
-    while True:
+    async def settled():
         r = await treq.get(base_url(root) + "/readyz")
         body = json.loads(await r.text())
-        if ((r.code == 200) == want_ready and until(body)) or reactor.seconds() > deadline:
-            return r.code, body
-        await deferLater(reactor, 0.1)
+        assert (r.code == 200) == want_ready and until(body), (r.code, body)
+        return r.code, body
+
+    return await eventually(settled, timeout=timeout, errors=(AssertionError,),
+                            what=f"/readyz to settle {'ready' if want_ready else 'not ready'}")
 
 
 @pytest_twisted.ensureDeferred
