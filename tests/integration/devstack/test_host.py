@@ -13,7 +13,6 @@ import pytest_twisted
 from twisted.internet import defer
 
 from beachmanager.devstack.host.host import start_host
-from beachmanager.devstack.road.service import start_road
 from beachmanager.protocol import frames
 from beachmanager.protocol.crypto import InsecureOverrides
 from beachmanager.protocol.extensions import (
@@ -29,13 +28,6 @@ from tests.support.eventually import eventually
 SHELL_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PS1": "$ ", "HOME": "/tmp", "TERM": "xterm"}
 # Prints a line, waits for one input line, prints it back, then idles.
 ECHO_ONCE = ("/bin/sh", "-c", "echo first-line; read x; echo second-$x; exec sleep 60")
-
-
-@pytest.fixture
-def road():
-    running = pytest_twisted.blockon(start_road())
-    yield running
-    pytest_twisted.blockon(running.stop())
 
 
 @pytest.fixture

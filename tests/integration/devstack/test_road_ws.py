@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import pytest_twisted
 import treq
 from twisted.internet import defer, reactor
@@ -16,13 +15,6 @@ from beachmanager.protocol import signaling as sig
 from tests.support.ws_peer import WsPeer
 
 from .test_road_http import viewer_keys, viewer_token  # noqa: F401  (fixture re-export)
-
-
-@pytest.fixture
-def road():
-    running = pytest_twisted.blockon(start_road(settings=RoadSettings(max_peers_per_room=3)))
-    yield running
-    pytest_twisted.blockon(running.stop())
 
 
 async def setup_session(road, session_id="h1", code="ABC123") -> str:
@@ -167,7 +159,8 @@ async def test_disconnect_cleans_up_resolved_room(road):
 
 
 @pytest_twisted.ensureDeferred
-async def test_room_bound(road):
+async def test_room_bound(road_small_bounds):
+    road = road_small_bounds  # the bound under test: 3 peers per room
     await setup_session(road)
     peers = [await WsPeer.connect(f"{road.ws_url}/ws/h1") for _ in range(4)]
     try:

@@ -14,7 +14,7 @@ from beachmanager import config
 from beachmanager.manager import build_manager
 from beachmanager.service import ReadyService
 from beachmanager.telemetry.metrics import PLAN_METRICS, Metrics
-from tests.support.auth_issuer import GATE_AUDIENCE, GATE_ISSUER, Issuer, JwksServer
+from tests.support.auth_issuer import GATE_AUDIENCE, GATE_ISSUER
 from tests.support.eventually import eventually
 
 
@@ -34,19 +34,9 @@ class NeverReady(ReadyService):
 
 
 @pytest.fixture
-def gate():
-    issuer = Issuer("ec", GATE_ISSUER, GATE_AUDIENCE)
-    server = JwksServer(reactor, {"gate": issuer})
-    server.start()
-    issuer.jwks_url = server.url("gate")
-    yield issuer
-    pytest_twisted.blockon(server.stop())
-
-
-@pytest.fixture
-def manager(gate):
+def manager(jwks):
     cfg = config.defaults(http_endpoint="tcp:0:interface=127.0.0.1", instance_id="mgr-test",
-                          beach_gate_jwks_url=gate.jwks_url, beach_gate_issuer=GATE_ISSUER,
+                          beach_gate_jwks_url=jwks.url("gate"), beach_gate_issuer=GATE_ISSUER,
                           beach_gate_audience=GATE_AUDIENCE)
     fatal = []
     root = build_manager(cfg, reactor, metrics=Metrics(CollectorRegistry()), on_fatal=fatal.append)
