@@ -4,6 +4,8 @@ Every mark written through the controller must appear exactly once in the host's
 also across a Redis restart and a manager restart mid-stream.
 """
 
+import time
+
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -34,11 +36,13 @@ async def test_marks_reach_the_terminal_once_and_every_ack_status(road, start_ho
     try:
         token = await attach(mgr, host)
         hid = host.session_id
+        started = time.monotonic()
         r = await post(mgr, hid, token, [write(i) for i in range(1, 6)])
         assert r.status == 200 and r.body["enqueued"] == [f"MARK-{i}" for i in range(1, 6)]
         views = await acked(mgr, hid, r.body["action_ids"])
+        waited_ms = (time.monotonic() - started) * 1000  # accepted..acked lies within this
         assert {v["ack_status"] for v in views.values()} == {"ok"}
-        assert all(v["latency_ms"] >= 0 and v["attempts"] == 1 for v in views.values())
+        assert all(0 < v["latency_ms"] <= waited_ms and v["attempts"] == 1 for v in views.values())
         await eventually(lambda: marks(host_lines(host)) == {i: 1 for i in range(1, 6)},
                          timeout=20, what="each mark once in the host's terminal")
         await eventually(lambda: all(marks(mirror_lines(mgr, hid))[i] == 1 for i in range(1, 6)),
@@ -70,7 +74,6 @@ async def test_marks_reach_the_terminal_once_and_every_ack_status(road, start_ho
         assert state["payload"]["type"] == "terminal_full" and state["sequence"] >= 1
         reg = mgr.metrics.registry
         assert reg.get_sample_value("action_latency_seconds_count") >= 7
-        assert reg.get_sample_value("http_fallback_total") == 0
     finally:
         await mgr.stop()
 
@@ -204,6 +207,5 @@ async def test_actions_wait_for_a_dropped_transport_and_flow_after_the_redo(road
                          what="all 300 marks")
         seen = marks(host_lines(host))
         assert all(seen[i] == 1 for i in range(300)), {i: c for i, c in seen.items() if c != 1}
-        assert mgr.metrics.registry.get_sample_value("http_fallback_total") == 0
     finally:
         await mgr.stop()

@@ -8,7 +8,7 @@ import treq
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 
 from beachmanager import config
 from beachmanager.manager import build_manager
@@ -80,7 +80,14 @@ def test_health_ready_metrics_info(manager, gate):
     assert r.code == 200, info
     assert info["instance_id"] == "mgr-test" and info["impl"] == "rewrite"
     assert info["stores"] == {"runtime": "memory", "registry": "memory"}
-    assert info["version"] and info["uptime_seconds"] >= 0
+    assert info["version"]
+
+    async def grown():  # a later read says the manager has been up longer
+        r = await treq.get(url + "/debug/info", headers={
+            "Authorization": "Bearer " + gate.token(scope="pb:manager.debug")})
+        return json.loads(await r.text())["uptime_seconds"] > info["uptime_seconds"]
+
+    yield ensureDeferred(eventually(grown, what="uptime_seconds to grow between two reads"))
     assert manager.fatal == []
 
 
