@@ -2,6 +2,10 @@
 
 pytest-twisted (``--reactor=asyncio`` in setup.cfg) accepts an asyncio reactor that is
 already installed, so the loop it runs is the explicit, current loop aiortc needs.
+
+Shared fixtures have one home each and are registered here for every test: the Beach
+Gate / Clerk stand-ins (tests/support/auth_fixtures.py) and the devstack Road and hosts
+(tests/support/road_fixtures.py).
 """
 
 import pytest
@@ -12,6 +16,13 @@ from beachmanager import _reactor
 if _reactor.installed_reactor() is None:
     _reactor.install()
 
+# after the reactor: these import twisted.internet.reactor
+from tests.support.auth_fixtures import clerk, gate, jwks  # noqa: F401 (fixtures)
+from tests.support.road_fixtures import (  # noqa: F401 (fixtures)
+    road,
+    road_small_bounds,
+    start_host,
+)
 
 
 class _UnformattableEvents:

@@ -23,7 +23,6 @@ from typing import Any
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from beachmanager import _aio
@@ -43,6 +42,7 @@ from beachmanager.protocol.crypto import (
     seal,
 )
 from beachmanager.protocol.frames import HostFrame
+from tests.support.eventually import eventually
 from tests.support.ws_peer import WsPeer
 
 
@@ -164,19 +164,23 @@ class TestAnswerer:
         _aio.background(Deferred.fromCoroutine(pump()), "answerer ws pump", self.log)
 
     async def _poll_offer(self) -> sig.WebRtcSdpPayload:
+        """The offer mailbox is polled (reference road §6); 204, 404 and 409 mean "not yet"."""
         url = f"{self.road_url}/peer-sessions/{self.psid}/webrtc/offer"
-        while True:
+
+        async def offer() -> sig.WebRtcSdpPayload | None:
             r = await treq.get(url, params={"peer_id": self.peer_id})
-            if r.code == 200:
-                offer = sig.WebRtcSdpPayload.decode(await r.content())
-                if self.host_peer_id is None or offer.from_peer == self.host_peer_id:
-                    self.host_peer_id = offer.from_peer
-                    return offer
-            elif r.code not in (204, 404, 409):
-                raise AnswererError(f"offer poll answered {r.code}")
-            else:
+            if r.code != 200:
                 await r.content()
-            await deferLater(reactor, 0.1, lambda: None)
+                if r.code not in (204, 404, 409):
+                    raise AnswererError(f"offer poll answered {r.code}")
+                return None
+            got = sig.WebRtcSdpPayload.decode(await r.content())
+            if self.host_peer_id is None or got.from_peer == self.host_peer_id:
+                self.host_peer_id = got.from_peer
+                return got
+            return None
+
+        return await eventually(offer, timeout=30.0, step=0.1, what="the host's offer")
 
     # -- aiortc (asyncio) ------------------------------------------------------------------------
     async def _answer(self, offer_sdp: str) -> str:
@@ -232,8 +236,10 @@ class TestAnswerer:
     async def _channel(self, label: str, timeout: float) -> Any:
         fut = self._opened.setdefault(label, asyncio.get_running_loop().create_future())
         ch = await asyncio.wait_for(asyncio.shield(fut), timeout)
-        while ch.readyState != "open":
-            await asyncio.sleep(0.01)
+        if ch.readyState != "open":
+            opened = asyncio.get_running_loop().create_future()
+            ch.once("open", lambda: opened.done() or opened.set_result(None))
+            await asyncio.wait_for(opened, timeout)
         return ch
 
     async def _until_ready(self) -> None:

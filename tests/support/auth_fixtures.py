@@ -1,6 +1,7 @@
 """Beach Gate / Clerk stand-ins with their key sets on a real HTTP listener, as pytest fixtures.
 
-Use from a ``conftest.py``: ``from tests.support.auth_fixtures import clerk, gate, jwks``.
+Registered for every test in tests/conftest.py; ``gate`` and ``clerk`` are the authorities
+(session-wide: a test that rotates a key restores it), ``jwks`` serves both.
 """
 
 import pytest

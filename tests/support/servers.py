@@ -14,10 +14,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from tests.support.eventually import eventually_sync
 
 MACHINE_PG = os.environ.get("BEACH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 MACHINE_REDIS = os.environ.get("BEACH_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -30,12 +31,14 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+    """Block until a server accepts connections on *port* (a process outside the reactor)."""
+
+    def listening() -> bool:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+
+    eventually_sync(listening, timeout=timeout, what=f"something listening on {host}:{port}",
+                    errors=(OSError,))
 
 
 def _psql(url: str, sql: str) -> None:

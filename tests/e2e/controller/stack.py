@@ -7,28 +7,10 @@ import uuid
 from collections import Counter
 
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 
 from beachmanager.registry.store import Op, SessionRegistration, Tenant
 from tests.support.api_client import start_manager
-
-
-async def sleep(seconds: float) -> None:
-    await deferLater(reactor, seconds, lambda: None)
-
-
-async def until(predicate, timeout=20.0, step=0.05, what="condition"):
-    waited = 0.0
-    while True:
-        value = predicate()
-        if hasattr(value, "__await__"):
-            value = await value
-        if value:
-            return value
-        if waited >= timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await sleep(step)
-        waited += step
+from tests.support.eventually import eventually
 
 
 async def manager(road_url: str, **overrides):
@@ -50,8 +32,8 @@ async def attach(mgr, host, beach: str | None = None, register: bool = True) -> 
     await hosts.whenReady()
     machine = hosts.attach(host.session_id, host.join_code)
     await machine.when_ready().addTimeout(30, reactor)
-    controller = mgr.parts.controller
-    await until(lambda: controller.transport_state(host.session_id) == "ready", what="controller sees ready")
+    # the controller follows the same session stream: it sees the host ready at once
+    assert mgr.parts.controller.transport_state(host.session_id) == "ready"
     return token
 
 
@@ -78,7 +60,7 @@ async def acked(mgr, host_id: str, ids: list[str], timeout: float = 30.0) -> dic
                 views[action_id] = r.body
         return len(views) == len(ids)
 
-    await until(done, timeout=timeout, step=0.1, what=f"acks for {len(ids)} actions")
+    await eventually(done, timeout=timeout, step=0.1, what=f"acks for {len(ids)} actions")
     return views
 
 

@@ -1,16 +1,16 @@
-"""Beach Gate / Clerk stand-ins with their key sets on a real HTTP listener, and a whole
-manager on in-memory stores that trusts them."""
+"""A whole manager on in-memory stores that trusts the Beach Gate / Clerk stand-ins (the
+``jwks`` fixture of tests/support/auth_fixtures.py, registered in tests/conftest.py)."""
 
 import pytest
 import pytest_twisted
 from twisted.internet.defer import ensureDeferred
 
 from tests.support.api_client import start_manager
-from tests.support.auth_fixtures import auth_settings, clerk, gate, jwks  # noqa: F401 (fixtures)
+from tests.support.auth_fixtures import auth_settings
 
 
 @pytest.fixture
-def manager(jwks):  # noqa: F811 (the imported fixture)
+def manager(jwks):
     running = pytest_twisted.blockon(ensureDeferred(start_manager(**auth_settings(jwks))))
     yield running
     pytest_twisted.blockon(ensureDeferred(running.stop()))

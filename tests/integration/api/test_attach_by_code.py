@@ -7,7 +7,6 @@ import treq
 from twisted.internet import reactor
 
 from beachmanager.api.road_verify import RoadError, RoadTimeout, RoadVerifier
-from beachmanager.devstack.road.service import start_road
 from beachmanager.registry.store import Tenant
 from tests.support.api_client import start_manager
 from tests.support.auth_fixtures import auth_settings
@@ -15,13 +14,6 @@ from tests.support.eventually import eventually
 from tests.support.servers import free_port
 
 URL = "/private-beaches/pb-1/sessions/attach-by-code"
-
-
-@pytest.fixture
-def road():
-    running = pytest_twisted.blockon(start_road())
-    yield running
-    pytest_twisted.blockon(running.stop())
 
 
 async def host_session(road, session_id, passphrase):

@@ -78,7 +78,7 @@ async def test_unknown_kid_flood_is_rate_limited_and_rotation_is_picked_up(jwks,
         cache = m.parts.auth.authorities[0].jwks
         cache.min_refetch = 0.5  # (10 s in production; shortened to keep the test quick)
         new_token = gate.token(key=gate.rotate())
-        await deferLater(reactor, 0.6)
+        await deferLater(reactor, 0.6)  # the refetch interval passes (a duration, not an event)
         r = await m.call(*ROUTE, token=new_token)
         assert r.status == 200, r.body
     finally:

@@ -9,6 +9,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
 from tests.support.api_client import start_manager
+from tests.support.eventually import eventually
 from tests.support.servers import throwaway_postgres
 
 
@@ -41,12 +42,12 @@ async def test_restart_mid_run_retries_or_503_and_loses_nothing():
             async def load(start, count):
                 for i in range(start, start + count):
                     replies.append(await register(m, i))
-                    await deferLater(reactor, 0.02)
+                    await deferLater(reactor, 0.02)  # paced: the load spans the restart
 
             running = gatherResults([ensureDeferred(load(k * 100, 40)) for k in range(3)])
-            await deferLater(reactor, 0.3)
+            await eventually(lambda: len(replies) >= 6, what="the load to be under way")
             await deferToThread(pg.stop)
-            await deferLater(reactor, 1.0)
+            await deferLater(reactor, 1.0)  # the restart's outage lasts 1 s (a duration)
             await deferToThread(pg.start)
             await running
             statuses = {r.status for _, r in replies}

@@ -39,6 +39,7 @@ class Harness:
         if self.kind == "memory":
             self.clock.advance(seconds)
         else:
+            # a duration, not a wait for an event: the tests let liveness windows run out
             await task.deferLater(reactor, seconds)
 
     async def cleanup(self) -> None:

@@ -11,6 +11,7 @@ from beachmanager.assign.audit import PostgresAudit
 from beachmanager.assign.model import InstanceInfo, Move, Ownership
 from beachmanager.registry.migrate import apply_migrations, enter_app_role
 from beachmanager.registry.postgres_conn import PostgresService
+from tests.support.eventually import eventually
 from tests.support.servers import temporary_database, throwaway_postgres
 
 T0 = 1_700_000_000_000
@@ -91,9 +92,8 @@ async def test_writes_wait_through_a_database_restart():
             assert await audit.flush() is False
             assert audit.status()["pending"] == 2 and "error" in audit.status()
             server.start()
-            for _ in range(40):  # the pool reconnects on its own
-                if await audit.flush():
-                    break
+            await eventually(audit.flush, timeout=20,  # the pool reconnects on its own
+                             what="the pending audit written once PostgreSQL is back")
             assert audit.status() == {"store": "postgres", "pending": 0, "dropped_events": 0}
             assert rows(server.url, "SELECT host_session_id, manager_instance_id "
                         "FROM beach_manager.manager_assignment") == [("h1", "mgr-a")]

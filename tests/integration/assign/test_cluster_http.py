@@ -11,8 +11,8 @@ import pytest_twisted
 import treq
 
 from beachmanager.assign.rendezvous import rank
-from tests.e2e.controller.stack import until
 from tests.support.api_client import start_manager
+from tests.support.eventually import eventually
 from tests.support.servers import temporary_database, throwaway_redis
 
 IDS = ["mgr-a", "mgr-b"]
@@ -43,7 +43,7 @@ async def pair(redis_url, **extra):
         r = await a.call("GET", "/debug/assignments")
         return r.status == 200 and [x["id"] for x in r.body["members"] if x["live"]] == IDS
 
-    await until(both_live, timeout=10, what="both members live")
+    await eventually(both_live, timeout=10, what="both members live")
     return a, b
 
 
@@ -143,7 +143,7 @@ async def test_drain_hands_every_host_over_and_the_audit_tables_agree(redis_url,
             got = rows("SELECT host_session_id, manager_instance_id FROM beach_manager.manager_assignment")
             return dict(got) == dict.fromkeys(HOSTS, "mgr-a")
 
-        await until(audited, timeout=10, what="manager_assignment rows owned by mgr-a")
+        await eventually(audited, timeout=10, what="manager_assignment rows owned by mgr-a")
         events = rows("SELECT host_session_id, manager_instance_id, reassigned_from, reason "
                       "FROM beach_manager.manager_assignment_event ORDER BY id")
         assert {(h, to, frm) for h, to, frm, why in events if why == "drain"} == {

@@ -6,7 +6,6 @@ import time
 
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 
 from beachmanager.controller.queue import NewAction
 from beachmanager.controller.queue_memory import MemoryActionQueue
@@ -19,10 +18,6 @@ def action(i, host_token="tok-a", **extra) -> NewAction:
     cmd = {"id": f"a-{i}", "action_type": "terminal_write",
            "payload": {"bytes": f"echo MARK-{i}\r"}, "expires_at": None, **extra}
     return NewAction(f"a-{i}", cmd, host_token, time.time(), "pb-1")
-
-
-def sleep(seconds: float):
-    return deferLater(reactor, seconds, lambda: None)
 
 
 def make_redis_queue(url: str = MACHINE_REDIS, **kw) -> RedisActionQueue:

@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from beachmanager.protocol import harness as hj
 from beachmanager.registry.store import Op, SessionRegistration, Tenant
@@ -16,8 +18,6 @@ from beachmanager.transport.events import SessionState
 from tests.support.api_client import start_manager
 from tests.support.eventually import eventually
 from tests.support.servers import MACHINE_REDIS, temporary_database
-
-from .support import sleep
 
 
 class FakeHostBus:
@@ -236,7 +236,7 @@ async def test_cached_lease_and_session_lookups_never_outlive_what_they_cache(st
         other = Leases(mgr.parts.registry.store, mgr.ctx.clock)
         assert (await post([cmd(3), cmd(4), cmd(5)], token)).status == 200  # a-1 in flight: these wait
         await other.release(tenant, host, token)
-        await sleep(LEASE_CACHE_TTL + 0.05)
+        await deferLater(reactor, LEASE_CACHE_TTL + 0.05, lambda: None)  # the cache TTL runs out
         r = await post([cmd(6)], token)
         assert r.status == 409 and r.error_code == "lease_revoked"  # ... is seen within the bound
         async def preempted():  # the lease watch preempts what was waiting

@@ -6,11 +6,12 @@ import uuid
 
 import psycopg
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from tests.support.eventually import eventually
 from tests.support.servers import throwaway_postgres
 
-from .support import sleep
 from .test_actions_api import FakeHostBus, ack, cmd, session_with_lease
 
 
@@ -35,7 +36,7 @@ async def test_postgres_outage_loses_no_ack():
             pg.stop()
             for i in range(3):
                 controller.ingest.ack_value(host, ack(i))
-            await sleep(2.0)  # a stretch of outage (a duration, not a wait for an event)
+            await deferLater(reactor, 2.0, lambda: None)  # a stretch of outage (a duration, not a wait for an event)
             # held and retried (by the store, then by the writer), never dropped
             assert controller.writer.written == 0 and controller.writer.status()["buffered"] == 3
             assert await controller.queue.depth(host) == 3  # still queued: a crash now loses nothing

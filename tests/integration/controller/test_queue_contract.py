@@ -4,10 +4,11 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import deferLater
 
 from beachmanager.controller.queue import QueueError, QueueFull
 
-from .support import action, close_queue, make_queue, sleep
+from .support import action, close_queue, make_queue
 
 KINDS = ["memory", "redis"]
 
@@ -98,7 +99,7 @@ async def test_pending_and_stale_claims(q):
     assert await q.read_pending("h1", "m2", 10) == []
     # not idle long enough: nothing to claim
     assert await q.claim_stale("h1", "m2", 5.0, 10) == []
-    await sleep(0.15)
+    await deferLater(reactor, 0.15, lambda: None)  # the entries idle past 0.1 s (a duration)
     claimed = await q.claim_stale("h1", "m2", 0.1, 10)
     assert [a.action_id for a in claimed] == ["a-1", "a-2"]
     assert [a.action_id for a in await q.read_pending("h1", "m2", 10)] == ["a-1", "a-2"]
@@ -127,7 +128,7 @@ async def test_blocking_read_wakes_on_enqueue_and_times_out(q):
     assert reactor.seconds() - t0 >= 0.15
 
     d = ensureDeferred(q.read_new_many(["h1", "h2"], "m1", 10, 5.0))
-    await sleep(0.05)
+    await deferLater(reactor, 0.05, lambda: None)  # nothing arrives within 50 ms
     assert not d.called
     await q.enqueue("h2", [action(7)])
     got = await d
@@ -156,7 +157,7 @@ async def test_enqueue_for_a_consumer_hands_the_entries_over_at_once(q):
     assert [a.action_id for a in pending] == ["a-1", "a-2", "a-3"]
     assert [a.entry_id for a in pending[1:]] == [r.entries["a-2"], r.entries["a-3"]]
     # still claimable when m1 dies, and finished as usual
-    await sleep(0.02)
+    await deferLater(reactor, 0.02, lambda: None)  # the entries idle past 0.01 s (a duration)
     stale = await q.claim_stale("h1", "m2", 0.01, 10)
     assert [a.action_id for a in stale] == ["a-1", "a-2", "a-3"]
     await q.finish("h1", [(a.action_id, a.entry_id, "ok") for a in stale])

@@ -6,9 +6,10 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 
 from beachmanager.controller.queue import QueueUnavailable
+from tests.support.eventually import eventually
 from tests.support.servers import throwaway_redis
 
-from .support import action, drop_redis_queue, make_redis_queue, sleep
+from .support import action, drop_redis_queue, make_redis_queue
 
 
 @pytest.fixture
@@ -32,12 +33,9 @@ async def test_restart_is_detected_and_the_queue_recovers(redis_server):
         with pytest.raises((QueueUnavailable, Exception)):
             await d
         redis_server.start()
-        for _ in range(100):
-            try:
-                new_epoch = await ensureDeferred(q.server_epoch()).addTimeout(1.0, reactor)
-                break
-            except Exception:
-                await sleep(0.1)
+        new_epoch = await eventually(
+            lambda: ensureDeferred(q.server_epoch()).addTimeout(1.0, reactor), errors=(Exception,),
+            what="the restarted server's epoch")
         assert new_epoch != epoch
         # the stream and its group are gone; reads re-create the group instead of failing
         assert await q.read_new_many(["h1"], "m1", 10, 0.05) == {}

@@ -3,12 +3,14 @@ into the stream, so a manager crash after the restart still loses none of them."
 
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from beachmanager.controller.delivery import DeliveryEngine
+from tests.support.eventually import eventually
 from tests.support.servers import throwaway_redis
 from tests.unit.controller.test_delivery import FakePublisher
 
-from .support import action, drop_redis_queue, make_redis_queue, sleep
+from .support import action, drop_redis_queue, make_redis_queue
 
 
 @pytest_twisted.ensureDeferred
@@ -23,16 +25,14 @@ async def test_held_actions_are_reseeded_after_a_redis_restart():
             entries = [a for a in await q.read_new("h1", "m1", 10)]
             engine.adopt("h1", entries)
             assert engine.depth("h1") == 2 and result.depth == 2
-            await sleep(0.5)  # the reader has seen the epoch
+            # the reader has read the server's run id (only then is a restart noticed)
+            await eventually(lambda: engine._epoch is not None, what="the engine to read the epoch")
 
             redis.stop()
-            await sleep(0.5)
+            await deferLater(reactor, 0.5, lambda: None)  # the outage lasts 0.5 s (a duration)
             redis.start()
-            for _ in range(150):
-                if engine.counters["reseeded"] == 2:
-                    break
-                await sleep(0.1)
-            assert engine.counters["reseeded"] == 2
+            await eventually(lambda: engine.counters["reseeded"] == 2, timeout=15,
+                             what="both held actions re-enqueued")
             assert await q.depth("h1") == 2
         finally:
             await engine.stop()
@@ -45,10 +45,7 @@ async def test_held_actions_are_reseeded_after_a_redis_restart():
         engine2.start()
         try:
             engine2.transport_changed("h1", True)
-            for _ in range(100):
-                if len(pub2.ids()) >= 2:
-                    break
-                await sleep(0.1)
+            await eventually(lambda: len(pub2.ids()) >= 2, what="the successor to deliver both")
             assert sorted(pub2.ids()) == ["a-1", "a-2"]
         finally:
             await engine2.stop()

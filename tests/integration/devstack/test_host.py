@@ -10,11 +10,9 @@ import os
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
-from twisted.internet.task import deferLater
+from twisted.internet import defer
 
 from beachmanager.devstack.host.host import start_host
-from beachmanager.devstack.road.service import start_road
 from beachmanager.protocol import frames
 from beachmanager.protocol.crypto import InsecureOverrides
 from beachmanager.protocol.extensions import (
@@ -25,17 +23,11 @@ from beachmanager.protocol.extensions import (
     TOPIC_STATE,
 )
 from tests.support.answerer import TestAnswerer
+from tests.support.eventually import eventually
 
 SHELL_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PS1": "$ ", "HOME": "/tmp", "TERM": "xterm"}
 # Prints a line, waits for one input line, prints it back, then idles.
 ECHO_ONCE = ("/bin/sh", "-c", "echo first-line; read x; echo second-$x; exec sleep 60")
-
-
-@pytest.fixture
-def road():
-    running = pytest_twisted.blockon(start_road())
-    yield running
-    pytest_twisted.blockon(running.stop())
 
 
 @pytest.fixture
@@ -81,14 +73,6 @@ def frame_text(frame) -> str:
 
 async def wait_delta_with(peer, needle: str, since: int = 0, timeout: float = 10.0):
     return await peer.wait_frame(frames.Delta, timeout, since, where=lambda f: needle in frame_text(f))
-
-
-async def eventually(check, timeout: float = 5.0):
-    for _ in range(int(timeout / 0.05)):
-        if check():
-            return
-        await deferLater(reactor, 0.05, lambda: None)
-    assert check()
 
 
 def handshake_kinds(peer):
@@ -162,7 +146,7 @@ async def test_peer_reconnects(road, hosts, peers):
     first = await peers(road, host)
     await first.wait_frame(frames.Hello)
     await first.close()
-    await eventually(lambda: not host.host.peers)
+    await eventually(lambda: not host.host.peers, what="the host to drop the closed peer")
     second = await peers(road, host)
     await second.wait_frame(frames.SnapshotComplete, where=lambda f: f.lane == frames.Lane.HISTORY)
     since = len(second.received)
@@ -215,7 +199,8 @@ async def test_resize_ignored_by_default(road, hosts, peers):
     peer = await peers(road, host)
     await peer.wait_frame(frames.SnapshotComplete, where=lambda f: f.lane == frames.Lane.HISTORY)
     peer.send_frame(frames.Resize(cols=100, rows=30))
-    await eventually(lambda: host.host.peers and next(iter(host.host.peers.values())).resizes == 1)
+    await eventually(lambda: host.host.peers and next(iter(host.host.peers.values())).resizes == 1,
+                     what="the host to see the resize")
     assert len(peer.frames(frames.Hello)) == 1 and host.host.model.cols == 80
 
 
@@ -288,7 +273,7 @@ async def test_peer_without_ready_is_dropped_after_the_timeout(road, hosts, peer
     peer = await peers(road, host, send_ready=False)
     assert peer.secure  # the handshake ran; only the sentinel is missing
     [pending] = host.host.peers.values()
-    await eventually(lambda: not host.host.peers, timeout=5)
+    await eventually(lambda: not host.host.peers, timeout=5, what="the host to drop the silent peer")
     assert "timed out" in pending.close_reason and pending.phase.value == "closed"
     assert "__offer_ready__" not in peer.received
     # the same client may try again on a new connection
@@ -303,10 +288,11 @@ async def test_peer_leaving_mid_negotiation_is_cleaned_up(road, hosts):
     host = await hosts()
     ws = await WsPeer.connect(f"{road.ws_url}/ws/{host.session_id}")
     await ws.join(host.join_code, label="beach-manager")  # joins, never answers the offer
-    await eventually(lambda: any(p.phase.value == "answer" for p in host.host.peers.values()))
+    await eventually(lambda: any(p.phase.value == "answer" for p in host.host.peers.values()),
+                     what="a peer waiting for its answer")
     [pending] = host.host.peers.values()
     await ws.close()
-    await eventually(lambda: not host.host.peers)
+    await eventually(lambda: not host.host.peers, what="the host to drop the peer that left")
     assert pending.close_reason == "left the room"
 
 
@@ -318,7 +304,7 @@ async def test_host_rejoins_road_after_losing_its_websocket(road, hosts, peers):
     old_id = host.host.own_peer_id
     road.service._ws_factory.close_all()  # every signaling socket drops; WebRTC stays up
     await eventually(lambda: host.host.own_peer_id not in (None, old_id) and road.rooms.peers(host.session_id),
-                     timeout=10)
+                     timeout=10, what="the host to rejoin its room")
     [member] = road.rooms.peers(host.session_id)
     assert member.role == "server" and member.conn.peer_id == host.host.own_peer_id
     since = len(first.received)

@@ -18,13 +18,6 @@ from beachmanager.devstack.road.settings import RoadSettings
 from beachmanager.devstack.road.viewer import viewer_mac
 
 
-@pytest.fixture
-def road():
-    running = pytest_twisted.blockon(start_road(settings=RoadSettings(max_body_bytes=4096, max_offers_per_peer=2)))
-    yield running
-    pytest_twisted.blockon(running.stop())
-
-
 def _decode(r, text):
     if "application/json" in (r.headers.getRawHeaders("content-type") or [""])[0]:
         return json.loads(text)
@@ -74,7 +67,8 @@ async def test_register_shapes_and_generated_code(road):
 
 
 @pytest_twisted.ensureDeferred
-async def test_body_rules(road):
+async def test_body_rules(road_small_bounds):
+    road = road_small_bounds  # the bound under test: 4 KiB bodies
     url = road.url + "/sessions"
     assert (await post(url, b'{"session_id":"a"}'))[0] == 415  # no content type
     headers = {"content-type": "application/json"}
@@ -148,7 +142,8 @@ def sdp(kind, hid="hs-1", frm="host", to="client", **extra):
 
 
 @pytest_twisted.ensureDeferred
-async def test_offer_mailbox(road):
+async def test_offer_mailbox(road_small_bounds):
+    road = road_small_bounds  # the bound under test: 2 offers per peer
     await register(road, "h1", "ABC123")
     psid = (await post(road.url + "/peer-sessions/attach", {"host_session_id": "h1", "passphrase": "ABC123"}))[1][
         "peer_session_id"]

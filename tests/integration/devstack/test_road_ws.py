@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import pytest_twisted
 import treq
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock, deferLater
 
 from beachmanager.devstack.road.service import start_road
@@ -16,13 +15,6 @@ from beachmanager.protocol import signaling as sig
 from tests.support.ws_peer import WsPeer
 
 from .test_road_http import viewer_keys, viewer_token  # noqa: F401  (fixture re-export)
-
-
-@pytest.fixture
-def road():
-    running = pytest_twisted.blockon(start_road(settings=RoadSettings(max_peers_per_room=3)))
-    yield running
-    pytest_twisted.blockon(running.stop())
 
 
 async def setup_session(road, session_id="h1", code="ABC123") -> str:
@@ -167,7 +159,8 @@ async def test_disconnect_cleans_up_resolved_room(road):
 
 
 @pytest_twisted.ensureDeferred
-async def test_room_bound(road):
+async def test_room_bound(road_small_bounds):
+    road = road_small_bounds  # the bound under test: 3 peers per room
     await setup_session(road)
     peers = [await WsPeer.connect(f"{road.ws_url}/ws/h1") for _ in range(4)]
     try:
@@ -242,13 +235,14 @@ async def test_a_peer_that_stops_reading_is_dropped():
         sj = await slow.join("ABC123")
         await fast.next_of(sig.PeerJoined)
         slow.proto.transport.pauseProducing()  # stop reading the socket
+        left = defer.ensureDeferred(fast.next_of(sig.PeerLeft, timeout=30))
         blob = "x" * 200_000
         for _ in range(200):  # 40 MB: more than the kernel buffers plus the backlog bound
-            fast.send(sig.Signal(sj.peer_id, {"blob": blob}))
-            if road.rooms.peers("h1") and len(road.rooms.peers("h1")) == 1:
+            if left.called:  # the road dropped the slow peer: stop flooding
                 break
-            await deferLater(reactor, 0.01, lambda: None)
-        assert await fast.next_of(sig.PeerLeft) == sig.PeerLeft(sj.peer_id)
+            fast.send(sig.Signal(sj.peer_id, {"blob": blob}))
+            await deferLater(reactor, 0.01, lambda: None)  # pace the flood: let the reactor write it
+        assert await left == sig.PeerLeft(sj.peer_id)
         assert [m.conn.peer_id for m in road.rooms.peers("h1")] != [sj.peer_id]
     finally:
         for p in (fast, slow):

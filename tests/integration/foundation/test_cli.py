@@ -4,10 +4,11 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
+import urllib.error
 import urllib.request
 
 from beachmanager import config
+from tests.support.eventually import eventually_sync
 from tests.support.servers import free_port, wait_for_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -82,15 +83,13 @@ def test_twist_serves_and_stops_cleanly_and_port_conflict_exits_non_zero():
         wait_for_port(port, timeout=30)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
             assert resp.read() == b"OK"
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
-                    assert resp.status == 200
-                    break
-            except urllib.error.HTTPError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+
+        def ready() -> bool:  # another process: only its HTTP answer can be read
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+                return resp.status == 200
+
+        eventually_sync(ready, timeout=10, what="/readyz to answer 200",
+                        errors=(urllib.error.HTTPError,))
         # A second instance on the same port: fatal start-up error, non-zero exit.
         second = run(args, env=env, timeout=60)
         assert second.returncode != 0

@@ -8,13 +8,14 @@ import treq
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 
 from beachmanager import config
 from beachmanager.manager import build_manager
 from beachmanager.service import ReadyService
 from beachmanager.telemetry.metrics import PLAN_METRICS, Metrics
-from tests.support.auth_issuer import GATE_AUDIENCE, GATE_ISSUER, Issuer, JwksServer
+from tests.support.auth_issuer import GATE_AUDIENCE, GATE_ISSUER
+from tests.support.eventually import eventually
 
 
 class NeverReady(ReadyService):
@@ -33,19 +34,9 @@ class NeverReady(ReadyService):
 
 
 @pytest.fixture
-def gate():
-    issuer = Issuer("ec", GATE_ISSUER, GATE_AUDIENCE)
-    server = JwksServer(reactor, {"gate": issuer})
-    server.start()
-    issuer.jwks_url = server.url("gate")
-    yield issuer
-    pytest_twisted.blockon(server.stop())
-
-
-@pytest.fixture
-def manager(gate):
+def manager(jwks):
     cfg = config.defaults(http_endpoint="tcp:0:interface=127.0.0.1", instance_id="mgr-test",
-                          beach_gate_jwks_url=gate.jwks_url, beach_gate_issuer=GATE_ISSUER,
+                          beach_gate_jwks_url=jwks.url("gate"), beach_gate_issuer=GATE_ISSUER,
                           beach_gate_audience=GATE_AUDIENCE)
     fatal = []
     root = build_manager(cfg, reactor, metrics=Metrics(CollectorRegistry()), on_fatal=fatal.append)
@@ -89,7 +80,14 @@ def test_health_ready_metrics_info(manager, gate):
     assert r.code == 200, info
     assert info["instance_id"] == "mgr-test" and info["impl"] == "rewrite"
     assert info["stores"] == {"runtime": "memory", "registry": "memory"}
-    assert info["version"] and info["uptime_seconds"] >= 0
+    assert info["version"]
+
+    async def grown():  # a later read says the manager has been up longer
+        r = await treq.get(url + "/debug/info", headers={
+            "Authorization": "Bearer " + gate.token(scope="pb:manager.debug")})
+        return json.loads(await r.text())["uptime_seconds"] > info["uptime_seconds"]
+
+    yield ensureDeferred(eventually(grown, what="uptime_seconds to grow between two reads"))
     assert manager.fatal == []
 
 
@@ -128,16 +126,16 @@ def test_port_in_use_is_fatal(manager):
 
 
 async def readyz_when_settled(root, want_ready: bool, timeout: float = 30.0, until=lambda body: True):
-    """Poll /readyz until it says *want_ready* and *until(body)* (or give up: the last answer)."""
-    from twisted.internet.task import deferLater
+    """/readyz once it says *want_ready* and *until(body)*: ``(code, body)``."""
 
-    deadline = reactor.seconds() + timeout
-    while True:
+    async def settled():
         r = await treq.get(base_url(root) + "/readyz")
         body = json.loads(await r.text())
-        if ((r.code == 200) == want_ready and until(body)) or reactor.seconds() > deadline:
-            return r.code, body
-        await deferLater(reactor, 0.1)
+        assert (r.code == 200) == want_ready and until(body), (r.code, body)
+        return r.code, body
+
+    return await eventually(settled, timeout=timeout, errors=(AssertionError,),
+                            what=f"/readyz to settle {'ready' if want_ready else 'not ready'}")
 
 
 @pytest_twisted.ensureDeferred

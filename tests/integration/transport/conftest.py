@@ -1,4 +1,4 @@
-"""Real peers for transport tests: the devstack Road and host, and a HostManager under test."""
+"""A HostManager under test, on the shared devstack Road (tests/support/road_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -18,35 +18,6 @@ def manager_context(road_url: str, **overrides) -> ManagerContext:
               "reconnect_max_delay": 2.0, **overrides}
     return ManagerContext(config=config.defaults(**values), reactor=reactor, clock=reactor,
                           metrics=Metrics(CollectorRegistry()), crash=CrashReporter())
-
-
-@pytest.fixture
-def road():
-    from beachmanager.devstack.road.service import start_road
-
-    running = pytest_twisted.blockon(start_road(reactor))
-    yield running
-    pytest_twisted.blockon(running.stop())
-
-
-@pytest.fixture
-def start_host(road):
-    """``await start_host(**settings)``: a devstack host with a real shell on the PTY."""
-    from beachmanager.devstack.host.host import start_host as _start
-
-    started = []
-
-    async def start(**overrides):
-        overrides.setdefault("command", ("/bin/sh",))
-        overrides.setdefault("env", {"PS1": "$ ", "TERM": "xterm", "PATH": "/usr/bin:/bin"})
-        host = await _start(road.url, reactor, **overrides)
-        started.append(host)
-        return host
-
-    yield start
-    for host in reversed(started):
-        if host.host.running:
-            pytest_twisted.blockon(host.stop())
 
 
 @pytest.fixture

@@ -5,16 +5,13 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 from beachmanager.protocol import harness as hj
 from beachmanager.transport.errors import AttachError
 from beachmanager.transport.events import SessionState
 from tests.support.eventually import eventually
-
-
-async def until(predicate, timeout=15.0, what="condition"):
-    await eventually(predicate, timeout=timeout, what=what)
 
 
 def lost(hosts, host_id):
@@ -49,22 +46,29 @@ async def test_attach_mirror_bus_round_trip_and_graceful_detach(start_host, host
 
     # The mirror syncs the shell's screen, and follows a change made through the bus.
     mirror = hosts.mirror(host.session_id)
-    await until(lambda: mirror.in_sync, what="the mirror to be in sync")
+    await eventually(lambda: mirror.in_sync, what="the mirror to be in sync")
     acks = []
-    hosts.subscriber.on("ack", lambda h, ack: acks.append((h, ack)))
+    first_ack = Deferred()
+
+    def on_ack(h, ack):
+        acks.append((h, ack))
+        if not first_ack.called:
+            first_ack.callback(None)
+
+    hosts.subscriber.on("ack", on_ack)
     cmd = hj.ActionCommand("a-1", "terminal_write", {"bytes": "echo MARK-$((40+2))\r"})
     assert hosts.publisher.publish_command(host.session_id, cmd)
-    await until(lambda: "MARK-42" in screen(hosts, host.session_id), what="the echo in the mirror")
-    await until(lambda: acks, what="the ack")
+    await eventually(lambda: "MARK-42" in screen(hosts, host.session_id), what="the echo in the mirror")
+    await first_ack.addTimeout(15, reactor)
     assert acks[0][0] == host.session_id and acks[0][1].id == "a-1"
     assert acks[0][1].status == hj.AckStatus.OK
-    await until(lambda: mirror.heartbeats.count >= 1, what="a heartbeat")
+    await eventually(lambda: mirror.heartbeats.count >= 1, what="a heartbeat")
 
     # Detach closes the transport; the host sees its peer go.
     await hosts.detach(host.session_id)
     assert hosts.get(host.session_id) is None
     assert changes[-1] == (host.session_id, "stopped") and not hosts.events.managed(host.session_id)
-    await until(lambda: not host.host.serving_peers(), what="the host to drop the peer")
+    await eventually(lambda: not host.host.serving_peers(), what="the host to drop the peer")
 
 
 @pytest_twisted.ensureDeferred
@@ -100,7 +104,7 @@ async def test_a_dropped_peer_connection_is_detected_and_redone(start_host, host
     assert machine.reconnects == 1
     assert hosts.ctx.metrics.registry.get_sample_value("transport_reconnect_total") == 1
     mirror = hosts.mirror(host.session_id)
-    await until(lambda: mirror.in_sync, what="the mirror to resync after the redo")
+    await eventually(lambda: mirror.in_sync, what="the mirror to resync after the redo")
 
 
 @pytest_twisted.ensureDeferred
@@ -115,7 +119,7 @@ async def test_a_vanished_host_is_retried_with_backoff_not_stormed(start_host, h
     await gone
     lost_at = reactor.seconds()
     attempts_at_loss = machine.attempts
-    await deferLater(reactor, 6.0)
+    await deferLater(reactor, 6.0)  # a stretch of time (the point): count the attempts in it
     # Backoff 0.5, 1, 2, 2... (+ up to 50% jitter): a handful of attempts in 6 s, not hundreds.
     tried = machine.attempts - attempts_at_loss
     assert 1 <= tried <= 8, tried
@@ -138,7 +142,7 @@ async def test_the_hosts_handshake_channel_decides_whether_transport_is_secure(s
     machine = hosts.attach(plain_host.session_id, plain_host.join_code)
     await machine.when_ready().addTimeout(20, reactor)
     assert machine.status()["secure"] is False
-    await until(lambda: hosts.mirror(plain_host.session_id).in_sync, what="the plaintext mirror")
+    await eventually(lambda: hosts.mirror(plain_host.session_id).in_sync, what="the plaintext mirror")
 
     # The manager's own override does not stop it from following a secure host.
     monkeypatch.setenv("BEACH_INSECURE_TRANSPORT", "I_KNOW_THIS_IS_UNSAFE")

@@ -12,9 +12,9 @@ from twisted.internet import reactor
 
 from beachmanager import config
 from beachmanager.telemetry.metrics import Metrics
+from beachmanager.transport.events import SessionState, ready_of
 from beachmanager.transport.targets import HostTarget
-
-from .test_attach_devstack import until
+from tests.support.eventually import eventually
 
 
 @pytest_twisted.ensureDeferred
@@ -32,7 +32,7 @@ async def test_the_manager_attaches_configured_hosts_and_serves_debug_views(star
         await parts.http.whenReady()
         base = "http://%s:%d" % parts.http.address()
         hosts = parts.hosts
-        await until(lambda: hosts.is_ready(host.session_id), timeout=20, what="the configured host")
+        await parts.events.wait_for(ready_of(host.session_id)).addTimeout(20, reactor)
 
         resp = await treq.get(f"{base}/debug/transports")
         listing = json.loads(await resp.content())
@@ -47,7 +47,7 @@ async def test_the_manager_attaches_configured_hosts_and_serves_debug_views(star
             "attach", "offer", "answer", "ice", "dc_open", "handshake", "ready"]
         assert detail["link"]["secure"] and detail["link"]["bytes_in"] > 0
 
-        await until(lambda: hosts.mirror(host.session_id).in_sync, what="the mirror")
+        await eventually(lambda: hosts.mirror(host.session_id).in_sync, what="the mirror")
         resp = await treq.get(f"{base}/debug/hosts/{host.session_id}/cache")
         cache = json.loads(await resp.content())
         assert cache["summary"]["in_sync"] and cache["summary"]["cols"] == 80
@@ -66,7 +66,7 @@ async def test_the_manager_attaches_configured_hosts_and_serves_debug_views(star
         assert crash["hosts"][host.session_id]["status"] == "ready"
     finally:
         await root.stopService()
-    await until(lambda: not host.host.serving_peers(), what="the host to see the manager leave")
+    await eventually(lambda: not host.host.serving_peers(), what="the host to see the manager leave")
 
 
 @pytest_twisted.ensureDeferred
@@ -79,7 +79,9 @@ async def test_a_host_that_never_sends_offer_ready_is_reported_as_such(start_hos
     host = await start_host()
     hosts = await hosts_service(attach_phase_timeout=2.0)
     machine = hosts.attach(host.session_id, host.join_code)
-    await until(lambda: machine.last_error is not None, timeout=15, what="the ready phase to fail")
+    # the failed attempt is published as a backoff (after its error is recorded)
+    await hosts.events.wait_for(lambda c: c.host_session_id == host.session_id
+                                and c.new is SessionState.BACKOFF).addTimeout(15, reactor)
     assert machine.last_error["phase"] == "ready"
     assert machine.last_error["code"] == "no_offer_ready"
     assert "__offer_ready__" in machine.last_error["reason"]

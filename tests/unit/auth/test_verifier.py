@@ -23,16 +23,6 @@ from tests.support.auth_issuer import (
 NOW = 1_800_000_000.0
 
 
-@pytest.fixture(scope="module")
-def gate():
-    return Issuer("ec", GATE_ISSUER, GATE_AUDIENCE)
-
-
-@pytest.fixture(scope="module")
-def clerk():
-    return Issuer("rsa", CLERK_ISSUER, CLERK_AUDIENCE)
-
-
 class FakeFetch:
     def __init__(self, docs):
         self.docs = docs  # url -> Issuer | Exception

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from beachmanager.cache.mirror import BLANK, TerminalMirror, cell_char
 from beachmanager.protocol import frames as f
+from tests.support.clock import FakeClock
 
 L = f.Lane
 
@@ -17,14 +18,6 @@ def c(ch: str, style: int = 0) -> int:
 
 def row(r: int, seq: int, text: str) -> f.Row:
     return f.Row(r, seq, tuple(c(ch) for ch in text))
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 def synced(clock=None, **kw) -> TerminalMirror:
@@ -82,9 +75,9 @@ def test_sync_needs_all_three_lanes_and_final_snapshots_or_quiet():
     assert not m.in_sync  # history lane missing
     m.apply(f.SnapshotComplete(1, L.HISTORY))
     assert not m.in_sync  # foreground's final frame (has_more false) not seen, not quiet yet
-    clock.now += 0.3
+    clock.advance(0.3)
     assert m.in_sync  # quiet period elapsed
-    clock.now -= 0.3
+    clock.advance(-0.3)
     m.apply(f.Snapshot(1, L.FOREGROUND, 5, False, ()))
     assert m.in_sync
 

@@ -5,19 +5,6 @@ from __future__ import annotations
 import json
 
 
-class FakeClock:
-    """A clock the test moves by hand (seconds)."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def h(text: str) -> bytes:
     """Bytes from hex with free spacing and ``|`` separators."""
     return bytes.fromhex(text.replace("|", " "))

@@ -12,7 +12,8 @@ from beachmanager.protocol import envelope, extensions, framing, wire
 from beachmanager.protocol.channel import READY, Inbound, Outbound, Received
 from beachmanager.protocol.envelope import EnvelopeError
 from beachmanager.protocol.framing import FramingError, MacConfig
-from tests.unit.protocol.support import ACTION_FRAME, ACTION_JSON, READY_CHUNK, FakeClock, h
+from tests.support.clock import FakeClock
+from tests.unit.protocol.support import ACTION_FRAME, ACTION_JSON, READY_CHUNK, h
 
 
 def test_first_message_is_the_ready_vector():

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from beachmanager.protocol import envelope, framing
 from beachmanager.protocol.errors import ProtocolError
 from beachmanager.protocol.framing import FramingError, MacConfig, Reassembler
-from tests.unit.protocol.support import ACTION_FRAME, READY_CHUNK, FakeClock, h
+from tests.support.clock import FakeClock
+from tests.unit.protocol.support import ACTION_FRAME, READY_CHUNK, h
 
 
 def header(ns: bytes, kind: bytes, seq: int, total: int, index: int, count: int, crc: int) -> bytes:

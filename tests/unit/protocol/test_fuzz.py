@@ -17,8 +17,9 @@ from beachmanager.protocol.errors import ProtocolError
 from beachmanager.protocol.framing import FramingError, MacConfig, Reassembler
 from beachmanager.protocol.harness import HarnessError
 from beachmanager.protocol.wire import WireError
+from tests.support.clock import FakeClock
 from tests.unit.protocol import strategies as s
-from tests.unit.protocol.support import ACTION_JSON, FakeClock, h
+from tests.unit.protocol.support import ACTION_JSON, h
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -59,8 +59,24 @@ async def _connect(peer: AnswerPeer, pc, trickle: bool):
 async def test_answers_and_exchanges_binary_messages(trickle):
     async def scenario():
         received, events = [], []
-        peer = AnswerPeer(NO_STUN, on_message=lambda label, data: received.append((label, data)),
-                          on_event=lambda name, **f: events.append((name, f)))
+        loop = asyncio.get_running_loop()
+        # what the peer reports: the first binary message, the first dropped text
+        first = {"message": loop.create_future(), "text_dropped": loop.create_future()}
+
+        def report(name):
+            if not first[name].done():
+                first[name].set_result(None)
+
+        def on_message(label, data):
+            received.append((label, data))
+            report("message")
+
+        def on_event(name, **f):
+            events.append((name, f))
+            if name in first:
+                report(name)
+
+        peer = AnswerPeer(NO_STUN, on_message=on_message, on_event=on_event)
         pc, channels = await _offerer(("beach", "beach-secure-handshake"))
         try:
             await _connect(peer, pc, trickle)
@@ -73,10 +89,7 @@ async def test_answers_and_exchanges_binary_messages(trickle):
             assert await asyncio.wait_for(got, 10) == b"\xa1hello"
             channels["beach"].send(b"from-host")
             channels["beach"].send("text is dropped")
-            for _ in range(200):
-                if received and peer.text_dropped:
-                    break
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(asyncio.gather(*first.values()), 10)
             assert received == [("beach", b"from-host")]
             assert peer.text_dropped == 1
             with pytest.raises(TypeError):
@@ -134,7 +147,7 @@ async def test_waiting_for_a_channel_fails_when_closed():
     async def scenario():
         peer = AnswerPeer(NO_STUN, on_message=lambda *a: None, on_event=lambda *a, **k: None)
         waiter = asyncio.ensure_future(peer.wait_channel("beach"))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn (no time): the waiter waits before the close
         await peer.close()
         with pytest.raises(PeerClosed, match="closed by the manager"):
             await waiter
