@@ -18,6 +18,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ...service import FatalStartupError, ReadyService
+from .cors import CorsResource
 from .http import RoadHttp
 from .rooms import Rooms
 from .settings import RoadSettings
@@ -66,7 +67,7 @@ class RoadService(ReadyService):
         self._ws_factory = RoadWebSocketFactory(self.rooms, self.settings.max_ws_message_bytes, self.reactor,
                                                 self.settings.max_ws_backlog_bytes)
         ws_resource = WebSocketResource(self._ws_factory)
-        site = Site(self.http.build(lambda _path_id: ws_resource).resource())
+        site = Site(CorsResource(self.http.build(lambda _path_id: ws_resource).resource()))
         site.displayTracebacks = False
         site.noisy = False
         return site

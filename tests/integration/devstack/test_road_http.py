@@ -233,3 +233,67 @@ def test_join_code_hash_is_sha256():
     from beachmanager.devstack.road.store import hash_code
 
     assert hash_code("ABC123") == hashlib.sha256(b"ABC123").hexdigest()
+
+
+# -- CORS (permissive, as upstream; reference §1.1) ----------------------------------------------
+
+ORIGIN = "http://surfer.example:5173"
+
+
+def _header(r, name):
+    values = r.headers.getRawHeaders(name)
+    return values[0] if values else None
+
+
+@pytest_twisted.ensureDeferred
+async def test_cors_preflight_on_any_path(road):
+    for path in ("/sessions/h1/join", "/peer-sessions/attach", "/peer-sessions/p/webrtc/answer", "/no/such/route"):
+        r = await treq.request("OPTIONS", road.url + path, headers={
+            "origin": ORIGIN, "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type, x-beach-trace"})
+        assert r.code == 204, path
+        assert await r.content() == b""
+        assert _header(r, "access-control-allow-origin") == ORIGIN
+        assert "POST" in _header(r, "access-control-allow-methods")
+        assert "GET" in _header(r, "access-control-allow-methods")
+        assert _header(r, "access-control-allow-headers") == "content-type, x-beach-trace"
+        assert int(_header(r, "access-control-max-age")) > 0
+    # without an Origin (or with one that cannot be echoed): the wildcard and the default headers
+    r = await treq.request("OPTIONS", road.url + "/sessions", headers={"origin": "x" * 2000})
+    assert r.code == 204 and _header(r, "access-control-allow-origin") == "*"
+    assert "content-type" in _header(r, "access-control-allow-headers")
+    await r.content()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cors_cross_origin_post_and_errors_carry_allow_origin(road):
+    r = await treq.post(road.url + "/sessions", json={"session_id": "h1", "passphrase": "ABC123"},
+                        headers={"origin": ORIGIN})
+    assert r.code == 200 and (await r.json())["success"] is True
+    assert _header(r, "access-control-allow-origin") == ORIGIN
+    r = await treq.post(road.url + "/sessions/h1/join", json={"passphrase": "ABC123", "label": "beach-surfer"},
+                        headers={"origin": ORIGIN})
+    assert r.code == 200 and (await r.json())["success"] is True
+    assert _header(r, "access-control-allow-origin") == ORIGIN
+    # error answers: the app's own (401, 415, 409), the router's (404, 405), the size bound (413)
+    errors = [
+        treq.post(road.url + "/peer-sessions/attach", json={"host_session_id": "h1", "passphrase": "NOPE00"},
+                  headers={"origin": ORIGIN}),
+        treq.post(road.url + "/sessions", data=b"{}", headers={"origin": ORIGIN}),
+        treq.get(road.url + "/peer-sessions/nope/webrtc/offer?peer_id=a", headers={"origin": ORIGIN}),
+        treq.get(road.url + "/no/such/route", headers={"origin": ORIGIN}),
+        treq.get(road.url + "/sessions", headers={"origin": ORIGIN}),
+        treq.post(road.url + "/sessions", data=b'{"session_id":"' + b"a" * (300 * 1024) + b'"}',
+                  headers={"origin": ORIGIN, "content-type": "application/json"}),
+    ]
+    codes = []
+    for pending in errors:
+        r = await pending
+        await r.content()
+        codes.append(r.code)
+        assert _header(r, "access-control-allow-origin") == ORIGIN, r.code
+    assert codes == [401, 415, 409, 404, 405, 413]
+    # a request without an Origin gets the wildcard
+    r = await treq.get(road.url + "/health")
+    assert r.code == 200 and _header(r, "access-control-allow-origin") == "*"
+    await r.content()
