@@ -12,6 +12,11 @@ applies the aiortc interop fixes of the reference (§3.4):
   and an answer without any is an error (aioice never uses 127.0.0.1);
 * only binary messages are sent; a text message from the host is dropped and counted.
 
+Loss: the connection failing or closing, or a channel closing, loses the peer, except a
+channel the caller has released (:meth:`AnswerPeer.release_channel`; the session
+releases ``beach-secure-handshake`` once the handshake is done, since a host may close
+it then, reference road §4.5).  Before that a closed handshake channel is a loss.
+
 Loss detection: aioice's consent freshness checks run every
 :data:`CONSENT_INTERVAL` seconds and give up after :data:`CONSENT_FAILURES` misses
 (upstream aioice: 5 s and 6, about 30 s), so a vanished host turns the connection
@@ -88,6 +93,7 @@ class AnswerPeer:
         self._mid: str | None = None
         self._mline_index: int = 0
         self._dc_seq = 0
+        self._released: set[str] = set()
         self.closed = False
         self.candidates_added = 0
         self.candidates_dropped = 0
@@ -178,6 +184,10 @@ class AnswerPeer:
     def lost_reason(self) -> str | None:
         return self._lost.result() if self._lost.done() else None
 
+    def release_channel(self, label: str) -> None:
+        """From now on the channel *label* closing is not the loss of the peer."""
+        self._released.add(label)
+
     # -- sending ------------------------------------------------------------------------------
     def send(self, label: str, data: bytes) -> int:
         """Send one binary message; returns the channel's buffered amount afterwards."""
@@ -214,7 +224,8 @@ class AnswerPeer:
         @channel.on("close")
         def on_close() -> None:
             self._trace_dc(label, "closed")
-            self._lose(f"data channel {label!r} closed")
+            if label not in self._released:
+                self._lose(f"data channel {label!r} closed")
 
         fut = self._channel_waiters.pop(label, None)
         if fut is not None and not fut.done():

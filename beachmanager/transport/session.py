@@ -467,6 +467,7 @@ class HostSession:
             if keys is None:
                 raise RuntimeError("a finished handshake has no transport keys")
             a.channel.install_secure(crypto.SecureChannel(keys.send_key, keys.recv_key))
+            a.pc.release_channel(HANDSHAKE)  # done with it: the host may close it now
             a.handshake_d.callback(handshake.verification_code)
 
     def _on_text(self, a: Attempt, text: str) -> None:

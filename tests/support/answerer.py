@@ -11,6 +11,15 @@ It follows reference road §6 step by step: attach, WebSocket join, buffer ICE,
 poll the offer, open it with the join-code keys, answer (sealed), run the Noise
 responder and the challenge when the host opens ``beach-secure-handshake``,
 then send ``__ready__``.
+
+Browser-client behaviours (Beach Surfer), for the devstack host's tolerance tests:
+
+* ``handshake_channel="close_after"`` closes ``beach-secure-handshake`` once the handshake
+  and challenge are done (as Beach Surfer does); ``"close_before"`` closes it as soon as
+  it opens, sends nothing on it and no ``__ready__``;
+* ``require_secure=True`` runs the handshake whenever there is a join code, whatever the
+  label: it waits up to ``handshake_wait`` seconds for the host's handshake channel, never
+  sends a plaintext ``__ready__``, and fails the join when no channel comes.
 """
 
 from __future__ import annotations
@@ -64,13 +73,21 @@ class TestAnswerer:
     log = Logger()
     __test__ = False  # not a pytest class
 
+    HANDSHAKE_CHANNEL_MODES = ("keep", "close_after", "close_before")
+
     def __init__(self, road_url: str, host_session_id: str, join_code: str, label: str | None,
-                 send_ready: bool = True):
+                 send_ready: bool = True, handshake_channel: str = "keep", require_secure: bool = False,
+                 handshake_wait: float = 1.0):
+        if handshake_channel not in self.HANDSHAKE_CHANNEL_MODES:
+            raise ValueError(f"handshake_channel must be one of {self.HANDSHAKE_CHANNEL_MODES}")
         self.road_url = road_url.rstrip("/")
         self.host_session_id = host_session_id
         self.join_code = join_code
         self.label = label
         self.send_ready = send_ready
+        self.handshake_channel = handshake_channel
+        self.require_secure = require_secure
+        self.handshake_wait = handshake_wait
         self.ws: WsPeer | None = None
         self.psid: str | None = None
         self.peer_id: str | None = None
@@ -96,9 +113,10 @@ class TestAnswerer:
     # -- joining ---------------------------------------------------------------------------
     @classmethod
     async def join(cls, road_url: str, host_session_id: str, join_code: str, label: str | None = "beach-manager",
-                   timeout: float = 30.0, send_ready: bool = True) -> TestAnswerer:
-        """Join and (unless *send_ready* is false) send ``__ready__``."""
-        peer = cls(road_url, host_session_id, join_code, label, send_ready)
+                   timeout: float = 30.0, send_ready: bool = True, **behaviour: Any) -> TestAnswerer:
+        """Join and (unless *send_ready* is false) send ``__ready__``; *behaviour*: the
+        browser-client options of the constructor."""
+        peer = cls(road_url, host_session_id, join_code, label, send_ready, **behaviour)
         d = Deferred.fromCoroutine(peer._join())
         d.addTimeout(timeout, reactor)
         try:
@@ -247,11 +265,18 @@ class TestAnswerer:
         # The host opens both channels before its offer, so the handshake channel (when there is
         # one) is announced right after "beach"; its arrival, not the label, is authoritative.
         try:
-            hs_channel = await self._channel(HANDSHAKE_CHANNEL_LABEL, 1.0)
+            hs_channel = await self._channel(HANDSHAKE_CHANNEL_LABEL, self.handshake_wait)
         except TimeoutError:
             hs_channel = None
+        self._beach = beach
+        if hs_channel is None and self.require_secure:
+            raise AnswererError(f"no {HANDSHAKE_CHANNEL_LABEL!r} channel within {self.handshake_wait}s "
+                                f"(label {self.label!r})")
         if hs_channel is not None:
             self.secure = True
+            if self.handshake_channel == "close_before":
+                hs_channel.close()
+                return
             hs = SecureHandshake(Role.RESPONDER, self.psk, self.handshake_id, self.peer_id, self.host_peer_id)
             while not hs.done:
                 msg = await asyncio.wait_for(self._handshake_msgs.get(), 10)
@@ -261,7 +286,8 @@ class TestAnswerer:
             self.crypto = SecureChannel(hs.keys.send_key, hs.keys.recv_key)
             for plain in self.gate.install(self.crypto):
                 self._on_plain(plain)
-        self._beach = beach
+            if self.handshake_channel == "close_after":
+                hs_channel.close()
         if self.send_ready:
             self.send_text(channel.READY)
 

@@ -99,6 +99,7 @@ class ClientPeer:
         self.sync = PeerSync(host.model)
         self.handshake: SecureHandshake | None = None
         self._early_handshake: list[bytes] = []
+        self._handshake_closed = False
         self._secure_done: Deferred | None = None
         self._ready: Deferred | None = None
         self._heartbeat: LoopingCall | None = None
@@ -162,7 +163,8 @@ class ClientPeer:
 
         async def make() -> OfferPeer:
             return OfferPeer(self.settings.ice_servers, secure=self.secure, on_message=self._on_rtc_message,
-                             on_lost=self._on_rtc_lost, candidates_in_offer=self.settings.candidates_in_offer)
+                             on_lost=self._on_rtc_lost, on_channel_closed=self._on_channel_closed,
+                             candidates_in_offer=self.settings.candidates_in_offer)
 
         self.rtc = rtc = await _aio.as_deferred(make())
         if self.secure:
@@ -234,6 +236,8 @@ class ClientPeer:
 
     async def _run_secure_handshake(self) -> None:
         hs = SecureHandshake(Role.INITIATOR, self._key(), self.handshake_id, self._own_id(), self.remote_id)
+        if self._handshake_closed:
+            raise NegotiationError(f"the peer closed {HANDSHAKE_CHANNEL_LABEL!r} before the secure handshake began")
         self._secure_done = Deferred()
         self.handshake = hs
         for msg in hs.start():
@@ -346,6 +350,24 @@ class ClientPeer:
                 self.link.send_frame(reply)
         else:
             self.log.debug("ignoring {frame} from {peer}", frame=type(frame).__name__, **self._fields())
+
+    def _on_channel_closed(self, label: str) -> None:
+        """A channel other than ``beach`` closed.  The handshake channel is needed only until
+        the handshake is done (the browser client closes it then; reference road §4.5)."""
+        if self.closed:
+            return
+        if label != HANDSHAKE_CHANNEL_LABEL:
+            self.log.info("peer {peer} closed its {label!r} channel", label=label, **self._fields())
+            return
+        hs = self.handshake
+        if hs is not None and hs.done:
+            self.log.info("peer {peer} closed {label!r} after the secure handshake: kept",
+                          label=label, **self._fields())
+            return
+        self._handshake_closed = True
+        done = self._secure_done
+        if done is not None and not done.called:
+            done.errback(NegotiationError(f"the peer closed {label!r} before the secure handshake completed"))
 
     def _on_rtc_lost(self, reason: str) -> None:
         if not self.closed:

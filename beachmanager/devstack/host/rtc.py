@@ -5,6 +5,11 @@ Creates the ``beach`` channel (ordered, reliable) and, on the secure path,
 inside ``setLocalDescription``; like webrtc-rs, the offer goes out without its
 candidates (unless ``candidates_in_offer``) and the candidates are trickled, with
 ``sdp_mid=""`` and index 0 as webrtc-rs reports them.  Only binary messages are sent.
+
+Loss: the peer connection failing or closing, or the ``beach`` channel closing, loses the
+peer.  Any other channel closing (the browser client closes ``beach-secure-handshake``
+once its handshake is done; reference road §4.5) is only reported to
+``on_channel_closed``: the caller decides whether it matters.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class RtcClosed(Exception):
 class OfferPeer:
     def __init__(self, ice_servers: Sequence[Any], *, secure: bool,
                  on_message: Callable[[str, bytes], None], on_lost: Callable[[str], None],
+                 on_channel_closed: Callable[[str], None] | None = None,
                  candidates_in_offer: bool = False):
         from aiortc import RTCConfiguration, RTCPeerConnection
 
@@ -40,6 +46,7 @@ class OfferPeer:
         self.candidates_in_offer = candidates_in_offer
         self._on_message = on_message
         self._on_lost = on_lost
+        self._on_channel_closed = on_channel_closed
         self.channels: dict[str, Any] = {}
         self._open: dict[str, asyncio.Future] = {}
         self._mid: str | None = None
@@ -72,7 +79,20 @@ class OfferPeer:
 
         @channel.on("close")
         def _closed() -> None:
-            self._lose(f"data channel {label!r} closed")
+            if label == BEACH_CHANNEL:
+                self._lose(f"data channel {label!r} closed")
+            else:
+                self._channel_closed(label)
+
+    def _channel_closed(self, label: str) -> None:
+        if self.lost_reason is not None:
+            return  # the whole peer is going: nothing more to say about one channel
+        fut = self._open[label]
+        if not fut.done():
+            fut.set_exception(RtcClosed(f"data channel {label!r} closed before it opened"))
+            fut.exception()  # retrieved
+        if self._on_channel_closed is not None:
+            self._on_channel_closed(label)
 
     def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):

@@ -313,3 +313,44 @@ async def test_host_rejoins_road_after_losing_its_websocket(road, hosts, peers):
     second = await peers(road, host)
     await second.wait_text("__offer_ready__")
     assert len(host.host.serving_peers()) == 2
+
+
+# -- browser-client behaviours (issue 19) --------------------------------------------------------
+
+CONTINUED_USE_SECONDS = 10.0
+
+
+@pytest_twisted.ensureDeferred
+async def test_closed_handshake_channel_after_the_handshake_keeps_the_peer(road, hosts, peers):
+    import time
+
+    host = await hosts()
+    peer = await peers(road, host, label="beach-manager", handshake_channel="close_after")
+    await peer.wait_text("__offer_ready__")
+    assert peer.secure and peer.crypto is not None
+    await eventually(lambda: peer.channels["beach-secure-handshake"].readyState == "closed",
+                     what="the answerer's handshake channel to close")
+    [served] = host.host.serving_peers()
+    await eventually(lambda: served.rtc.channels["beach-secure-handshake"].readyState == "closed",
+                     what="the host to see the handshake channel closed")
+    # the deliberate 10 s of continued use: type, and each line comes back as a Delta
+    rounds, started = 0, time.monotonic()
+    while time.monotonic() - started < CONTINUED_USE_SECONDS:
+        rounds += 1
+        since = len(peer.received)
+        peer.send_frame(frames.Input(seq=rounds, data=f"echo kept-$(({rounds}*7))\r".encode()))
+        await wait_delta_with(peer, f"kept-{rounds * 7}", since)
+    assert rounds >= 5
+    assert host.host.serving_peers() == [served] and served.close_reason is None
+    assert served.inputs == rounds and served.rtc.lost_reason is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_handshake_channel_closed_before_the_handshake_fails_that_peer(road, hosts, peers):
+    host = await hosts()
+    peer = await peers(road, host, label="beach-manager", handshake_channel="close_before", send_ready=False)
+    [pending] = list(host.host.peers.values())
+    await eventually(lambda: pending.closed, what="the host to fail the peer's handshake")
+    assert "before the secure handshake" in pending.close_reason, pending.close_reason
+    assert "beach-secure-handshake" in pending.close_reason
+    assert not host.host.peers and "__offer_ready__" not in peer.received

@@ -199,3 +199,58 @@ async def test_odd_candidates_are_dropped_and_counted_never_raised():
         await pc.close()
 
     await _aio.as_deferred(scenario())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_released_handshake_channel_may_close_without_losing_the_peer():
+    """The handshake channel closing loses the peer until the session releases it (handshake
+    done); after that only "beach" or the connection count."""
+
+    async def scenario():
+        def connected_peer(received):
+            return AnswerPeer(NO_STUN, on_message=lambda label, data: received.append((label, data)),
+                              on_event=lambda name, **f: None)
+
+        # before the release: a closed handshake channel is the loss of the peer, with its name
+        early = connected_peer([])
+        pc, channels = await _offerer(("beach", "beach-secure-handshake"))
+        try:
+            await _connect(early, pc, trickle=False)
+            await asyncio.wait_for(early.wait_channel("beach-secure-handshake"), 10)
+            channels["beach-secure-handshake"].close()
+            reason = await asyncio.wait_for(early.wait_lost(), 10)
+            assert reason == "data channel 'beach-secure-handshake' closed"
+        finally:
+            await early.close()
+            await pc.close()
+
+        # after the release: the peer stays, "beach" still carries messages both ways
+        received: list = []
+        peer = connected_peer(received)
+        pc, channels = await _offerer(("beach", "beach-secure-handshake"))
+        try:
+            await _connect(peer, pc, trickle=False)
+            await asyncio.wait_for(peer.wait_channel("beach"), 10)
+            handshake = await asyncio.wait_for(peer.wait_channel("beach-secure-handshake"), 10)
+            peer.release_channel("beach-secure-handshake")
+            closed = asyncio.get_running_loop().create_future()
+            handshake.on("close", lambda: closed.done() or closed.set_result(None))
+            channels["beach-secure-handshake"].close()
+            await asyncio.wait_for(closed, 10)  # the answerer saw the close
+            got = asyncio.get_running_loop().create_future()
+            channels["beach"].on("message", lambda m: got.done() or got.set_result(m))
+            peer.send("beach", b"\xa1still-here")
+            assert await asyncio.wait_for(got, 10) == b"\xa1still-here"
+            channels["beach"].send(b"from-host")
+            await asyncio.wait_for(peer.wait_channel("beach"), 10)
+            assert peer.lost_reason() is None
+            # "beach" closing is still a loss
+            channels["beach"].close()
+            reason = await asyncio.wait_for(peer.wait_lost(), 10)
+            assert reason == "data channel 'beach' closed"
+            assert ("beach", b"from-host") in received
+        finally:
+            await peer.close()
+            await pc.close()
+
+    await _aio.as_deferred(scenario())
