@@ -19,7 +19,8 @@ Browser-client behaviours (Beach Surfer), for the devstack host's tolerance test
   it opens, sends nothing on it and no ``__ready__``;
 * ``require_secure=True`` runs the handshake whenever there is a join code, whatever the
   label: it waits up to ``handshake_wait`` seconds for the host's handshake channel, never
-  sends a plaintext ``__ready__``, and fails the join when no channel comes.
+  sends a plaintext ``__ready__``, and fails the join when no channel comes;
+  ``open_handshake_channel=True`` also opens a ``beach-secure-handshake`` channel of its own.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class TestAnswerer:
 
     def __init__(self, road_url: str, host_session_id: str, join_code: str, label: str | None,
                  send_ready: bool = True, handshake_channel: str = "keep", require_secure: bool = False,
-                 handshake_wait: float = 1.0):
+                 handshake_wait: float = 1.0, open_handshake_channel: bool = False):
         if handshake_channel not in self.HANDSHAKE_CHANNEL_MODES:
             raise ValueError(f"handshake_channel must be one of {self.HANDSHAKE_CHANNEL_MODES}")
         self.road_url = road_url.rstrip("/")
@@ -88,6 +89,7 @@ class TestAnswerer:
         self.handshake_channel = handshake_channel
         self.require_secure = require_secure
         self.handshake_wait = handshake_wait
+        self.open_handshake_channel = open_handshake_channel
         self.ws: WsPeer | None = None
         self.psid: str | None = None
         self.peer_id: str | None = None
@@ -108,6 +110,7 @@ class TestAnswerer:
         self._waiters: list[tuple[Callable[[Any], bool], Deferred]] = []
         self._signals: list[sig.IceCandidateSignal] = []
         self._handshake_msgs: asyncio.Queue | None = None
+        self.own_handshake_channel: Any = None
         self.closed = False
 
     # -- joining ---------------------------------------------------------------------------
@@ -226,6 +229,8 @@ class TestAnswerer:
 
         sdp = "\r\n".join(line for line in offer_sdp.split("\r\n") if line != "a=end-of-candidates")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        if self.open_handshake_channel:
+            self.own_handshake_channel = self.pc.createDataChannel(HANDSHAKE_CHANNEL_LABEL, ordered=True)
         await self._apply_signals()
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription.sdp

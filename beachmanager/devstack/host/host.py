@@ -141,6 +141,10 @@ class BeachHost(ReadyService):
         if self.pty is not None:
             await self.pty.stop()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     def session_key(self) -> Deferred:
         return self.keys.get(_started(self.join_code, "join code"), self.session_id)
 

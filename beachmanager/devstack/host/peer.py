@@ -12,6 +12,13 @@ Negotiation (reference road §3.1, §4, §5.4), one attempt per (WebSocket peer 
 5. ``__ready__`` awaited for ``ready_timeout`` (anything else is discarded), then
    ``__offer_ready__``, heartbeats (the first at once), the cache sync and the bus.
 
+Label policy (reference road §4.1, the upstream protocol): the secure transport runs only
+for the allow-listed labels (``SECURE_PEER_LABELS``) when there is a join code.  A client
+that runs it whenever it has a passphrase (the browser client, with ``beach-surfer`` or
+``private-beach``) waits for a handshake channel that never comes; the host then logs
+one warning naming the peer's label and the policy (when such a peer never becomes ready,
+or opens a handshake channel itself).
+
 Afterwards ``Input`` goes to the PTY, ``Extension`` to the bus, ``Resize`` is logged
 (or honoured), ``ViewportCommand`` replays the handshake, ``RequestBackfill`` gets
 ``HistoryBackfill``.
@@ -32,6 +39,7 @@ from ...protocol import signaling as sig
 from ...protocol.channel import OFFER_READY, READY
 from ...protocol.crypto import (
     HANDSHAKE_CHANNEL_LABEL,
+    SECURE_PEER_LABELS,
     Role,
     SecureChannel,
     SecureHandshake,
@@ -43,6 +51,7 @@ from ...protocol.crypto import (
     secure_transport_active,
     signaling_sealed,
 )
+from ...protocol.crypto.policy import join_code_present
 from ...protocol.frames import (
     Extension,
     Heartbeat,
@@ -100,6 +109,7 @@ class ClientPeer:
         self.handshake: SecureHandshake | None = None
         self._early_handshake: list[bytes] = []
         self._handshake_closed = False
+        self.label_policy_warned = False
         self._secure_done: Deferred | None = None
         self._ready: Deferred | None = None
         self._heartbeat: LoopingCall | None = None
@@ -164,6 +174,7 @@ class ClientPeer:
         async def make() -> OfferPeer:
             return OfferPeer(self.settings.ice_servers, secure=self.secure, on_message=self._on_rtc_message,
                              on_lost=self._on_rtc_lost, on_channel_closed=self._on_channel_closed,
+                             on_remote_channel=self._on_remote_channel,
                              candidates_in_offer=self.settings.candidates_in_offer)
 
         self.rtc = rtc = await _aio.as_deferred(make())
@@ -351,6 +362,31 @@ class ClientPeer:
         else:
             self.log.debug("ignoring {frame} from {peer}", frame=type(frame).__name__, **self._fields())
 
+    def _label_excluded(self) -> bool:
+        """The secure transport is off for this peer only because of its label."""
+        return (not self.secure and join_code_present(self.host.join_code)
+                and not self.settings.overrides.transport and self.label not in SECURE_PEER_LABELS)
+
+    def _warn_label_policy(self, what: str) -> None:
+        """One warning per peer: its secure handshake never started because of its label."""
+        if self.label_policy_warned or not self._label_excluded():
+            return
+        self.label_policy_warned = True
+        self.log.warn(
+            "peer {peer} with label {label!r} {what}: this host runs the secure handshake "
+            "({channel!r}, then an encrypted 'beach') only for the labels {secure_labels} (the upstream "
+            "policy, with a join code), so it opened no {channel!r} channel for this peer. A client that "
+            "runs the handshake whenever it has a passphrase (the browser client) waits for that channel "
+            "and times out: join with one of those labels", label=self.label, what=what,
+            channel=HANDSHAKE_CHANNEL_LABEL, secure_labels=", ".join(sorted(SECURE_PEER_LABELS)),
+            label_policy=True, **self._fields())
+
+    def _on_remote_channel(self, label: str) -> None:
+        if label == HANDSHAKE_CHANNEL_LABEL and not self.closed:
+            self._warn_label_policy(f"opened a {label!r} channel itself")
+        else:
+            self.log.debug("ignoring the {label!r} channel opened by {peer}", label=label, **self._fields())
+
     def _on_channel_closed(self, label: str) -> None:
         """A channel other than ``beach`` closed.  The handshake channel is needed only until
         the handshake is done (the browser client closes it then; reference road §4.5)."""
@@ -399,6 +435,8 @@ class ClientPeer:
         if self.closed:
             return
         was_serving = self.serving
+        if self.phase is Phase.AWAIT_READY and not self.host.stopping:
+            self._warn_label_policy(f"never became ready ({reason})")
         self.phase = Phase.CLOSED
         self.close_reason = reason
         if self._heartbeat is not None and self._heartbeat.running:

@@ -38,6 +38,7 @@ class OfferPeer:
     def __init__(self, ice_servers: Sequence[Any], *, secure: bool,
                  on_message: Callable[[str, bytes], None], on_lost: Callable[[str], None],
                  on_channel_closed: Callable[[str], None] | None = None,
+                 on_remote_channel: Callable[[str], None] | None = None,
                  candidates_in_offer: bool = False):
         from aiortc import RTCConfiguration, RTCPeerConnection
 
@@ -47,6 +48,7 @@ class OfferPeer:
         self._on_message = on_message
         self._on_lost = on_lost
         self._on_channel_closed = on_channel_closed
+        self._on_remote_channel = on_remote_channel
         self.channels: dict[str, Any] = {}
         self._open: dict[str, asyncio.Future] = {}
         self._mid: str | None = None
@@ -64,6 +66,12 @@ class OfferPeer:
             self._open[label] = loop.create_future()
             self._wire(label, channel)
         self.pc.on("connectionstatechange", self._on_state)
+        self.pc.on("datachannel", self._remote_channel)
+
+    def _remote_channel(self, channel) -> None:
+        """A channel the peer opened itself: not used (the host opens every channel), only reported."""
+        if self._on_remote_channel is not None:
+            self._on_remote_channel(channel.label)
 
     def _wire(self, label: str, channel) -> None:
         @channel.on("open")

@@ -354,3 +354,53 @@ async def test_handshake_channel_closed_before_the_handshake_fails_that_peer(roa
     assert "before the secure handshake" in pending.close_reason, pending.close_reason
     assert "beach-secure-handshake" in pending.close_reason
     assert not host.host.peers and "__offer_ready__" not in peer.received
+
+
+@pytest.fixture
+def host_log():
+    """Every event logged while the test runs (twisted.logger), as a list."""
+    from twisted.logger import globalLogPublisher
+
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def label_policy_warnings(events, peer_id):
+    from twisted.logger import LogLevel
+
+    return [e for e in events if e.get("label_policy") and e.get("peer") == peer_id
+            and e.get("log_level") == LogLevel.warn]
+
+
+@pytest.mark.parametrize("own_channel", [False, True], ids=["waits-for-the-channel", "opens-its-own-channel"])
+@pytest_twisted.ensureDeferred
+async def test_browser_label_running_the_handshake_gets_one_clear_warning(road, hosts, peers, host_log, own_channel):
+    from twisted.logger import formatEvent
+
+    from beachmanager.protocol.crypto import SECURE_PEER_LABELS
+    from tests.support.answerer import AnswererError
+
+    host = await hosts(ready_timeout=1.5)
+    # control: a plain-label viewer that becomes ready and a secure-label peer get no warning
+    viewer = await peers(road, host, label="viewer")
+    manager = await peers(road, host, label="beach-manager")
+    await viewer.wait_text("__offer_ready__")
+    await manager.wait_text("__offer_ready__")
+    # the browser client runs Noise whenever it has a passphrase, whatever its label
+    with pytest.raises(AnswererError, match="no 'beach-secure-handshake' channel"):
+        await peers(road, host, label="beach-surfer", require_secure=True, handshake_wait=4.0,
+                    open_handshake_channel=own_channel)
+    await eventually(lambda: len(host.host.peers) == 2, what="the host to drop the browser peer")
+    [browser_id] = [e["peer"] for e in host_log if e.get("log_format", "").startswith("negotiating with")
+                    and e.get("label") == "beach-surfer"]
+    [warning] = label_policy_warnings(host_log, browser_id)
+    text = formatEvent(warning)
+    assert "'beach-surfer'" in text and "beach-secure-handshake" in text
+    assert all(label in text for label in SECURE_PEER_LABELS)
+    assert ("opened a 'beach-secure-handshake' channel itself" in text) == own_channel
+    assert ("never became ready" in text) != own_channel
+    for other in (viewer, manager):
+        assert label_policy_warnings(host_log, other.peer_id) == []
+    assert {p.label for p in host.host.serving_peers()} == {"viewer", "beach-manager"}
