@@ -201,6 +201,12 @@ def test_an_action_sent_to_a_non_owner_reaches_the_host(cluster):
     owner = managers[owners[host]]
     other = next(m for m in managers.values() if m is not owner)
     token = register(other, host)
+
+    def holds_no_session_to_it() -> bool:  # (a hand-over may leave it the old transport briefly)
+        _, listing, _ = http("GET", f"{other.url}/debug/transports")
+        return all(t["host_session_id"] != host for t in listing["transports"])
+
+    wait_for("the non-owner to hold no session to the host", holds_no_session_to_it, 20)
     out = c.workdir / f"{host}.out"
     status, body, headers = http("POST", f"{other.url}/sessions/{host}/actions",
                                  {"controller_token": token, "actions": [write_to(str(out), "VIA-OTHER")]})
