@@ -227,6 +227,10 @@ SETTINGS += (
     Setting("membership_ttl", "BEACH_MANAGER_MEMBERSHIP_TTL", "15",
             "Seconds a membership record lives without a heartbeat (must exceed two intervals).",
             positive_float(3600)),
+    Setting("standby", "BEACH_MANAGER_STANDBY", "0",
+            "Hot failover (first part): keep a warm standby session to every host for which "
+            "this instance is next in rank after the owner, and promote it when the host "
+            "moves here (no new attach).  Needs hosts that serve several peers.", flag),
     Setting("rebalance_batch", "BEACH_MANAGER_REBALANCE_BATCH", "5",
             "Hosts handed at a time to a better-ranked instance that joined; 0 keeps hosts where "
             "they are until their owner leaves.", non_negative_int(1000)),

@@ -81,6 +81,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
             "capacity": svc.capacity,
             "owned": len(svc.owned_hosts()),
             "handing_over": svc.handing_over(),
+            "standby_for": sorted(svc.standby_wanted),  # (hot failover: --standby)
             "store": svc.store.name,
             "members": [m.as_json() for m in members],
             "hosts": hosts,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
 
-from ..transport.events import SessionEvents, SessionState
+from ..transport.events import Role, SessionEvents, SessionState
 from .model import AssignmentError
 
 if TYPE_CHECKING:
@@ -63,12 +63,29 @@ class HostsAttacher:
     async def _attach(self, host_session_id: str) -> None:
         if self.events.state(host_session_id) in LIVE_STATES:
             self._remembered.pop(host_session_id, None)
-            return  # managed already (e.g. attached by code): keep that session
+            # managed already: keep that session; a warm standby becomes the active one
+            self.hosts.promote(host_session_id)
+            return
+        self.hosts.attach(host_session_id, await self._code(host_session_id))
+
+    def standby(self, host_session_id: str) -> Deferred[None]:
+        """Open a standby session to a host another instance owns (hot failover)."""
+        async def start() -> None:
+            if self.events.managed(host_session_id):
+                return
+            self.hosts.attach(host_session_id, await self._code(host_session_id), Role.STANDBY)
+
+        return ensureDeferred(start())
+
+    def standing_by(self) -> set[str]:
+        return self.hosts.standbys()
+
+    async def _code(self, host_session_id: str) -> str:
         code = self._code_of(host_session_id) or await self._code_from_registry(host_session_id)
         if not code:
             raise NoJoinCode(f"no join code is known for host {host_session_id} (not configured, "
                              f"not registered by code)")
-        self.hosts.attach(host_session_id, code)
+        return code
 
     def _code_of(self, host_session_id: str) -> str | None:
         target = self._targets.get(host_session_id)
@@ -93,5 +110,11 @@ class HostsAttacher:
         return self.hosts.detach(host_session_id) if self.hosts is not None else succeed(None)
 
     def attached(self) -> set[str]:
-        """Hosts the transport manages now, whoever asked for them."""
-        return set(self.events.hosts())
+        """Hosts the transport manages now as their active session, whoever asked for them
+        (standby sessions are not attachments: they never deliver)."""
+        out = set()
+        for host in self.events.hosts():
+            change = self.events.latest(host)
+            if change is not None and change.role is Role.ACTIVE:
+                out.add(host)
+        return out

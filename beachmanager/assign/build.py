@@ -110,5 +110,6 @@ def build_assignment(ctx: ManagerContext, *, events: SessionEvents, hosts: HostM
         audit_factory=audit_factory, events=events, attacher=attacher, depends_on=waits,
         drain_timeout=max(1.0, cfg.stop_timeout - 1.0),
         initial_hosts=[x.host_session_id for x in targets],
-        rebalance_batch=cfg.rebalance_batch)
+        rebalance_batch=cfg.rebalance_batch,
+        standbys=attacher if cfg.standby and attacher is not None else None)
     return service

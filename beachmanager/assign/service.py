@@ -47,7 +47,8 @@ from ..retry import backoff, retrying
 from ..service import FatalStartupError, ReadyService, with_timeout
 from ..telemetry.logs import fields
 from ..telemetry.metrics import Metrics
-from ..transport.events import SessionChange, SessionEvents, SessionState
+from ..transport.events import Role, SessionChange, SessionEvents, SessionState
+from . import standby
 from .attacher import NoJoinCode
 from .membership import STORE_TIMEOUT, Membership, Timings
 from .model import (
@@ -135,6 +136,19 @@ class Attacher(Protocol):
         """A join code for the next attach of *host_session_id* (attach-by-code)."""
 
 
+class StandbyKeeper(Protocol):
+    """Standby sessions to hosts other instances own (hot failover; ``--standby``)."""
+
+    def standby(self, host_session_id: str) -> Deferred[None]:
+        """Open a standby session to *host_session_id* (a no-op if one runs)."""
+
+    def detach(self, host_session_id: str) -> Deferred[None]:
+        """Close the host's session."""
+
+    def standing_by(self) -> set[str]:
+        """Hosts this instance holds a standby session to now."""
+
+
 HELD = "held"
 HANDING = "handing"  # moved away during drain or rebalance; kept until the new owner is ready
 
@@ -177,7 +191,7 @@ class AssignmentService(ReadyService):
                  attacher: Attacher | None = None, depends_on: Iterable[ReadyService] = (),
                  drain_timeout: float = 9.0, audit_every: int | None = None,
                  initial_hosts: Iterable[str] = (),
-                 rebalance_batch: int = 5):
+                 rebalance_batch: int = 5, standbys: StandbyKeeper | None = None):
         super().__init__("assign", clock)
         self.metrics = metrics
         self.instance_id = instance_id
@@ -192,6 +206,8 @@ class AssignmentService(ReadyService):
         self._unsubscribe: Callable[[], None] | None = None
         self.initial_hosts = list(initial_hosts)
         self.rebalance_batch = rebalance_batch
+        self.standbys = standbys
+        self.standby_wanted: frozenset[str] = frozenset()
         self._handing_out: set[str] = set()
         self._unplaced: set[str] = set()
         self._members_cache: tuple[float, list] | None = None
@@ -377,8 +393,8 @@ class AssignmentService(ReadyService):
         slot = self.slots.get(change.host_session_id)
         if slot is None or slot.state == HANDING:
             return
-        if change.readiness_changed:
-            slot.since = self.clock.seconds()
+        if change.readiness_changed or (change.role_changed and change.ready):
+            slot.since = self.clock.seconds()  # (a promoted standby is ready at once)
             self._mark_ready(change.host_session_id, change.ready)
         if change.new is SessionState.REJECTED:
             self._give_up(slot, change.reason or "the join code was refused")
@@ -425,6 +441,8 @@ class AssignmentService(ReadyService):
             await self._rebalance()
         await self.reconcile()
         await self._finish_handing(force=False)
+        if self.standbys is not None and not self.draining:
+            await self._keep_standbys(self.standbys)
         if self._ticks % self.audit_every == 0:
             self._running_audit().note_owned([s.row for s in self.slots.values()
                                               if s.row and s.state != HANDING])
@@ -442,6 +460,24 @@ class AssignmentService(ReadyService):
         if result.moves:
             self._handing_out.update(m.host_session_id for m in result.moves)
             self._record_moves(result.moves)
+
+    async def _keep_standbys(self, keeper: StandbyKeeper) -> None:
+        """Hold a standby session to each host for which this instance is next in rank after
+        the owner; open and close a few per tick (:mod:`.standby`)."""
+        members = await self.members()
+        rows = await self.ownerships()
+        owners = {r.host_session_id: r.owner for r in rows if r.owner}
+        held = keeper.standing_by() - set(self.slots)
+        planned = standby.plan(self.instance_id, members, owners, held, self.rebalance_batch)
+        self.standby_wanted = planned.wanted
+        for host in planned.start:
+            background(keeper.standby(host), "open a standby session", self.log,
+                       host_session_id=host)
+        for host in planned.stop:
+            background(keeper.detach(host), "close a standby session", self.log,
+                       host_session_id=host)
+        ready = sum(1 for h in held if self.events.is_ready(h, Role.STANDBY))
+        self.metrics.standby_ready_hosts.set(ready)
 
     def _failover_log(self, result: SweepResult) -> None:
         for old, moves in result.by_old_owner().items():

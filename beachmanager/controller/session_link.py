@@ -53,14 +53,16 @@ class SessionLink:
         self._undo = []
 
     def changed(self, change: SessionChange) -> None:
-        if change.role is not Role.ACTIVE:
-            return  # a standby never delivers
         host = change.host_session_id
+        if change.role is not Role.ACTIVE:  # a standby never delivers
+            if change.role_changed:  # stepped down: its lane closes, its actions wait
+                self.engine.transport_changed(host, False)
+            return
         if change.removed:
             self.engine.forget_host(host)
             self.ingest.forget(host)
-        elif change.readiness_changed or change.old is None:
-            self.engine.transport_changed(host, change.ready)
+        elif change.readiness_changed or change.old is None or change.role_changed:
+            self.engine.transport_changed(host, change.ready)  # (a promoted standby: at once)
 
     def transport_state(self, host: str) -> str:
         """``ready``, ``offline`` (managed here, transport down) or ``not_attached``."""

@@ -76,6 +76,9 @@ class Metrics:
             registry=r)
         self.assigned_hosts = Gauge(
             "assigned_hosts", "Hosts this instance owns now", registry=r)
+        self.standby_ready_hosts = Gauge(
+            "standby_ready_hosts", "Hosts owned elsewhere that this instance holds a ready "
+            "standby session to (hot failover)", registry=r)
         self.http_fallback_total = Counter(
             "http_fallback_total", "Downgrades to HTTP (kept at zero: the bus has no HTTP fallback)",
             registry=r)

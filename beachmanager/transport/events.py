@@ -54,6 +54,7 @@ class SessionChange:
     reason: str | None = None
     transport_id: str | None = None
     removed: bool = False  # the host is no longer managed here (a final change)
+    old_role: Role | None = None  # the role before this change (None: first change)
 
     @property
     def ready(self) -> bool:
@@ -66,6 +67,11 @@ class SessionChange:
     @property
     def readiness_changed(self) -> bool:
         return self.ready != self.was_ready
+
+    @property
+    def role_changed(self) -> bool:
+        """A standby promoted to active, or an active session stepping down."""
+        return self.old_role is not None and self.old_role is not self.role
 
 
 Subscriber = Callable[[SessionChange], object]
@@ -104,7 +110,8 @@ class SessionEvents:
             return None
         self._seq += 1
         change = SessionChange(host_session_id, self._seq, last.new if last else None, new, role,
-                               self._now(), reason, transport_id, removed)
+                               self._now(), reason, transport_id, removed,
+                               last.role if last else None)
         if removed:
             self._latest.pop(host_session_id, None)
         else:

@@ -34,7 +34,7 @@ from ..protocol import crypto
 from ..service import FatalStartupError, ReadyService
 from ..telemetry.logs import fields
 from . import ice as ice_mod
-from .events import SessionEvents, SessionState
+from .events import Role, SessionEvents, SessionState
 from .peer import tune_consent
 from .road import RoadHttp
 from .session import AttachSettings, HostSession
@@ -159,8 +159,11 @@ class HostManager(ReadyService):
             await self._pool.closeCachedConnections()
 
     # -- hosts -----------------------------------------------------------------------------------
-    def attach(self, host_session_id: str, join_code: str) -> HostSession:
-        """Start managing *host_session_id*; idempotent for the same join code."""
+    def attach(self, host_session_id: str, join_code: str,
+               role: Role = Role.ACTIVE) -> HostSession:
+        """Start managing *host_session_id*; idempotent for the same join code.  A
+        ``STANDBY`` session joins the host as fully as an active one but never delivers
+        (hot failover); it does not count against ``--capacity``."""
         settings, road = self.settings, self.road
         if settings is None or road is None or not self.running:
             raise RuntimeError("the hosts service is not running")
@@ -176,21 +179,33 @@ class HostManager(ReadyService):
                                           f"another join code; detach it first")
             self._forget(existing)
             existing.stop()  # its loop has ended: this only publishes its removal
-        if len(self.machines) >= self.ctx.config.capacity:
-            raise CapacityExceeded(f"this manager already manages {len(self.machines)} hosts "
+        active = sum(1 for m in self.machines.values() if m.role is Role.ACTIVE)
+        if role is Role.ACTIVE and active >= self.ctx.config.capacity:
+            raise CapacityExceeded(f"this manager already manages {active} hosts "
                                    f"(capacity {self.ctx.config.capacity})")
         cfg = self.ctx.config
         bus = HostBus(host_session_id, self.table, self.ctx.metrics, cfg.instance_id)
         self.subscriber.attach(bus)
         machine = HostSession(host_session_id, join_code, settings, reactor=self.ctx.reactor,
                               clock=self.clock, road=road, keys=self.keys,
-                              metrics=self.ctx.metrics, bus=bus, events=self.events,
+                              metrics=self.ctx.metrics, bus=bus, events=self.events, role=role,
                               mirror=TerminalMirror(self.clock.seconds))
         self.machines[host_session_id] = machine
         self.log.info("managing host {host_session_id}", **fields(host_session_id=host_session_id,
                                                                    manager_instance_id=cfg.instance_id))
         machine.start()
         return machine
+
+    def promote(self, host_session_id: str) -> bool:
+        """Make the host's standby session the active one; False when there is none."""
+        m = self.machines.get(host_session_id)
+        if m is None or m.role is Role.ACTIVE:
+            return False
+        m.set_role(Role.ACTIVE, "promoted: this instance owns the host now")
+        return True
+
+    def standbys(self) -> set[str]:
+        return {h for h, m in self.machines.items() if m.role is Role.STANDBY}
 
     def detach(self, host_session_id: str) -> Deferred:
         """Stop managing a host; fires when its transport is closed."""

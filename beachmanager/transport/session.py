@@ -177,6 +177,18 @@ class HostSession:
 
         return self.events.wait_for(settled, current=False).addCallback(outcome)
 
+    def set_role(self, role: Role, reason: str) -> None:
+        """Become the active session (a promoted standby: its transport is already up) or a
+        standby (an active one stepping down); published at once on the stream."""
+        if role is self.role:
+            return
+        self.role = role
+        a = self.current
+        self.events.publish(self.host_session_id, self.state, role=role, reason=reason,
+                            transport_id=a.transport_id if a else None)
+        self.log.info("{host_session_id} is now the {role} session ({reason})", role=role.value,
+                      reason=reason, **self._fields())
+
     def _final_error(self) -> AttachError:
         err = self.last_error or {}
         if self.state is SessionState.STOPPED:

@@ -101,3 +101,16 @@ def test_standby_changes_do_not_open_lanes():
     link.start()
     events.publish("h2", SessionState.READY, role=Role.STANDBY)
     assert "h2" not in engine.lanes
+
+
+def test_a_promoted_standby_opens_its_lane_at_once_and_a_demoted_one_closes_it():
+    _, events, bus, _, engine, _, link = rig()
+    link.start()
+    bus.attached.add("h3")
+    events.publish("h3", SessionState.READY, role=Role.STANDBY)
+    assert "h3" not in engine.lanes
+    events.publish("h3", SessionState.READY, role=Role.ACTIVE)  # promoted: same transport
+    assert engine.lanes["h3"].ready and link.transport_state("h3") == "ready"
+    events.publish("h3", SessionState.READY, role=Role.STANDBY)  # stepped down
+    assert not engine.lanes["h3"].ready
+    assert link.transport_state("h3") == "offline"  # managed here, not the active session
