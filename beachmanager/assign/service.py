@@ -441,8 +441,8 @@ class AssignmentService(ReadyService):
             await self._rebalance()
         await self.reconcile()
         await self._finish_handing(force=False)
-        if self.standbys is not None and not self.draining:
-            await self._keep_standbys(self.standbys)
+        if self.standbys is not None and not self.draining and self._ticks % self.audit_every == 1:
+            await self._keep_standbys(self.standbys)  # once per heartbeat interval
         if self._ticks % self.audit_every == 0:
             self._running_audit().note_owned([s.row for s in self.slots.values()
                                               if s.row and s.state != HANDING])

@@ -175,7 +175,7 @@ class ControllerService(ReadyService):
         into the host's shared stream, where its owner's reader takes them."""
         now = self.ctx.clock.seconds()
         new = [NewAction(c["id"], c, controller_token, now, beach) for c in commands]
-        here = self.events.managed(host)
+        here = self.link is not None and self.link.delivers(host)
         try:
             result = await self.deadlines.wait(ensureDeferred(self.queue.enqueue(
                 host, new, consumer=self.instance_id if here else None)), ENQUEUE_TIMEOUT)

@@ -65,8 +65,14 @@ class SessionLink:
             self.engine.transport_changed(host, change.ready)  # (a promoted standby: at once)
 
     def transport_state(self, host: str) -> str:
-        """``ready``, ``offline`` (managed here, transport down) or ``not_attached``."""
-        state = self.events.state(host)
-        if state is None:
+        """``ready``, ``offline`` (its active session is here, transport down) or
+        ``not_attached`` (no active session here: none, or only a standby)."""
+        change = self.events.latest(host)
+        if change is None or change.role is not Role.ACTIVE:
             return NOT_ATTACHED
-        return READY if self.events.is_ready(host) else OFFLINE
+        return READY if change.ready else OFFLINE
+
+    def delivers(self, host: str) -> bool:
+        """Whether this instance holds the host's active session (and so delivers to it)."""
+        change = self.events.latest(host)
+        return change is not None and change.role is Role.ACTIVE

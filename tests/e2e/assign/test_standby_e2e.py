@@ -10,6 +10,8 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
 from .cluster import http, ownership, wait_for
 from .test_cluster_e2e import lines, register, write_to
 
@@ -23,13 +25,16 @@ def sessions(m) -> dict[str, dict]:
     return {t["host_session_id"]: t for t in body["transports"]}
 
 
-def test_a_killed_owners_hosts_are_taken_over_by_promoting_their_standbys(cluster):
+@pytest.mark.parametrize("heartbeat", ["5", "0.4"], ids=["default-heartbeat", "fast-heartbeat"])
+def test_a_killed_owners_hosts_are_taken_over_by_promoting_their_standbys(cluster, heartbeat):
     c = cluster
     c.start_road()
     hosts = c.start_hosts(HOSTS)
     listing = c.hosts_file(hosts)
     managers = {x: c.start_manager(x, 10, listing, BEACH_MANAGER_STANDBY="1",
-                                   BEACH_ACTION_CLAIM_TIMEOUT="2") for x in ("mgr-a", "mgr-b")}
+                                   BEACH_ACTION_CLAIM_TIMEOUT="2",
+                                   BEACH_MANAGER_HEARTBEAT_INTERVAL=heartbeat)
+                for x in ("mgr-a", "mgr-b")}
     for m in managers.values():
         c.wait_ready(m)
     ids = [h for h, _ in hosts]
@@ -67,8 +72,8 @@ def test_a_killed_owners_hosts_are_taken_over_by_promoting_their_standbys(cluste
     for h in moved:
         assert after[h]["transport_id"] == before[h]["transport_id"], (h, before[h], after[h])
         assert after[h]["attempts"] == 1 and after[h]["reconnects"] == 0
-    print(f"kill -> {len(moved)} host(s) active on the survivor in {took:.2f}s "
-          f"(membership detection included; no re-attach)")
+    print(f"heartbeat {heartbeat}s: kill -> {len(moved)} host(s) active on the survivor in "
+          f"{took:.2f}s (membership detection included; no re-attach)")
 
     # and actions flow through the promoted session
     host = moved[0]

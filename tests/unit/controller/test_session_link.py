@@ -109,8 +109,11 @@ def test_a_promoted_standby_opens_its_lane_at_once_and_a_demoted_one_closes_it()
     bus.attached.add("h3")
     events.publish("h3", SessionState.READY, role=Role.STANDBY)
     assert "h3" not in engine.lanes
+    # a standby is not an attachment: its actions go to the owner through the shared stream
+    assert link.transport_state("h3") == "not_attached" and not link.delivers("h3")
     events.publish("h3", SessionState.READY, role=Role.ACTIVE)  # promoted: same transport
     assert engine.lanes["h3"].ready and link.transport_state("h3") == "ready"
+    assert link.delivers("h3")
     events.publish("h3", SessionState.READY, role=Role.STANDBY)  # stepped down
     assert not engine.lanes["h3"].ready
-    assert link.transport_state("h3") == "offline"  # managed here, not the active session
+    assert link.transport_state("h3") == "not_attached" and not link.delivers("h3")
