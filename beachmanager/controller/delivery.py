@@ -225,11 +225,14 @@ class DeliveryEngine:
         Later claims (housekeeping) only take entries idle for ``claim_timeout``."""
         own = await self.queue.read_pending(lane.host, self.consumer, 10_000)
         stale = await self.queue.claim_stale(lane.host, self.consumer, 0.0, 10_000)
+        # entries nobody has read yet (enqueued elsewhere while no lane read this host): now,
+        # not when the reader's current blocking read ends
+        fresh = await self.queue.read_new(lane.host, self.consumer, 10_000)
         lane.recovered = True
-        if own or stale:
-            self.log.info("recovered {own} own and {stale} stale pending actions",
-                          own=len(own), stale=len(stale), **self._fields(lane.host))
-        self._take(lane, own + stale)
+        if own or stale or fresh:
+            self.log.info("recovered {own} own and {stale} stale pending actions, {fresh} unread",
+                          own=len(own), stale=len(stale), fresh=len(fresh), **self._fields(lane.host))
+        self._take(lane, own + stale + fresh)
 
     async def _read_loop(self) -> None:
         failures = 0

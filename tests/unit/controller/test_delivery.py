@@ -313,6 +313,7 @@ def test_an_action_dropped_on_the_way_is_delivered_again_once_a_later_one_is_ack
 
 
 def test_a_finished_entry_read_again_is_resubmitted_only_until_its_ack_is_stored(rig):
+    rig.engine.lane("h1")  # taken (and recovered) before the action arrives
     rig.submit(1)
     rig.ack(1)
     rig.clock.advance(0.6)  # the reader reads the entry the REST path had adopted
@@ -344,3 +345,17 @@ def test_a_live_owner_keeps_its_entries_a_dead_ones_are_claimed_once_stale():
         assert b.pub.ids() == ["a-1"]
     finally:
         b.stop()
+
+
+def test_entries_enqueued_elsewhere_before_the_lane_existed_go_out_when_it_opens():
+    """A host promoted here (hot failover) or taken over: what another instance put into its
+    stream meanwhile is read when the lane opens, not when the reader's blocking read ends."""
+    rig = Rig(window=4)
+    try:
+        actions = [NewAction(f"a-{i}", cmd(i), "tok-a", rig.clock.seconds()) for i in (1, 2)]
+        assert ensureDeferred(rig.queue.enqueue("h1", actions)).result.accepted == ["a-1", "a-2"]
+        rig.pub.ready.add("h1")
+        rig.engine.transport_changed("h1", True)  # no clock advance: at once
+        assert rig.pub.ids() == ["a-1", "a-2"]
+    finally:
+        rig.stop()
