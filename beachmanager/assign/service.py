@@ -479,6 +479,15 @@ class AssignmentService(ReadyService):
         ready = sum(1 for h in held if self.events.is_ready(h, Role.STANDBY))
         self.metrics.standby_ready_hosts.set(ready)
 
+    def _failover_taken(self, host: str, old: str | None, promoted: bool) -> None:
+        how = "promoted" if promoted else "attached"
+        self.metrics.failover_total.labels(reason=how).inc()
+        self.log.info("failover_completed: {host_session_id} taken over from "
+                      "{old_manager_instance_id} by {new_manager_instance_id} ({how}; detected by "
+                      "membership)", how=how, old_manager_instance_id=old,
+                      new_manager_instance_id=self.instance_id, detection_signal="membership",
+                      **fields(host_session_id=host, manager_instance_id=self.instance_id))
+
     def _failover_log(self, result: SweepResult) -> None:
         for old, moves in result.by_old_owner().items():
             new_ids = sorted({m.to for m in moves if m.to})
@@ -537,7 +546,11 @@ class AssignmentService(ReadyService):
                 self.log.info("assignment: {manager_instance_id} now owns {count} more host(s) "
                               "(reason {reason}): {hosts}", count=len(hosts), reason=reason,
                               hosts=hosts[:LOG_HOSTS], manager_instance_id=self.instance_id)
+            warm = self.standbys.standing_by() if self.standbys is not None else set()
             for host in gained:
+                row = rows.get(host)
+                if row is not None and row.reason == "failover":
+                    self._failover_taken(host, row.reassigned_from, host in warm)
                 self._start_attach(self.slots[host])
                 for on_gained, _ in self.listeners:
                     _call_listener(on_gained, host, self.log)

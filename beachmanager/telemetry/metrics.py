@@ -76,6 +76,10 @@ class Metrics:
             registry=r)
         self.assigned_hosts = Gauge(
             "assigned_hosts", "Hosts this instance owns now", registry=r)
+        self.failover_total = Counter(
+            "failover_total", "Hosts this instance took over from a dead or departed owner, by "
+            "how (promoted: a standby session became active; attached: from scratch)",
+            ["reason"], registry=r)
         self.standby_ready_hosts = Gauge(
             "standby_ready_hosts", "Hosts owned elsewhere that this instance holds a ready "
             "standby session to (hot failover)", registry=r)

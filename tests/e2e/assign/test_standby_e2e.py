@@ -13,7 +13,7 @@ import time
 import pytest
 
 from .cluster import http, ownership, wait_for
-from .test_cluster_e2e import lines, register, write_to
+from .test_cluster_e2e import lines, metric, register, write_to
 
 HOSTS = 6
 
@@ -72,6 +72,9 @@ def test_a_killed_owners_hosts_are_taken_over_by_promoting_their_standbys(cluste
     for h in moved:
         assert after[h]["transport_id"] == before[h]["transport_id"], (h, before[h], after[h])
         assert after[h]["attempts"] == 1 and after[h]["reconnects"] == 0
+    wait_for("the takeovers counted", lambda: metric(survivor, "failover_total",
+                                                     reason="promoted") == len(moved), 10)
+    assert metric(survivor, "failover_total", reason="attached") == 0
     print(f"heartbeat {heartbeat}s: kill -> {len(moved)} host(s) active on the survivor in "
           f"{took:.2f}s (membership detection included; no re-attach)")
 
