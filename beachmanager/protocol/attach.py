@@ -341,6 +341,13 @@ class WaitChannel:
 
 
 @dataclass(frozen=True)
+class CancelWait:
+    """Stop waiting for the channel *label* (its outcome, if any, is not an input any more)."""
+
+    label: str
+
+
+@dataclass(frozen=True)
 class StartTimer:
     name: str
     seconds: float
@@ -385,7 +392,7 @@ class Lost:
 
 Command = (PhaseStarted | PhaseDone | AcquireSlot | ReleaseSlot | DeriveKey | PostAttach
            | OpenSignaling | WaitHost | PollOffer | OpenOffer | CreatePeer | BuildAnswer
-           | PostAnswer | WaitIce | WaitChannel | StartTimer | CancelTimer | SendReady
+           | PostAnswer | WaitIce | WaitChannel | CancelWait | StartTimer | CancelTimer | SendReady
            | InsecureFallback | Succeeded | Failed | Lost)
 
 
@@ -551,6 +558,7 @@ class AttachMachine:
         self.timer = None  # it fired: nothing to cancel
         seconds = self._seconds(state)
         if state is S.GRACE:  # no handshake channel: the host runs no Noise for us
+            out.append(CancelWait(HANDSHAKE))
             self.secure = False
             self._go(S.SECURING, out)
         elif state is S.ANNOUNCING:
