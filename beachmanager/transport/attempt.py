@@ -1,8 +1,10 @@
-"""One attach attempt of a host session: its ids, what it awaits, and what it holds.
+"""One attach attempt of a host session: its ids, its machine, what it runs, what it holds.
 
 An attempt goes through the phases of :data:`PHASES` in order (reference
-``road-signaling-and-webrtc-join.md`` §6); the session runs one step per phase and
-tears the attempt down as a whole when it fails or its transport is lost.  Resources
+``road-signaling-and-webrtc-join.md`` §6) as its
+:class:`~beachmanager.protocol.attach.AttachMachine` decides; the session executes the
+machine's commands (the Deferreds and timers they start are kept here) and tears the
+attempt down as a whole when it fails or its transport is lost.  Resources
 that exist only from a given phase on are read through accessors that say which phase
 should have made them, instead of ``None`` checks at every use.
 """
@@ -11,20 +13,21 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from collections import deque
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredSemaphore
+
+from ..protocol.attach import PHASES, AttachMachine, Failed, Input, Lost
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall
 
     from ..protocol import crypto
+    from ..protocol import signaling as sig
     from .link import HostLink
     from .peer import AnswerPeer
     from .road import SignalingSession
-
-#: The phases of one attempt, in order; every one is logged on entry and exit.
-PHASES = ("attach", "offer", "answer", "ice", "dc_open", "handshake", "ready")
 
 _transport_ids = itertools.count(1)
 T = TypeVar("T")
@@ -33,8 +36,9 @@ T = TypeVar("T")
 class Attempt:
     """Ids, pending waits and resources of one attempt."""
 
-    def __init__(self, number: int, started: float):
+    def __init__(self, number: int, started: float, machine: AttachMachine):
         self.number = number
+        self.machine = machine
         self.started = started
         self.correlation_id = secrets.token_hex(6)
         self.transport_id = f"t{next(_transport_ids)}"
@@ -48,20 +52,30 @@ class Attempt:
         self.link: HostLink | None = None
         self.handshake: crypto.SecureHandshake | None = None
         self.slot: DeferredSemaphore | None = None  # the attach gate, held while negotiating
-        self.watchdog: IDelayedCall | None = None
         # the offer opened in "offer", answered in "answer"
+        self.offer: sig.WebRtcSdpPayload | None = None
+        self.session_key: bytes | None = None
         self.psk: bytes | None = None
         self.offer_sdp: str | None = None
-        self.secure = False  # Beach's secure transport runs on this attempt
-        # waits
-        self.handshake_d: Deferred[Any] = Deferred()
-        self.offer_ready_d: Deferred[None] = Deferred()
-        self.lost_d: Deferred[tuple[str, str]] = Deferred()
-        self.key_d: Deferred[bytes] | None = None
+        # what the machine's commands started (cancelled at teardown)
+        self.inflight: set[Deferred[Any]] = set()
+        self.timers: dict[str, IDelayedCall] = {}
+        self.channel_waits: dict[str, Deferred[Any]] = {}
+        self.abandoned: set[Deferred[Any]] = set()  # cancelled on the machine's word: not fed
         self.peer_lost: Deferred[Any] | None = None
-        self.waiting: Deferred[Any] | None = None  # what the attempt awaits now (cancelled on loss)
-        self.lost_reason: tuple[str, str] | None = None
+        # feeding the machine: inputs that arrive while a command runs wait their turn
+        self.inbox: deque[Input] = deque()
+        self.feeding = False
+        self.closed = False  # torn down: commands are no longer executed
+        self.handshake_settled = False
+        #: Fires with the machine's outcome (Failed or Lost).
+        self.done: Deferred[Failed | Lost] = Deferred()
         self.last_inbound = 0.0
+
+    @property
+    def secure(self) -> bool:
+        """Beach's secure transport runs on this attempt."""
+        return self.machine.secure
 
     # -- accessors: a None here is a bug in the phase order, said plainly ---------------------
     @property

@@ -17,6 +17,15 @@ Phases of one attempt (reference ``road-signaling-and-webrtc-join.md`` §6)::
     ready      "__ready__" sent; the host answers "__offer_ready__" (an upstream host that
                already serves another peer never does: reported as such)
 
+What happens next in an attempt is decided by its
+:class:`~beachmanager.protocol.attach.AttachMachine` (sans-I/O: the phase order, the waits
+and their timers, what a timeout or a loss means, whether a failure is permanent); this
+class is the driver: it feeds the machine the results of Road (treq, autobahn) and aiortc,
+data-channel traffic and timer expiries, and executes its commands (``_do_<Command>``).
+Failures of a step are translated into the machine's inputs in one place
+(:meth:`HostSession._step_failed`); asyncio's cancellation is already Twisted's there
+(:mod:`beachmanager._aio`).
+
 At most ``gate`` attempts (``--attach-concurrency``) negotiate at once across all hosts;
 the others wait in the ``attach`` phase, and their RTC-ready time includes the wait.
 
@@ -50,14 +59,16 @@ from twisted.python.failure import Failure
 from .. import _aio
 from ..bus.bus import HostBus
 from ..cache.mirror import TerminalMirror
+from ..protocol import attach as am
 from ..protocol import crypto, frames
 from ..protocol import signaling as sig
+from ..protocol.attach import BEACH, HANDSHAKE, HANDSHAKE_GRACE
 from ..protocol.crypto.policy import join_code_present
 from ..protocol.session import FINAL, SessionEvent, SessionState, next_state
 from ..retry import backoff
 from ..telemetry.logs import fields
 from . import negotiation
-from .attempt import PHASES, Attempt
+from .attempt import Attempt
 from .errors import AttachError, RoadError, TransportLost
 from .events import Role, SessionChange, SessionEvents
 from .ice import IceSettings
@@ -65,15 +76,10 @@ from .link import OFFER_READY, READY, HostLink
 from .peer import AnswerPeer, PeerClosed, PeerError
 from .road import LABEL, RoadHttp, SignalingSession
 
-BEACH = "beach"
-HANDSHAKE = crypto.HANDSHAKE_CHANNEL_LABEL
 TIMELINE = 64
 #: After an offer hint: this many quick polls, this far apart (the offer POST follows the hint).
 QUICK_POLLS = 5
 QUICK_POLL = 0.02
-#: Seconds to wait, after "beach" opens, for the host's handshake channel before deciding
-#: that the host runs no secure transport for us.
-HANDSHAKE_GRACE = 2.0
 #: Seconds a peer connection may take to close before it is abandoned.
 CLOSE_TIMEOUT = 5.0
 
@@ -207,7 +213,7 @@ class HostSession:
 
     async def _run(self) -> None:
         while not self._stopping:
-            attempt = Attempt(self.attempts + 1, self.clock.seconds())
+            attempt = self._new_attempt()
             self.attempts += 1
             self.current = attempt
             if attempt.number > 1:
@@ -224,7 +230,8 @@ class HostSession:
                 permanent = e.permanent
                 self._attach_failed(attempt, e)
                 self.bus.detach()
-                self._apply(SessionEvent.REFUSED if permanent else SessionEvent.FAILED, e.reason)
+                self._apply(SessionEvent.REFUSED if permanent else SessionEvent.FAILED,
+                            "internal error" if e.code == "internal" else e.reason)
             except TransportLost as e:
                 self._lost(attempt, e)
                 self.bus.detach()  # first: nobody may publish into a transport that is gone
@@ -254,137 +261,264 @@ class HostSession:
             finally:
                 self._step_d = None
 
-    # -- one attempt: a step per phase ---------------------------------------------------------
+    # -- one attempt: the machine decides, this driver does ----------------------------------
+    def _new_attempt(self) -> Attempt:
+        s = self.settings
+        timeouts = am.Timeouts(phase_timeout=s.phase_timeout, offer_timeout=s.offer_timeout,
+                               ready_timeout=s.ready_timeout,
+                               heartbeat_timeout=s.heartbeat_timeout,
+                               handshake_grace=HANDSHAKE_GRACE)
+        machine = am.AttachMachine(timeouts, secure_expected=self.secure,
+                                   can_handshake=join_code_present(self._join_code))
+        return Attempt(self.attempts + 1, self.clock.seconds(), machine)
+
     async def _attempt(self, a: Attempt) -> None:
         self._apply(SessionEvent.ATTEMPT)
-        steps = (self._join_room, self._open_offer, self._answer, self._connect,
-                 self._open_channels, self._secure, self._announce)
-        for phase, step in zip(PHASES, steps, strict=True):
-            self._enter(phase, a)
-            detail = await step(a)
-            self._exit(phase, a, **detail)
-        self._release_slot(a)
-        self._became_ready(a)
-        reason, code = await a.lost_d
-        raise TransportLost(reason, code)
+        self._feed(a, am.Start(a.started))
+        end = await a.done
+        if isinstance(end, am.Failed):
+            raise AttachError(end.phase, end.reason, permanent=end.permanent, code=end.code)
+        raise TransportLost(end.reason, end.code)
 
-    async def _join_room(self, a: Attempt) -> dict[str, Any]:
-        """attach: wait for the gate; Road's attach; the WebSocket join; the host in the room."""
-        s = self.settings
-        if s.gate is not None:
-            queued = s.gate.acquire()
-            a.waiting = queued
+    def _feed(self, a: Attempt, event: am.Input) -> None:
+        """Hand *event* to the attempt's machine and execute what it says, in order.  An input
+        that arrives while a command runs (a Deferred that fired at once) waits its turn."""
+        a.inbox.append(event)
+        if a.feeding:
+            return
+        a.feeding = True
+        try:
+            while a.inbox:
+                for command in a.machine.handle(a.inbox.popleft()).commands:
+                    if not a.closed:
+                        self._execute(a, command)
+        finally:
+            a.feeding = False
+        outcome = a.machine.outcome
+        if outcome is not None and not a.done.called:
+            a.done.callback(outcome)
+
+    def _execute(self, a: Attempt, command: am.Command) -> None:
+        name = type(command).__name__
+        try:
+            getattr(self, "_do_" + name)(a, command)
+        except Exception:
+            self._step_failed(a, Failure(), name)
+
+    def _track(self, a: Attempt, d: Deferred, what: str, result: Callable[[Any], am.Input],
+               late: Callable[[Any], None] | None = None,
+               failed: Callable[[Failure], am.Input | None] | None = None) -> None:
+        """Feed the outcome of *d* to the machine: *result(value)* on success, a translated
+        failure otherwise.  A value that arrives after the attempt ended goes to *late*."""
+        a.inflight.add(d)
+
+        def ok(value: Any) -> None:
+            a.inflight.discard(d)
+            if a.machine.over or a.closed:
+                if late is not None:
+                    late(value)
+                return
             try:
-                await queued
-            finally:
-                a.waiting = None
-            a.slot = s.gate
-        a.key_d = self._session_key()  # Argon2id, in a thread, while we talk to Road
-        a.peer_session_id = await self._timed(
-            a, _wrap_road(self.road.attach(self.host_session_id, self._join_code, _uuid()), "attach"),
-            s.phase_timeout, "attach", "Road's attach request")
+                event = result(value)
+            except Exception:
+                self._step_failed(a, Failure(), what)
+                return
+            self._feed(a, event)
+
+        def bad(f: Failure) -> None:
+            a.inflight.discard(d)
+            if d in a.abandoned:
+                a.abandoned.discard(d)
+                return
+            event = failed(f) if failed is not None else None
+            if event is not None and not a.machine.over:
+                self._feed(a, event)
+            elif event is None:
+                self._step_failed(a, f, what)
+
+        d.addCallbacks(ok, bad)
+
+    def _step_failed(self, a: Attempt, f: Failure, what: str) -> None:
+        """The one translation of a failed step into the machine's StepFailed."""
+        if a.machine.over:
+            return  # we cancelled it (teardown, stop), or it lost a race with the end
+        e = f.value
+        if isinstance(e, CancelledError):
+            event = am.StepFailed(f"{what} was cancelled", "cancelled")
+        elif isinstance(e, AttachError):
+            event = am.StepFailed(e.reason, e.code, e.permanent)
+        elif isinstance(e, RoadError):
+            event = am.StepFailed(str(e), "road_error")
+        elif isinstance(e, PeerError):
+            event = am.StepFailed(str(e), "peer")
+        else:  # a bug: log it, count it, go on
+            self.log.failure("attach attempt crashed", failure=f, **self._fields(a))
+            event = am.StepFailed(f"internal error: {e!r}", "internal")
+        self._feed(a, event)
+
+    # -- the commands ----------------------------------------------------------------------------
+    def _do_PhaseStarted(self, a: Attempt, c: am.PhaseStarted) -> None:
+        self._enter(c.phase, a)
+
+    def _do_PhaseDone(self, a: Attempt, c: am.PhaseDone) -> None:
+        self._exit(c.phase, a, **{k: list(v) if isinstance(v, tuple) else v for k, v in c.detail})
+
+    def _do_AcquireSlot(self, a: Attempt, c: am.AcquireSlot) -> None:
+        gate = self.settings.gate
+        if gate is None:
+            self._feed(a, am.SlotAcquired())
+            return
+
+        def acquired(_: Any) -> am.Input:
+            a.slot = gate
+            return am.SlotAcquired()
+
+        self._track(a, gate.acquire(), "the attach gate", acquired, late=lambda _: gate.release())
+
+    def _do_ReleaseSlot(self, a: Attempt, c: am.ReleaseSlot) -> None:
+        self._release_slot(a)
+
+    def _do_DeriveKey(self, a: Attempt, c: am.DeriveKey) -> None:
+        def derived(key: bytes) -> am.Input:
+            a.session_key = key
+            return am.KeyDerived()
+
+        def failed(f: Failure) -> am.Input | None:
+            e = f.value
+            if isinstance(e, AttachError):
+                return am.KeyFailed(e.reason, e.code, e.permanent)
+            return None  # cancelled or a bug: the usual translation
+
+        self._track(a, self._session_key(), "the session key", derived, failed=failed)
+
+    def _do_PostAttach(self, a: Attempt, c: am.PostAttach) -> None:
+        def answered(psid: str) -> am.Input:
+            a.peer_session_id = psid
+            return am.AttachAnswered(psid)
+
+        d = Deferred.fromCoroutine(self.road.attach(self.host_session_id, self._join_code, _uuid()))
+        self._track(a, d, "Road's attach request", answered)
+
+    def _do_OpenSignaling(self, a: Attempt, c: am.OpenSignaling) -> None:
+        s = self.settings
         a.signaling = room = SignalingSession(
             reactor=self.reactor, clock=self.clock, road_url=s.road_url,
             host_session_id=self.host_session_id, join_code=self._join_code,
             peer_session_id=a.road_peer, ping_interval=s.ping_interval,
             pong_timeout=s.pong_timeout, log_fields=self._fields(a),
             metadata={"manager_instance_id": s.manager_instance_id} if s.manager_instance_id else None)
-        await self._timed(a, Deferred.fromCoroutine(room.open()), s.phase_timeout, "attach",
-                          "the signaling join")
-        room.lost.addCallback(
-            lambda reason: self._lose(a, f"signaling: {reason}", room.lost_code or "ws_lost"))
-        a.host_peer_id = await self._timed(a, Deferred.fromCoroutine(room.wait_host()),
-                                           s.offer_timeout, "attach", "the host to join the room")
-        return {"my_peer_id": room.my_id}
 
-    async def _open_offer(self, a: Attempt) -> dict[str, Any]:
-        """offer: poll the mailbox for the host's offer; open it with the session key."""
-        s = self.settings
-        offer = await self._timed(a, Deferred.fromCoroutine(self._poll_offer(a)), s.offer_timeout,
-                                  "offer", "an offer from the host")
-        a.handshake_id = offer.handshake_id
-        session_key = await self._timed(a, _need_deferred(a.key_d), s.phase_timeout, "offer",
-                                        "the session key")
-        a.psk = crypto.derive_handshake_key(session_key, offer.handshake_id)
+        def opened(_: Any) -> am.Input:
+            room.lost.addCallback(lambda reason: self._feed(
+                a, am.SignalingLost(f"signaling: {reason}", room.lost_code or "ws_lost")))
+            return am.SignalingOpened(room.my_id)
+
+        self._track(a, Deferred.fromCoroutine(room.open()), "the signaling join", opened)
+
+    def _do_WaitHost(self, a: Attempt, c: am.WaitHost) -> None:
+        def joined(peer_id: str) -> am.Input:
+            a.host_peer_id = peer_id
+            return am.HostJoined(peer_id)
+
+        self._track(a, Deferred.fromCoroutine(a.room.wait_host()), "the host", joined)
+
+    def _do_PollOffer(self, a: Attempt, c: am.PollOffer) -> None:
+        def received(offer: sig.WebRtcSdpPayload) -> am.Input:
+            a.offer, a.handshake_id = offer, offer.handshake_id
+            return am.OfferReceived(offer.handshake_id, offer.sealed is not None)
+
+        self._track(a, Deferred.fromCoroutine(self._poll_offer(a)), "the offer", received)
+
+    def _do_OpenOffer(self, a: Attempt, c: am.OpenOffer) -> None:
+        offer = _need(a.offer, "offer")
+        a.psk = crypto.derive_handshake_key(_need(a.session_key, "session key"), offer.handshake_id)
         a.offer_sdp = negotiation.open_offer(offer, a.psk)
-        return {"handshake_id": offer.handshake_id, "sealed": offer.sealed is not None}
 
-    async def _answer(self, a: Attempt) -> dict[str, Any]:
-        """answer: the aiortc answer (candidates gathered here), sealed, posted to the mailbox."""
-        s, psk, room = self.settings, a.key, a.room
+    def _do_CreatePeer(self, a: Attempt, c: am.CreatePeer) -> None:
+        def late(peer: AnswerPeer) -> None:
+            _aio.background(_aio.as_deferred(peer.close()), "close a late peer connection", self.log)
+
+        self._track(a, _aio.as_deferred(_make_peer(self, a)), "the peer connection",
+                    lambda peer: self._peer_made(a, peer), late=late)
+
+    def _peer_made(self, a: Attempt, peer: AnswerPeer) -> am.Input:
+        """The peer connection exists: watch it, wrap "beach", ready the Noise responder,
+        apply the host's candidates (buffered and later ones)."""
+        psk, room = a.key, a.room
         handshake_id = a.handshake_id or ""
-        a.peer = peer = await _aio.as_deferred(_make_peer(self, a))
+        a.peer = peer
         a.peer_lost = _aio.as_deferred(peer.wait_lost())
-        a.peer_lost.addCallbacks(lambda reason: self._lose(a, reason, "peer_lost"), lambda f: None)
+        a.peer_lost.addCallbacks(lambda reason: self._feed(a, am.PeerLost(reason, "peer_lost")),
+                                 lambda f: None)
         a.link = HostLink(lambda data: peer.send(BEACH, data), self.clock.seconds,
                           on_text=lambda text: self._on_text(a, text),
                           on_frame=lambda frame: self._on_frame(a, frame),
                           buffered=lambda: peer.buffered_amount(BEACH))
-        if join_code_present(self._join_code):
+        if a.machine.can_handshake:
             # Ready even when we do not expect Noise: the host's handshake channel decides.
             a.handshake = crypto.SecureHandshake(crypto.Role.RESPONDER, psk, handshake_id,
                                                  a.my_peer, a.host_peer)
         for cand in room.take_candidates(handshake_id, lambda c: self._remote_candidate(a, psk, c)):
             self._remote_candidate(a, psk, cand)
-        answer_sdp = await self._timed(a, _aio.as_deferred(peer.answer(a.offer_sdp or "")),
-                                       s.phase_timeout, "answer", "building the answer")
-        payload = negotiation.answer_payload(psk, handshake_id, a.my_peer, a.host_peer, answer_sdp,
-                                             self.sealed)
-        tries = await self._timed(a, _wrap_road(self.road.post_answer(a.road_peer, payload), "answer"),
-                                  s.phase_timeout, "answer", "posting the answer")
-        return {"post_tries": tries}
+        return am.PeerCreated()
 
-    async def _connect(self, a: Attempt) -> dict[str, Any]:
-        """ice: the peer connection reaches "connected" (ICE + DTLS)."""
-        await self._timed(a, _aio.as_deferred(a.pc.wait_connected()), self.settings.phase_timeout,
-                          "ice", "ICE and DTLS")
-        return {}
+    def _do_BuildAnswer(self, a: Attempt, c: am.BuildAnswer) -> None:
+        self._track(a, _aio.as_deferred(a.pc.answer(a.offer_sdp or "")), "building the answer",
+                    am.AnswerBuilt)
 
-    async def _open_channels(self, a: Attempt) -> dict[str, Any]:
-        """dc_open: "beach" opens; the host's handshake channel (if it runs Noise for us)."""
+    def _do_PostAnswer(self, a: Attempt, c: am.PostAnswer) -> None:
+        payload = negotiation.answer_payload(a.key, a.handshake_id or "", a.my_peer, a.host_peer,
+                                             c.sdp, self.sealed)
+        self._track(a, Deferred.fromCoroutine(self.road.post_answer(a.road_peer, payload)),
+                    "posting the answer", am.AnswerPosted)
+
+    def _do_WaitIce(self, a: Attempt, c: am.WaitIce) -> None:
+        self._track(a, _aio.as_deferred(a.pc.wait_connected()), "ICE and DTLS",
+                    lambda _: am.IceConnected())
+
+    def _do_WaitChannel(self, a: Attempt, c: am.WaitChannel) -> None:
         peer = a.pc
-        await self._timed(a, _aio.as_deferred(peer.wait_channel(BEACH)), self.settings.phase_timeout,
-                          "dc_open", "the 'beach' data channel")
-        if self.secure and HANDSHAKE not in peer.channels:
-            # Hosts open it right after "beach"; its absence means the host runs no Noise
-            # for us (reference §4.1: the host's channel is authoritative).
-            try:
-                await self._timed(a, _aio.as_deferred(peer.wait_channel(HANDSHAKE)),
-                                  HANDSHAKE_GRACE, "dc_open", "the handshake channel")
-            except AttachError as e:
-                if e.code != "timeout":
-                    raise
-        a.secure = HANDSHAKE in peer.channels and a.handshake is not None
-        if self.secure and not a.secure:
-            self.log.warn("the host opened no {label!r} channel within {grace}s: continuing "
-                          "WITHOUT Beach's secure transport (DTLS only); is the host's "
-                          "BEACH_INSECURE_TRANSPORT set?", label=HANDSHAKE, grace=HANDSHAKE_GRACE,
-                          **self._fields(a))
-        return {"channels": sorted(peer.channels)}
+        a.channel_waits[c.label] = d = _aio.as_deferred(peer.wait_channel(c.label))
+        self._track(a, d, f"the {c.label!r} channel",
+                    lambda _: am.ChannelOpened(c.label, frozenset(peer.channels)))
 
-    async def _secure(self, a: Attempt) -> dict[str, Any]:
-        """handshake: Noise XX responder + challenge frames; "beach" is encrypted from here."""
-        if a.secure:
-            await self._timed(a, a.handshake_d, self.settings.phase_timeout, "handshake",
-                              "the Noise handshake and challenge")
-        return {"secure": a.secure}
+    def _do_CancelWait(self, a: Attempt, c: am.CancelWait) -> None:
+        d = a.channel_waits.pop(c.label, None)
+        if d is not None and not d.called:
+            a.abandoned.add(d)
+            d.cancel()
 
-    async def _announce(self, a: Attempt) -> dict[str, Any]:
-        """ready: "__ready__" sent; the host answers "__offer_ready__"."""
-        s = self.settings
+    def _do_StartTimer(self, a: Attempt, c: am.StartTimer) -> None:
+        self._do_CancelTimer(a, am.CancelTimer(c.name))
+        a.timers[c.name] = self.clock.callLater(c.seconds, self._timer_fired, a, c.name)
+
+    def _timer_fired(self, a: Attempt, name: str) -> None:
+        a.timers.pop(name, None)
+        self._feed(a, am.TimerFired(name, silent=self.clock.seconds() - a.last_inbound))
+
+    def _do_CancelTimer(self, a: Attempt, c: am.CancelTimer) -> None:
+        call = a.timers.pop(c.name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _do_SendReady(self, a: Attempt, c: am.SendReady) -> None:
         a.channel.send_text(READY)
-        try:
-            await self._timed(a, a.offer_ready_d, s.ready_timeout, "ready", "__offer_ready__")
-        except AttachError as e:
-            if e.code == "timeout":
-                raise AttachError("ready", f"the host negotiated but sent no __offer_ready__ within "
-                                  f"{s.ready_timeout:.0f}s (an upstream host serves only its first "
-                                  f"peer: is another manager or viewer attached?)",
-                                  code="no_offer_ready") from None
-            raise
-        elapsed = self.clock.seconds() - a.started
-        self.metrics.transport_rtc_ready_seconds.observe(elapsed)
-        return {"rtc_ready_seconds": round(elapsed, 4)}
+
+    def _do_InsecureFallback(self, a: Attempt, c: am.InsecureFallback) -> None:
+        self.log.warn("the host opened no {label!r} channel within {grace}s: continuing "
+                      "WITHOUT Beach's secure transport (DTLS only); is the host's "
+                      "BEACH_INSECURE_TRANSPORT set?", label=c.label, grace=c.grace,
+                      **self._fields(a))
+
+    def _do_Succeeded(self, a: Attempt, c: am.Succeeded) -> None:
+        self.metrics.transport_rtc_ready_seconds.observe(c.rtc_ready_seconds)
+        self._became_ready(a)
+
+    def _do_Failed(self, a: Attempt, c: am.Failed) -> None:
+        pass  # the attempt's outcome: _feed hands it to _attempt
+
+    def _do_Lost(self, a: Attempt, c: am.Lost) -> None:
+        pass  # likewise
 
     def _session_key(self) -> Deferred:
         """The session key; a busy key cache is waited out, other errors become AttachError."""
@@ -464,15 +598,15 @@ class HostSession:
 
     def _handshake_message(self, a: Attempt, data: bytes) -> None:
         handshake = a.handshake
-        if a.handshake_d.called or handshake is None:
+        if a.handshake_settled or handshake is None:
             return
         try:
             replies = handshake.receive(data)
             for reply in replies:
                 a.pc.send(HANDSHAKE, reply)
         except (crypto.CryptoError, PeerClosed) as e:
-            a.handshake_d.errback(Failure(AttachError("handshake", f"secure handshake failed: {e}",
-                                                      code="handshake_failed")))
+            a.handshake_settled = True
+            self._feed(a, am.HandshakeFailed(str(e)))
             return
         if handshake.done:
             keys = handshake.keys
@@ -480,12 +614,12 @@ class HostSession:
                 raise RuntimeError("a finished handshake has no transport keys")
             a.channel.install_secure(crypto.SecureChannel(keys.send_key, keys.recv_key))
             a.pc.release_channel(HANDSHAKE)  # done with it: the host may close it now
-            a.handshake_d.callback(handshake.verification_code)
+            a.handshake_settled = True
+            self._feed(a, am.HandshakeDone())
 
     def _on_text(self, a: Attempt, text: str) -> None:
         if text == OFFER_READY:
-            if not a.offer_ready_d.called:
-                a.offer_ready_d.callback(None)
+            self._feed(a, am.OfferReadyReceived(self.clock.seconds()))
         elif text.startswith("beach:status:"):
             self.log.info("host status: {status}", status=text[len("beach:status:"):], **self._fields(a))
 
@@ -493,7 +627,7 @@ class HostSession:
         if isinstance(frame, frames.Extension):
             self.bus.deliver(frame.namespace, frame.kind, frame.payload)
         elif isinstance(frame, frames.Shutdown):
-            self._lose(a, "the host sent Shutdown", "host_shutdown")
+            self._feed(a, am.PeerLost("the host sent Shutdown", "host_shutdown"))
         else:
             self.mirror.apply(frame, now_ms=self.clock.seconds() * 1000.0)
 
@@ -521,7 +655,6 @@ class HostSession:
                 return False
 
         self.bus.attach(send)
-        self._arm_watchdog(a)
         self._apply(SessionEvent.READY)
 
     @staticmethod
@@ -530,31 +663,16 @@ class HostSession:
         if slot is not None:
             slot.release()
 
-    def _arm_watchdog(self, a: Attempt) -> None:
-        timeout = self.settings.heartbeat_timeout
-        silent = self.clock.seconds() - a.last_inbound
-        if silent >= timeout:
-            self._lose(a, f"nothing from the host for {silent:.0f}s (heartbeats stopped)",
-                       "heartbeat_timeout")
-            return
-        a.watchdog = self.clock.callLater(max(0.5, timeout - silent), self._arm_watchdog, a)
-
-    def _lose(self, a: Attempt, reason: str, code: str) -> None:
-        """The attempt's transport (or its signaling) is gone: wake whatever the attempt awaits."""
-        if a.lost_reason is not None:
-            return
-        a.lost_reason = (reason, code)
-        if not a.lost_d.called:
-            a.lost_d.callback((reason, code))
-        if a.waiting is not None and not a.waiting.called:
-            a.waiting.cancel()
-
     async def _teardown(self, a: Attempt) -> None:
+        self._feed(a, am.Stop())  # nothing the attempt started may act on it any more
+        a.closed = True
         self.bus.detach()
         self._release_slot(a)
-        if a.watchdog is not None and a.watchdog.active():
-            a.watchdog.cancel()
-        for d in (a.key_d, a.peer_lost, a.handshake_d):
+        for call in a.timers.values():
+            if call.active():
+                call.cancel()
+        a.timers.clear()
+        for d in [*a.inflight, a.peer_lost]:
             if d is not None:
                 if not d.called:
                     d.cancel()
@@ -575,42 +693,6 @@ class HostSession:
                     timer.cancel()
 
     # -- bookkeeping ------------------------------------------------------------------------------
-    async def _timed(self, a: Attempt, d: Deferred, seconds: float, phase: str, what: str) -> Any:
-        """Await *d* for at most *seconds*; a loss of the attempt's transport or signaling
-        interrupts the wait.  Failures become AttachError(phase).
-
-        The timer is ours (not ``addTimeout``) so that an expiry, a loss and a stop, which all
-        cancel *d*, are told apart."""
-        if a.lost_reason is not None:
-            d.cancel()
-            d.addErrback(lambda f: None)
-            raise AttachError(phase, a.lost_reason[0], code=a.lost_reason[1])
-        expired: list[bool] = []
-
-        def expire() -> None:
-            expired.append(True)
-            d.cancel()
-
-        timer = self.clock.callLater(seconds, expire)
-        a.waiting = d
-        try:
-            return await d
-        except CancelledError:
-            if self._stopping:
-                raise CancelledError() from None
-            if a.lost_reason is not None:
-                raise AttachError(phase, a.lost_reason[0], code=a.lost_reason[1]) from None
-            if expired:
-                raise AttachError(phase, f"timed out after {seconds:.1f}s waiting for {what}",
-                                  code="timeout") from None
-            raise CancelledError() from None
-        except PeerError as e:
-            raise AttachError(phase, str(e), code="peer") from None
-        finally:
-            a.waiting = None
-            if timer.active():
-                timer.cancel()
-
     def _enter(self, phase: str, a: Attempt) -> None:
         self.phase = phase
         self._event(phase, "pending", a)
@@ -695,20 +777,10 @@ async def _make_peer(machine: HostSession, a: Attempt) -> AnswerPeer:
                       public_address=ice.public_ip)
 
 
-def _need_deferred(d: Deferred[bytes] | None) -> Deferred[bytes]:
-    if d is None:
-        raise RuntimeError("the session key was never asked for (made in phase 'attach')")
-    return d
-
-
-def _wrap_road(coro, phase: str) -> Deferred:
-    async def run():
-        try:
-            return await coro
-        except RoadError as e:
-            raise AttachError(phase, str(e), code="road_error") from None
-
-    return Deferred.fromCoroutine(run())
+def _need(value, what: str):
+    if value is None:
+        raise RuntimeError(f"the attempt has no {what} yet (made in phase 'offer')")
+    return value
 
 
 __all__ = ["AttachSettings", "HostSession"]
