@@ -185,7 +185,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
               else memory_stores(clock, config.action_queue_bound))
     controller = ControllerService(ctx, events=events, publisher=publisher or hosts.publisher,
                                    subscriber=hosts.subscriber, stores=stores,
-                                   store=registry.store, leases=leases)
+                                   store=registry.store, leases=leases, epoch_of=hosts.epoch_of)
     assign = build_assignment(ctx, events=events, hosts=hosts, registry_store=registry.store,
                               redis=redis, postgres=postgres, http=http,
                               depends_on=[p for p in (redis, postgres, registry, hosts) if p],

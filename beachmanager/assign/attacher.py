@@ -57,16 +57,17 @@ class HostsAttacher:
         while len(self._remembered) > MAX_REMEMBERED:
             self._remembered.popitem(last=False)
 
-    def attach(self, host_session_id: str) -> Deferred[None]:
-        return ensureDeferred(self._attach(host_session_id))
+    def attach(self, host_session_id: str, epoch: int = 0) -> Deferred[None]:
+        return ensureDeferred(self._attach(host_session_id, epoch))
 
-    async def _attach(self, host_session_id: str) -> None:
+    async def _attach(self, host_session_id: str, epoch: int) -> None:
         if self.events.state(host_session_id) in LIVE_STATES:
             self._remembered.pop(host_session_id, None)
             # managed already: keep that session; a warm standby becomes the active one
             self.hosts.promote(host_session_id)
-            return
-        self.hosts.attach(host_session_id, await self._code(host_session_id))
+        else:
+            self.hosts.attach(host_session_id, await self._code(host_session_id))
+        self.hosts.set_epoch(host_session_id, epoch)  # (told to the harness once ready)
 
     def standby(self, host_session_id: str) -> Deferred[None]:
         """Open a standby session to a host another instance owns (hot failover)."""

@@ -107,11 +107,13 @@ class Ownership:
     reason: str
     reassigned_from: str | None
     ready: bool = False
+    epoch: int = 0  # +1 on every change of owner; the owner's actions carry it (fencing)
 
     def as_json(self) -> dict[str, Any]:
         return {"host_session_id": self.host_session_id, "manager_instance_id": self.owner,
                 "assigned_at_ms": self.assigned_at_ms, "reason": self.reason,
-                "reassigned_from": self.reassigned_from, "ready": self.ready}
+                "reassigned_from": self.reassigned_from, "ready": self.ready,
+                "epoch": self.epoch}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ every key in one cluster slot)::
                               PEXPIREs after the membership TTL
     P hosts:<id>        set   host session ids owned by <id> (its load is SCARD)
     P owner             hash  host session id -> owning instance id
-    P since             hash  host session id -> JSON {at, reason, from}
+    P since             hash  host session id -> JSON {at, reason, from, epoch}
+    P epoch             hash  host session id -> its ownership epoch: +1 on every change of
+                              owner (fencing: actions of an older epoch are refused by the host)
     P ready             hash  host session id -> instance id whose transport to it is ready
     P log               stream  one entry per move (host, to, from, reason, at), MAXLEN ~ bounded
 
@@ -66,10 +68,11 @@ local function move(host, from, to, reason)
   if from then redis.call('SREM', hkey(from), host) end
   redis.call('HDEL', P .. 'ready', host)
   if to then
+    local epoch = redis.call('HINCRBY', P .. 'epoch', host, 1)
     redis.call('SADD', hkey(to), host)
     redis.call('HSET', P .. 'owner', host, to)
     redis.call('HSET', P .. 'since', host,
-      cjson.encode({at = NOW, reason = reason, from = from or ''}))
+      cjson.encode({at = NOW, reason = reason, from = from or '', epoch = epoch}))
   else
     redis.call('HDEL', P .. 'owner', host)
     redis.call('HDEL', P .. 'since', host)

@@ -123,8 +123,9 @@ class Audit(Protocol):
 class Attacher(Protocol):
     """What the assignment service needs from the transport."""
 
-    def attach(self, host_session_id: str) -> Deferred[None]:
-        """Start managing *host_session_id*: fires once its session runs (not when ready)."""
+    def attach(self, host_session_id: str, epoch: int = 0) -> Deferred[None]:
+        """Start managing *host_session_id* (owned here at ownership *epoch*, for fencing):
+        fires once its session runs (not when ready)."""
 
     def detach(self, host_session_id: str) -> Deferred[None]:
         """Stop managing it and close its transport."""
@@ -452,7 +453,11 @@ class AssignmentService(ReadyService):
 
     async def _rebalance(self) -> None:
         """Hand hosts that rank a live instance with room above us to it, a few at a time,
-        make-before-break (after an instance joins, about 1/n of the hosts move to it)."""
+        make-before-break (after an instance joins, about 1/n of the hosts move to it).
+        With standbys, owners stay put (no failback while a session is healthy): only the
+        standbys follow the ranking."""
+        if self.standbys is not None:
+            return
         budget = self.rebalance_batch - sum(1 for s in self.slots.values() if s.state == HANDING)
         if budget <= 0 or not self.slots:
             return
@@ -636,7 +641,7 @@ class AssignmentService(ReadyService):
                           **fields(host_session_id=host, manager_instance_id=self.instance_id))
 
         try:
-            d = self.attacher.attach(host)
+            d = self.attacher.attach(host, slot.row.epoch if slot.row is not None else 0)
         except Exception as e:
             failed(Failure(e))
             return

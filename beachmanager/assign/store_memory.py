@@ -38,6 +38,7 @@ class MemoryAssignmentStore:
         self._hosts: dict[str, set[str]] = {}
         self._owner: dict[str, str] = {}
         self._since: dict[str, tuple[int, str, str | None]] = {}
+        self._epoch: dict[str, int] = {}  # +1 on every change of owner (fencing)
         self._ready: dict[str, str] = {}
         self._log: deque[Move] = deque(maxlen=log_max)
 
@@ -80,6 +81,7 @@ class MemoryAssignmentStore:
             self._hosts.setdefault(to, set()).add(host)
             self._owner[host] = to
             self._since[host] = (now, reason, from_)
+            self._epoch[host] = self._epoch.get(host, 0) + 1
         else:
             self._owner.pop(host, None)
             self._since.pop(host, None)
@@ -212,14 +214,16 @@ class MemoryAssignmentStore:
         if owner is None:
             return None
         at, reason, from_ = self._since[host]
-        return Ownership(host, owner, at, reason, from_, self._ready.get(host) == owner)
+        return Ownership(host, owner, at, reason, from_, self._ready.get(host) == owner,
+                         self._epoch.get(host, 0))
 
     async def ownerships(self, limit: int = 10_000) -> list[Ownership]:
         out = []
         for host in sorted(self._owner)[:limit]:
             at, reason, from_ = self._since[host]
             out.append(Ownership(host, self._owner[host], at, reason, from_,
-                                 self._ready.get(host) == self._owner[host]))
+                                 self._ready.get(host) == self._owner[host],
+                                 self._epoch.get(host, 0)))
         return out
 
     async def recent_moves(self, count: int = 50) -> list[Move]:

@@ -183,7 +183,7 @@ def _pairs(flat) -> dict[str, str]:
 def _ownership(host: str, owner: str, since: Any, ready: str) -> Ownership:
     meta = json.loads(_text(since)) if since else {}
     return Ownership(host, owner, int(meta.get("at", 0)), meta.get("reason", ""),
-                     meta.get("from") or None, ready == owner)
+                     meta.get("from") or None, ready == owner, int(meta.get("epoch", 0)))
 
 
 def _is_connection_error(e: Exception) -> bool:

@@ -3,7 +3,9 @@
 Topics published:
 
 * ``beach.manager.action`` -- action envelopes ``{"type": "action", "payload": ActionCommand}``
-  for the host's harness (lane ``control_ordered``).
+  for the host's harness (lane ``control_ordered``), stamped with the host's ownership epoch;
+* ``beach.manager.association`` -- the active manager and its epoch (fencing), sent when the
+  active session becomes ready or a standby is promoted.
 
 Frames go out as client-layout Extension frames (``0x44``) on the host's ``beach`` channel,
 never to local subscribers.  Whether a host is ready is the session stream's answer
@@ -19,14 +21,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..protocol import harness
-from ..protocol.extensions import NAMESPACE, TOPIC_ACTION
+from ..protocol.extensions import NAMESPACE, TOPIC_ACTION, TOPIC_ASSOCIATION
 from .bus import HostBus
 
 if TYPE_CHECKING:
     from ..transport.events import SessionEvents
 
 #: namespace -> topic -> logical lane
-PUBLISHES = {NAMESPACE: {TOPIC_ACTION: "control_ordered"}}
+PUBLISHES = {NAMESPACE: {TOPIC_ACTION: "control_ordered", TOPIC_ASSOCIATION: "control_ordered"}}
 
 
 class ManagerPublisher:

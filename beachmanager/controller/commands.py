@@ -77,9 +77,12 @@ def expires_at(command: dict[str, Any]) -> float | None:
         return None
 
 
-def action_envelope(command: dict[str, Any]) -> bytes:
-    """The ``beach.manager.action`` payload for one command."""
-    body = {"type": "action", "payload": {
+def action_envelope(command: dict[str, Any], epoch: int | None = None) -> bytes:
+    """The ``beach.manager.action`` payload for one command; *epoch* (the host's ownership
+    epoch, for fencing) goes in the envelope, where consumers that do not know it ignore it."""
+    body: dict[str, Any] = {"type": "action", "payload": {
         "id": command["id"], "action_type": command["action_type"],
         "payload": command.get("payload"), "expires_at": command.get("expires_at")}}
+    if epoch is not None:
+        body["epoch"] = epoch
     return json.dumps(body, separators=(",", ":")).encode()

@@ -36,6 +36,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ..protocol import harness
+from ..protocol.fencing import STALE_EPOCH
 from ..telemetry.logs import fields
 from .commands import action_envelope, expires_at, system_time
 from .queue import ActionQueue, QueuedAction
@@ -119,8 +120,10 @@ class DeliveryEngine:
                  window: int = 32, ack_timeout: float = 5.0, claim_timeout: float = 30.0,
                  read_block: float = 1.0, on_final: Callable[[FinalAck], Any] | None = None,
                  lease_check: Callable[[str, QueuedAction], bool | None] | None = None,
-                 metrics=None, manager_instance_id: str | None = None):
+                 metrics=None, manager_instance_id: str | None = None,
+                 epoch_of: Callable[[str], int | None] = lambda host: None):
         self.queue, self.publisher, self.clock = queue, publisher, clock
+        self.epoch_of = epoch_of  # the host's ownership epoch, stamped on every action
         self.consumer = consumer
         self.window, self.ack_timeout, self.claim_timeout = window, ack_timeout, claim_timeout
         self.read_block = read_block
@@ -138,7 +141,7 @@ class DeliveryEngine:
         self._resets = 0
         self.counters = {"delivered": 0, "redelivered": 0, "acked": 0, "expired": 0,
                          "preempted": 0, "duplicate_acks": 0, "unknown_acks": 0, "reseeded": 0,
-                         "backpressure": 0}
+                         "backpressure": 0, "fenced": 0}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -301,7 +304,8 @@ class DeliveryEngine:
                 continue
             if not lane.ready or lane.retry is not None:
                 return
-            if not self.publisher.publish_action(lane.host, action_envelope(t.action.command)):
+            envelope = action_envelope(t.action.command, self.epoch_of(lane.host))
+            if not self.publisher.publish_action(lane.host, envelope):
                 self._refused(lane)
                 return
             del lane.waiting[action_id]
@@ -389,7 +393,8 @@ class DeliveryEngine:
             overdue = [t for t in lane.inflight.values() if t.deadline is not None and t.deadline <= now]
             for t in sorted((t for t in overdue if self._lost(lane, t, now)),
                             key=lambda t: _order(t.action.entry_id)):
-                if not self.publisher.publish_action(lane.host, action_envelope(t.action.command)):
+                if not self.publisher.publish_action(
+                        lane.host, action_envelope(t.action.command, self.epoch_of(lane.host))):
                     self._refused(lane)
                     break
                 del lane.inflight[t.action.action_id]
@@ -416,6 +421,9 @@ class DeliveryEngine:
                 self.log.debug("ack for unknown action {action_id}", action_id=action_id,
                                **self._fields(host))
             return False
+        if ack.error_code == STALE_EPOCH:
+            self._fenced(lane, t)
+            return False
         now = self.clock.seconds()
         lane.last_ack_at = now
         lane.acked_send_no = max(lane.acked_send_no, t.send_no)
@@ -423,6 +431,18 @@ class DeliveryEngine:
                      ack.latency_ms)
         self._pump(lane)
         return True
+
+    def _fenced(self, lane: Lane, t: Tracked) -> None:
+        """The host refused an action for its epoch: another instance owns the host now.  The
+        action is not finished here (its entry stays for the owner, which delivers it); this
+        lane closes until this instance's session is told otherwise."""
+        self.counters["fenced"] += 1
+        if self.metrics is not None:
+            self.metrics.fenced_actions_total.inc()
+        self.log.warn("action {action_id} refused by the host: this instance's epoch is stale "
+                      "(another instance owns the host); delivery stops here",
+                      action_id=t.action.action_id, **self._fields(lane.host))
+        self.transport_changed(lane.host, False)
 
     def _finish(self, lane: Lane, t: Tracked, status: str, now: float, error_code: str | None,
                 error_message: str | None, synthesized: bool, host_latency: int | None = None) -> None:

@@ -85,7 +85,8 @@ class ControllerService(ReadyService):
 
     def __init__(self, ctx, *, events: SessionEvents, publisher: Publisher,
                  stores: StoresFactory, subscriber: ManagerSubscriber | None = None,
-                 store: RegistryStore | None = None, leases: Leases | None = None):
+                 store: RegistryStore | None = None, leases: Leases | None = None,
+                 epoch_of: Callable[[str], int | None] = lambda host: None):
         super().__init__("controller", ctx.clock)
         self.ctx = ctx
         cfg = ctx.config
@@ -96,6 +97,7 @@ class ControllerService(ReadyService):
         self._stores = stores
         self.store = store
         self.leases = leases
+        self.epoch_of = epoch_of
         self.window = cfg.action_inflight_window
         self.ack_timeout = cfg.action_ack_timeout
         self.claim_timeout = cfg.action_claim_timeout
@@ -119,7 +121,7 @@ class ControllerService(ReadyService):
             self.queue, self.publisher, ctx.clock, consumer=self.instance_id,
             window=self.window, ack_timeout=self.ack_timeout, claim_timeout=self.claim_timeout,
             on_final=self.writer.submit, lease_check=self._lease_check, metrics=ctx.metrics,
-            manager_instance_id=self.instance_id)
+            manager_instance_id=self.instance_id, epoch_of=self.epoch_of)
         self.writer.confirm = self.engine.confirm
         self.ingest = Ingest(self.engine, self.cache, ctx.clock, self.instance_id)
         self.writer.start()

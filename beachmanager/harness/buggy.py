@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..protocol import harness as hj
+from ..protocol.extensions import TOPIC_ASSOCIATION
 from .publisher import DEFAULT_HEALTH_INTERVAL, DEFAULT_STATE_INTERVAL, Publisher
 from .subscriber import DEFAULT_DEDUP_SIZE, DEFAULT_MAX_QUEUE, TOPICS, ActionSubscriber
 
@@ -59,6 +60,7 @@ class Harness:
             return
         self.started = True
         self._unsubscribe = [self.bus.subscribe(topic, self.subscriber.handle) for topic in TOPICS]
+        self._unsubscribe.append(self.bus.subscribe(TOPIC_ASSOCIATION, self.subscriber.associate))
         self.publisher.start()
 
     def stop(self) -> None:

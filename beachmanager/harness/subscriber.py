@@ -3,7 +3,9 @@
 Topics consumed:
 
 * ``beach.manager.action`` -- action envelopes ``{"type": "action", "payload": ActionCommand}``;
-* ``controller/input``     -- legacy alias carrying the same envelope.
+* ``controller/input``     -- legacy alias carrying the same envelope;
+* ``beach.manager.association`` -- the active manager and its ownership epoch
+  (:mod:`beachmanager.protocol.fencing`).
 
 Rules: an unparsable envelope is logged and gets no ack (as beach-buggy); an
 action id seen before is acked again with its first ack and never applied twice
@@ -11,7 +13,10 @@ action id seen before is acked again with its first ack and never applied twice
 ``expired`` without applying; ``terminal_write`` with a string ``payload.bytes``
 is queued for the PTY and acked ``ok`` once written; anything else is
 ``rejected`` with ``error_code`` ``unsupported_action``.  The action queue is
-bounded: a full queue rejects with ``queue_full``.
+bounded: a full queue rejects with ``queue_full``.  An action stamped with an epoch older
+than the newest seen (from an association message or a newer action) is refused
+``rejected``/``stale_epoch`` and not remembered, so the current owner's delivery of the same
+id is applied (fencing: a former owner that wakes up applies nothing).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from ..protocol import fencing
 from ..protocol import harness as hj
 from ..protocol.extensions import LEGACY_ACTION_TOPIC, TOPIC_ACTION
 
@@ -54,18 +60,38 @@ class ActionSubscriber:
         self.replays = 0
         self.unparsable = 0
         self.queue_full_rejects = 0
+        self.fence = fencing.Fence()
 
     @property
     def queue_depth(self) -> int:
         return len(self.queue)
 
+    def associate(self, topic: str, payload: bytes) -> None:
+        """An association message: the active manager and its epoch."""
+        try:
+            association = fencing.read_association(payload)
+        except fencing.FencingError as e:
+            self.unparsable += 1
+            self.log.warn("dropping an unparsable association: {error}", error=str(e))
+            return
+        if self.fence.associate(association):
+            self.log.info("the active manager is {manager} at epoch {epoch}",
+                          manager=association.manager_instance_id, epoch=association.epoch)
+
     def handle(self, topic: str, payload: bytes) -> None:
         """One bus message on an action topic."""
         try:
-            action = hj.parse_action_envelope(payload)
+            action, epoch = hj.parse_fenced_action(payload)
         except hj.HarnessError as e:
             self.unparsable += 1
             self.log.warn("dropping unparsable action on {topic}: {error}", topic=topic, error=str(e))
+            return
+        if not self.fence.admits(epoch):
+            # not remembered: the current owner's delivery of this id must still apply
+            self._ack(hj.ActionAck(id=action.id, status=hj.AckStatus.REJECTED,
+                                   applied_at=hj.Timestamp.now(self.clock.seconds),
+                                   error_code=fencing.STALE_EPOCH,
+                                   error_message=f"epoch {epoch} is older than {self.fence.epoch}"))
             return
         if action.id in self.seen:
             self.replays += 1
@@ -127,4 +153,5 @@ class ActionSubscriber:
 
     def status(self) -> dict[str, Any]:
         return {"queue_depth": self.queue_depth, "applied": self.applied, "replays": self.replays,
-                "unparsable": self.unparsable, "remembered_ids": len(self.seen)}
+                "unparsable": self.unparsable, "remembered_ids": len(self.seen),
+                "epoch": self.fence.epoch, "fenced": self.fence.refused}

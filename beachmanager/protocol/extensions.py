@@ -23,6 +23,7 @@ __all__ = [
     "NAMESPACE",
     "TOPIC_ACK",
     "TOPIC_ACTION",
+    "TOPIC_ASSOCIATION",
     "TOPIC_HEALTH",
     "TOPIC_STATE",
     "encode_from_host",
@@ -36,6 +37,10 @@ TOPIC_ACTION = "beach.manager.action"
 TOPIC_ACK = "beach.manager.ack"
 TOPIC_STATE = "beach.manager.state"
 TOPIC_HEALTH = "beach.manager.health"
+#: manager -> harness: which manager is the host's active one, at which ownership epoch
+#: (``{"type": "association", "payload": {"manager_instance_id", "epoch"}}``); a harness
+#: refuses actions of an older epoch.  Consumers that do not know it ignore it.
+TOPIC_ASSOCIATION = "beach.manager.association"
 LEGACY_ACTION_TOPIC = "controller/input"
 ENVELOPE_TYPES = ("action", "ack", "state", "health")
 _TOPICS = {"action": TOPIC_ACTION, "ack": TOPIC_ACK, "state": TOPIC_STATE, "health": TOPIC_HEALTH}

@@ -515,6 +515,19 @@ def from_json(data: bytes | str, cls: type = Envelope) -> Any:
     return from_value(_loads(data), cls)
 
 
+def parse_fenced_action(data: bytes | str) -> tuple[ActionCommand, int | None]:
+    """An action envelope's command and its ``epoch`` (an envelope field the manager adds for
+    fencing, ignored by consumers that do not know it; None when absent)."""
+    value = _loads(data)
+    env = from_value(value, Envelope)
+    if env.type != ACTION:
+        raise HarnessError(f"expected an action envelope, got type {env.type!r}")
+    epoch = value.get("epoch") if isinstance(value, dict) else None
+    if epoch is not None and not (_is_int(epoch) and 0 <= epoch <= MAX_U64):
+        raise HarnessError(f"epoch must be an unsigned integer, got {epoch!r}")
+    return env.payload, epoch
+
+
 def parse_action_envelope(data: bytes | str) -> ActionCommand:
     """An action envelope's command; any ``type`` other than ``"action"`` is rejected."""
     env = from_json(data, Envelope)

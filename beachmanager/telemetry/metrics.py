@@ -80,6 +80,9 @@ class Metrics:
             "failover_total", "Hosts this instance took over from a dead or departed owner, by "
             "how (promoted: a standby session became active; attached: from scratch)",
             ["reason"], registry=r)
+        self.fenced_actions_total = Counter(
+            "fenced_actions_total", "Actions a host refused because this instance's ownership "
+            "epoch was stale (another instance owns the host)", registry=r)
         self.standby_ready_hosts = Gauge(
             "standby_ready_hosts", "Hosts owned elsewhere that this instance holds a ready "
             "standby session to (hot failover)", registry=r)

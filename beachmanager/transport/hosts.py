@@ -30,11 +30,12 @@ from ..bus.bus import HostBus, TopicTable
 from ..bus.publisher import PUBLISHES, ManagerPublisher
 from ..bus.subscriber import SUBSCRIBES, ManagerSubscriber
 from ..cache.mirror import TerminalMirror
-from ..protocol import crypto
+from ..protocol import crypto, fencing
+from ..protocol.extensions import NAMESPACE, TOPIC_ASSOCIATION
 from ..service import FatalStartupError, ReadyService
 from ..telemetry.logs import fields
 from . import ice as ice_mod
-from .events import Role, SessionEvents, SessionState
+from .events import Role, SessionChange, SessionEvents, SessionState
 from .peer import tune_consent
 from .road import RoadHttp
 from .session import AttachSettings, HostSession
@@ -72,6 +73,10 @@ class HostManager(ReadyService):
         self._http = http_client
         self._pool = None
         self.keys = key_cache
+        #: host -> the ownership epoch this instance holds it at (set by the assignment
+        #: service; stamped on actions and told to the harness; pruned with the session)
+        self.epochs: dict[str, int] = {}
+        self._unsubscribe = events.subscribe(self._session_changed)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Deferred:
@@ -196,6 +201,36 @@ class HostManager(ReadyService):
         machine.start()
         return machine
 
+    def set_epoch(self, host_session_id: str, epoch: int) -> None:
+        """The ownership epoch this instance holds the host at (fencing); the harness is told
+        at once if the host's active session is ready, else when it becomes so."""
+        if epoch <= 0 or self.epochs.get(host_session_id) == epoch:
+            return
+        self.epochs[host_session_id] = epoch
+        if self.events.is_ready(host_session_id):
+            self._associate(host_session_id)
+
+    def epoch_of(self, host_session_id: str) -> int | None:
+        return self.epochs.get(host_session_id)
+
+    def _session_changed(self, change: SessionChange) -> None:
+        host = change.host_session_id
+        if change.ready and change.role is Role.ACTIVE and (
+                change.readiness_changed or change.role_changed):
+            self._associate(host)
+
+    def _associate(self, host_session_id: str) -> None:
+        """Tell the host's harness which manager is active, at which epoch."""
+        epoch = self.epochs.get(host_session_id)
+        bus = self.bus(host_session_id)
+        if epoch is None or bus is None:
+            return
+        payload = fencing.Association(self.ctx.config.instance_id, epoch).to_json()
+        if not bus.publish(NAMESPACE, TOPIC_ASSOCIATION, payload):
+            self.log.warn("could not tell {host_session_id} its epoch {epoch} (the send was "
+                          "refused); the next action carries it", epoch=epoch,
+                          **fields(host_session_id=host_session_id))
+
     def promote(self, host_session_id: str) -> bool:
         """Make the host's standby session the active one; False when there is none."""
         m = self.machines.get(host_session_id)
@@ -216,6 +251,7 @@ class HostManager(ReadyService):
         return machine.stop()
 
     def _forget(self, machine: HostSession) -> None:
+        self.epochs.pop(machine.host_session_id, None)
         if self.machines.get(machine.host_session_id) is machine:
             del self.machines[machine.host_session_id]
         self.subscriber.forget(machine.host_session_id)

@@ -86,3 +86,49 @@ def test_a_killed_owners_hosts_are_taken_over_by_promoting_their_standbys(cluste
                            {"controller_token": token, "actions": [write_to(str(out), "PROMOTED")]})
     assert status == 200, body
     wait_for("the action applied through the promoted session", lambda: lines(out) == ["PROMOTED"], 20)
+
+
+def test_a_paused_owner_is_fenced_when_it_wakes_and_nothing_is_applied_twice(cluster):
+    """SIGSTOP the owner past the failure timeout with actions queued: the standby is promoted
+    at a new epoch and delivers them; on SIGCONT the former owner's deliveries carry the old
+    epoch and are refused by the host; every action is applied exactly once."""
+    c = cluster
+    c.start_road()
+    hosts = c.start_hosts(2)
+    listing = c.hosts_file(hosts)
+    managers = {x: c.start_manager(x, 10, listing, BEACH_MANAGER_STANDBY="1",
+                                   BEACH_MANAGER_HEARTBEAT_INTERVAL="0.4",
+                                   BEACH_ACTION_INFLIGHT_WINDOW="1", BEACH_ACTION_CLAIM_TIMEOUT="2")
+                for x in ("mgr-a", "mgr-b")}
+    for m in managers.values():
+        c.wait_ready(m)
+    wait_for("every host ready", lambda: len(ownership(c.live())["ready"]) == 2, 60, step=0.5)
+    owners = ownership(c.live())["owners"]
+    host = hosts[0][0]
+    victim = managers[owners[host]]
+    survivor = managers["mgr-b" if victim.instance_id == "mgr-a" else "mgr-a"]
+    wait_for("the standby ready", lambda: sessions(survivor).get(host, {}).get("status") == "ready", 60)
+    epoch_before = next(h["epoch"] for h in victim.debug()["hosts"] if h["host_session_id"] == host)
+    token = register(victim, host)
+    out = c.workdir / f"{host}.fenced.out"
+    tags = [f"F{i}" for i in range(20)]
+    status, body, _ = http("POST", f"{victim.url}/sessions/{host}/actions",
+                           {"controller_token": token,
+                            "actions": [write_to(str(out), t) for t in tags]})
+    assert status == 200, body
+    victim.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for("the survivor promoted", lambda: sessions(survivor)[host]["role"] == "active", 20)
+        wait_for("every action applied", lambda: set(lines(out)) == set(tags), 30)
+        epoch_after = next(h["epoch"] for h in survivor.debug()["hosts"]
+                           if h["host_session_id"] == host)
+        assert epoch_after > epoch_before
+    finally:
+        victim.proc.send_signal(signal.SIGCONT)
+    wait_for("the former owner lets the host go", lambda: sessions(victim).get(host, {}).get(
+        "role") != "active", 30)
+    time.sleep(2.0)  # a stretch after waking: anything the former owner still sends is fenced
+    applied = lines(out)
+    assert sorted(applied) == sorted(tags), applied  # each once: none lost, none twice
+    print(f"fenced on wake: {metric(victim, 'fenced_actions_total'):.0f} action(s); epoch "
+          f"{epoch_before} -> {epoch_after}")

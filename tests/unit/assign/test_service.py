@@ -37,7 +37,7 @@ class RecordingAttacher:
         self.fail: set[str] = set()
         self.gates: dict[str, Deferred] = {}
 
-    def attach(self, host):
+    def attach(self, host, epoch=0):
         self.events.append((self.clock.seconds(), "attach", host))
         if host in self.fail:
             raise RuntimeError("road said no")

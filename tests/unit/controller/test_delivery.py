@@ -359,3 +359,22 @@ def test_entries_enqueued_elsewhere_before_the_lane_existed_go_out_when_it_opens
         assert rig.pub.ids() == ["a-1", "a-2"]
     finally:
         rig.stop()
+
+
+def test_an_action_refused_for_a_stale_epoch_is_left_for_the_owner_and_the_lane_closes():
+    rig = Rig(window=4)
+    epochs = {"h1": 3}
+    rig.engine.epoch_of = epochs.get
+    try:
+        rig.pub.ready.add("h1")
+        rig.engine.transport_changed("h1", True)
+        rig.submit(1, 2)
+        assert [p.get("epoch") for h, p in rig.pub.sent] == [3, 3]  # stamped
+        finished = rig.engine.on_ack("h1", hj.ActionAck("a-1", hj.AckStatus.REJECTED,
+                                                        hj.Timestamp(1, 0), error_code="stale_epoch"))
+        assert finished is False and rig.finals == []  # not finished here: the owner delivers it
+        assert rig.engine.counters["fenced"] == 1 and not rig.engine.lanes["h1"].ready
+        assert rig.metrics.registry.get_sample_value("fenced_actions_total") == 1
+        assert ensureDeferred(rig.queue.depth("h1")).result == 2  # both entries stay queued
+    finally:
+        rig.stop()

@@ -200,3 +200,45 @@ def test_published_payloads_parse_with_the_protocol_types(rig):
     for topic, value in bus.sent:
         env = hj.from_value(value)
         assert env.type == {TOPIC_ACK: "ack", TOPIC_STATE: "state", TOPIC_HEALTH: "health"}[topic]
+
+
+def stamped(aid, epoch):
+    body = json.loads(action(aid))
+    return json.dumps({**body, "epoch": epoch}).encode()
+
+
+def test_fencing_an_older_epoch_is_refused_not_remembered_and_the_owner_still_applies(rig):
+    from beachmanager.protocol.extensions import TOPIC_ASSOCIATION
+    from beachmanager.protocol.fencing import STALE_EPOCH, Association
+
+    clock, bus, term, h = rig
+    bus.deliver(TOPIC_ACTION, action("legacy"))  # unstamped (a manager that does not fence)
+    bus.deliver(TOPIC_ASSOCIATION, Association("mgr-b", 5).to_json())
+    bus.deliver(TOPIC_ACTION, stamped("x-1", 4))  # the former owner, woken up
+    clock.advance(0)
+    assert [(a["id"], a["status"], a["error_code"]) for a in acks(bus)] == [
+        ("x-1", "rejected", STALE_EPOCH), ("legacy", "ok", None)]
+    assert term.written == [b"echo hi\r"]  # only the unstamped one ran
+    bus.deliver(TOPIC_ACTION, stamped("x-1", 5))  # the same id from the owner: applied once
+    clock.advance(0)
+    assert acks(bus)[-1]["id"] == "x-1" and acks(bus)[-1]["status"] == "ok"
+    assert len(term.written) == 2
+    bus.deliver(TOPIC_ACTION, stamped("x-2", 7))  # a newer epoch moves the fence by itself
+    bus.deliver(TOPIC_ACTION, stamped("x-3", 5))
+    clock.advance(0)
+    assert h.subscriber.fence.epoch == 7 and h.subscriber.fence.refused == 2
+    assert [(a["id"], a["error_code"]) for a in acks(bus)[-2:]] == [("x-3", STALE_EPOCH), ("x-2", None)]
+    assert h.status()["fenced"] == 2
+
+
+def test_bad_association_messages_are_dropped_with_a_clear_error():
+    from beachmanager.protocol.fencing import Association, FencingError, read_association
+
+    assert read_association(Association("m", 3).to_json()) == Association("m", 3)
+    for bad in (b"nope", b"[]", b'{"type": "ack", "payload": {}}',
+                b'{"type": "association", "payload": {"manager_instance_id": "", "epoch": 1}}',
+                b'{"type": "association", "payload": {"manager_instance_id": "m", "epoch": -1}}',
+                b'{"type": "association", "payload": {"manager_instance_id": "m", "epoch": true}}',
+                b"x" * 5000):
+        with pytest.raises(FencingError):
+            read_association(bad)
