@@ -36,7 +36,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ..protocol import harness
-from ..protocol.fencing import STALE_EPOCH
+from ..protocol.fencing import STALE_EPOCH, refused_epoch
 from ..telemetry.logs import fields
 from .commands import action_envelope, expires_at, system_time
 from .queue import ActionQueue, QueuedAction
@@ -141,7 +141,7 @@ class DeliveryEngine:
         self._resets = 0
         self.counters = {"delivered": 0, "redelivered": 0, "acked": 0, "expired": 0,
                          "preempted": 0, "duplicate_acks": 0, "unknown_acks": 0, "reseeded": 0,
-                         "backpressure": 0, "fenced": 0}
+                         "backpressure": 0, "fenced": 0, "others_fenced": 0}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -410,6 +410,9 @@ class DeliveryEngine:
         finished an action."""
         lane = self.lanes.get(host)
         action_id = ack.id
+        if ack.error_code == STALE_EPOCH and not self._refuses_us(host, ack):
+            self.counters["others_fenced"] += 1  # (acks reach every peer of the host)
+            return False
         t = None
         if lane is not None:
             t = lane.inflight.pop(action_id, None) or lane.waiting.pop(action_id, None)
@@ -431,6 +434,12 @@ class DeliveryEngine:
                      ack.latency_ms)
         self._pump(lane)
         return True
+
+    def _refuses_us(self, host: str, ack: harness.ActionAck) -> bool:
+        """Whether a stale-epoch refusal is of this instance's epoch (not of a former
+        owner's older one)."""
+        ours, refused = self.epoch_of(host), refused_epoch(ack.error_message)
+        return ours is None or refused is None or refused >= ours
 
     def _fenced(self, lane: Lane, t: Tracked) -> None:
         """The host refused an action for its epoch: another instance owns the host now.  The

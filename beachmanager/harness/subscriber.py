@@ -91,7 +91,8 @@ class ActionSubscriber:
             self._ack(hj.ActionAck(id=action.id, status=hj.AckStatus.REJECTED,
                                    applied_at=hj.Timestamp.now(self.clock.seconds),
                                    error_code=fencing.STALE_EPOCH,
-                                   error_message=f"epoch {epoch} is older than {self.fence.epoch}"))
+                                   error_message=fencing.stale_message(epoch or 0,
+                                                                       self.fence.epoch)))
             return
         if action.id in self.seen:
             self.replays += 1

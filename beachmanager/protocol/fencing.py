@@ -22,6 +22,20 @@ MAX_EPOCH = 2**63 - 1
 MAX_BYTES = 4096
 
 
+def stale_message(refused: int, current: int) -> str:
+    """The ack message of a refusal; it names the refused epoch because acks reach every
+    peer of the host: only the manager whose epoch was refused is fenced by it."""
+    return f"epoch {refused} is older than {current}"
+
+
+def refused_epoch(message: str | None) -> int | None:
+    """The refused epoch named by :func:`stale_message` (None when it names none)."""
+    if not message or not message.startswith("epoch "):
+        return None
+    word = message[6:].split(" ", 1)[0]
+    return int(word) if word.isdigit() else None
+
+
 class FencingError(ValueError):
     """An association message that does not have the documented shape."""
 
@@ -85,4 +99,5 @@ class Fence:
         return True
 
 
-__all__ = ["STALE_EPOCH", "Association", "Fence", "FencingError", "read_association"]
+__all__ = ["STALE_EPOCH", "Association", "Fence", "FencingError", "read_association",
+           "refused_epoch", "stale_message"]

@@ -354,7 +354,7 @@ def test_a_host_no_instance_can_attach_is_released(logged):
     c = Cluster()
     a = c.start("mgr-a")
 
-    def no_code(host):
+    def no_code(host, epoch=0):
         raise NoJoinCode(f"no join code is known for host {host}")
 
     a.attacher.attach = no_code

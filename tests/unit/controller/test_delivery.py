@@ -370,8 +370,14 @@ def test_an_action_refused_for_a_stale_epoch_is_left_for_the_owner_and_the_lane_
         rig.engine.transport_changed("h1", True)
         rig.submit(1, 2)
         assert [p.get("epoch") for h, p in rig.pub.sent] == [3, 3]  # stamped
+        # a refusal of a former owner's older epoch (acks reach every peer): not for us
+        older = hj.ActionAck("a-1", hj.AckStatus.REJECTED, hj.Timestamp(1, 0),
+                             error_code="stale_epoch", error_message="epoch 2 is older than 3")
+        assert rig.engine.on_ack("h1", older) is False and rig.engine.lanes["h1"].ready
+        assert rig.engine.counters["others_fenced"] == 1 and rig.engine.counters["fenced"] == 0
         finished = rig.engine.on_ack("h1", hj.ActionAck("a-1", hj.AckStatus.REJECTED,
-                                                        hj.Timestamp(1, 0), error_code="stale_epoch"))
+                                                        hj.Timestamp(1, 0), error_code="stale_epoch",
+                                                        error_message="epoch 3 is older than 4"))
         assert finished is False and rig.finals == []  # not finished here: the owner delivers it
         assert rig.engine.counters["fenced"] == 1 and not rig.engine.lanes["h1"].ready
         assert rig.metrics.registry.get_sample_value("fenced_actions_total") == 1
