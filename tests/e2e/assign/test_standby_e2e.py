@@ -132,3 +132,71 @@ def test_a_paused_owner_is_fenced_when_it_wakes_and_nothing_is_applied_twice(clu
     assert sorted(applied) == sorted(tags), applied  # each once: none lost, none twice
     print(f"fenced on wake: {metric(victim, 'fenced_actions_total'):.0f} action(s); epoch "
           f"{epoch_before} -> {epoch_after}")
+
+
+def _pair_with_standbys(c, count: int, **env: str):
+    c.start_road()
+    hosts = c.start_hosts(count)
+    listing = c.hosts_file(hosts)
+    managers = {x: c.start_manager(x, 10, listing, BEACH_MANAGER_STANDBY="1",
+                                   BEACH_MANAGER_HEARTBEAT_INTERVAL="0.4", **env)
+                for x in ("mgr-a", "mgr-b")}
+    for m in managers.values():
+        c.wait_ready(m)
+    ids = [h for h, _ in hosts]
+    wait_for("every host ready", lambda: len(ownership(c.live())["ready"]) == count, 60, step=0.5)
+
+    def standbys_ready() -> bool:
+        owners = ownership(c.live())["owners"]
+        return all(sessions(managers["mgr-b" if owners[h] == "mgr-a" else "mgr-a"]).get(h, {})
+                   .get("status") == "ready" for h in ids)
+
+    wait_for("a ready standby for every host", standbys_ready, 60, step=0.5)
+    return ids, managers
+
+
+def test_a_pause_shorter_than_the_timeout_moves_nothing_and_a_restart_takes_nothing_back(cluster):
+    c = cluster
+    ids, managers = _pair_with_standbys(c, 4)
+    owners = ownership(c.live())["owners"]
+    victim = managers[owners[ids[0]]]
+    mine = sorted(h for h in ids if owners[h] == victim.instance_id)
+    victim.proc.send_signal(signal.SIGSTOP)
+    time.sleep(0.3)  # shorter than the failure timeout (two 0.4 s heartbeats and a tick)
+    victim.proc.send_signal(signal.SIGCONT)
+    time.sleep(2.0)  # a stretch after it: nothing may have moved
+    assert ownership(c.live())["owners"] == owners
+    assert all(sessions(victim)[h]["role"] == "active" for h in mine)
+
+    # killed, its hosts taken over; restarted, it takes none back while they are healthy
+    c.kill(victim.instance_id, signal.SIGKILL)
+    survivor = next(m for m in managers.values() if m is not victim)
+    wait_for("the takeover", lambda: all(sessions(survivor).get(h, {}).get("role") == "active"
+                                         and sessions(survivor)[h]["status"] == "ready"
+                                         for h in mine), 30, step=0.2)
+    victim.proc.wait(10)
+    back = c.start_manager(victim.instance_id, 10, c.workdir / "hosts.txt",
+                           BEACH_MANAGER_STANDBY="1", BEACH_MANAGER_HEARTBEAT_INTERVAL="0.4")
+    c.wait_ready(back)
+    wait_for("the restarted one stands by for the hosts it lost",
+             lambda: all(sessions(back).get(h, {}).get("role") == "standby" for h in mine), 60)
+    time.sleep(2.0)  # a stretch: no failback
+    now = ownership(c.live())["owners"]
+    assert all(now[h] == survivor.instance_id for h in mine), now
+
+
+def test_sigterm_drains_by_promoting_the_standbys(cluster):
+    c = cluster
+    ids, managers = _pair_with_standbys(c, 4)
+    owners = ownership(c.live())["owners"]
+    leaving = managers[owners[ids[0]]]
+    staying = next(m for m in managers.values() if m is not leaving)
+    handed = sorted(h for h in ids if owners[h] == leaving.instance_id)
+    before = {h: sessions(staying)[h]["transport_id"] for h in handed}
+    c.kill(leaving.instance_id, signal.SIGTERM)
+    wait_for("the drain", lambda: all(sessions(staying).get(h, {}).get("role") == "active"
+                                      for h in handed), 30, step=0.2)
+    assert leaving.proc.wait(20) in (0, -signal.SIGTERM)  # a clean exit (twist re-raises it)
+    after = sessions(staying)
+    assert {h: after[h]["transport_id"] for h in handed} == before  # promoted: make-before-break
+    assert metric(staying, "failover_total", reason="attached") == 0
