@@ -39,21 +39,6 @@ from tests.e2e.assign.cluster import Cluster, http, ownership, wait_for
 from tests.support.servers import temporary_database, throwaway_redis
 
 
-def sessions(m) -> dict[str, dict]:
-    status, body, _ = http("GET", m.url + "/debug/transports", timeout=10)
-    if status != 200:
-        raise RuntimeError(f"{m.instance_id}: /debug/transports answered {status}")
-    return {t["host_session_id"]: t for t in body["transports"]}
-
-
-def register(m, host: str) -> str:
-    status, body, _ = http("POST", m.url + "/sessions/register",
-                           {"session_id": host, "private_beach_id": "pb-bench"})
-    if status != 200:
-        raise RuntimeError(f"register {host}: {status} {body}")
-    return body["controller_token"]
-
-
 def run_mode(mode: str, args) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"beach-bench-failover-{mode}-"))
     with throwaway_redis() as redis, temporary_database() as database:
@@ -83,12 +68,12 @@ def _measure(c: Cluster, mode: str, args, workdir: Path) -> dict:
     moved = sorted(h for h, o in owners.items() if o == victim)
     if mode == "standby":
         def standbys_ready() -> bool:
-            now = sessions(survivor)
+            now = survivor.sessions()
             return all(now.get(h, {}).get("role") == "standby" and now[h]["status"] == "ready"
                        for h in moved)
 
         wait_for("a ready standby for every moved host", standbys_ready, args.timeout, step=0.5)
-    tokens = {h: register(survivor, h) for h in moved}
+    tokens = {h: survivor.register(h, "pb-bench") for h in moved}
     pid = survivor.proc.pid
     time.sleep(args.rest)  # at rest: the survivor's cost is measured over this stretch
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
@@ -110,7 +95,7 @@ def _measure(c: Cluster, mode: str, args, workdir: Path) -> dict:
     acked_at: dict[str, float] = {}
     deadline = killed + args.timeout
     while time.monotonic() < deadline and (len(ready_at) < len(moved) or len(acked_at) < len(moved)):
-        now_sessions = sessions(survivor)
+        now_sessions = survivor.sessions()
         now = time.monotonic() - killed
         for h in moved:
             s = now_sessions.get(h)

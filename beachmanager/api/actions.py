@@ -48,7 +48,7 @@ async def transport_state(deps: ApiDeps, controller: ControllerService, host: st
     names the owner (``x-beach-owned-by``)."""
     state = controller.transport_state(host)
     svc = deps.assign
-    if state != NOT_ATTACHED or svc is None or svc.store is None or svc.store.name == "memory":
+    if state != NOT_ATTACHED or svc is None or svc.single_instance:
         return state
     try:
         row = await svc.lookup(host)

@@ -40,10 +40,8 @@ class OwnerRedirect:
         instance; None when the request is answered here."""
         svc = self.assign
         param = row.host_param
-        if row.answered_by != OWNER or param is None or svc is None or svc.store is None:
+        if row.answered_by != OWNER or param is None or svc is None or svc.single_instance:
             return None
-        if svc.store.name == "memory":
-            return None  # one instance: every host is here or nowhere
         host = kwargs.get(param)
         if not isinstance(host, str) or svc.owns(host):
             return None

@@ -309,6 +309,11 @@ class AssignmentService(ReadyService):
         slot = self.slots.get(host_session_id)
         return slot is not None and slot.state != HANDING
 
+    @property
+    def single_instance(self) -> bool:
+        """On the in-memory store there is one instance: every host is here or nowhere."""
+        return self.store is None or self.store.name == "memory"
+
     def owned_hosts(self) -> frozenset[str]:
         return frozenset(h for h, s in self.slots.items() if s.state != HANDING)
 

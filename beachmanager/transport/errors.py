@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-#: The attach phases, in order (plus ``reconnect`` and ``downgrade`` for the log).
-PHASES = ("attach", "offer", "answer", "ice", "dc_open", "handshake", "ready")
+# The attach phases, in order, are ``protocol.attach.PHASES``.
 
 
 class AttachError(Exception):

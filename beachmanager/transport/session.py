@@ -299,11 +299,11 @@ class HostSession:
             a.done.callback(outcome)
 
     def _execute(self, a: Attempt, command: am.Command) -> None:
-        name = type(command).__name__
+        kind = type(command)
         try:
-            getattr(self, "_do_" + name)(a, command)
+            EXECUTORS[kind](self, a, command)
         except Exception:
-            self._step_failed(a, Failure(), name)
+            self._step_failed(a, Failure(), kind.__name__)
 
     def _track(self, a: Attempt, d: Deferred, what: str, result: Callable[[Any], am.Input],
                late: Callable[[Any], None] | None = None,
@@ -781,6 +781,35 @@ def _need(value, what: str):
     if value is None:
         raise RuntimeError(f"the attempt has no {what} yet (made in phase 'offer')")
     return value
+
+
+#: Each attempt command and the HostSession method that carries it out (a test checks that
+#: every command of :mod:`beachmanager.protocol.attach` has one).
+EXECUTORS: dict[type, Callable[[HostSession, Attempt, Any], None]] = {
+    am.PhaseStarted: HostSession._do_PhaseStarted,
+    am.PhaseDone: HostSession._do_PhaseDone,
+    am.AcquireSlot: HostSession._do_AcquireSlot,
+    am.ReleaseSlot: HostSession._do_ReleaseSlot,
+    am.DeriveKey: HostSession._do_DeriveKey,
+    am.PostAttach: HostSession._do_PostAttach,
+    am.OpenSignaling: HostSession._do_OpenSignaling,
+    am.WaitHost: HostSession._do_WaitHost,
+    am.PollOffer: HostSession._do_PollOffer,
+    am.OpenOffer: HostSession._do_OpenOffer,
+    am.CreatePeer: HostSession._do_CreatePeer,
+    am.BuildAnswer: HostSession._do_BuildAnswer,
+    am.PostAnswer: HostSession._do_PostAnswer,
+    am.WaitIce: HostSession._do_WaitIce,
+    am.WaitChannel: HostSession._do_WaitChannel,
+    am.CancelWait: HostSession._do_CancelWait,
+    am.StartTimer: HostSession._do_StartTimer,
+    am.CancelTimer: HostSession._do_CancelTimer,
+    am.SendReady: HostSession._do_SendReady,
+    am.InsecureFallback: HostSession._do_InsecureFallback,
+    am.Succeeded: HostSession._do_Succeeded,
+    am.Failed: HostSession._do_Failed,
+    am.Lost: HostSession._do_Lost,
+}
 
 
 __all__ = ["AttachSettings", "HostSession"]

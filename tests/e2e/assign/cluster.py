@@ -81,6 +81,21 @@ class Manager:
             raise AssertionError(f"{self.instance_id} /debug/assignments answered {status}: {body}")
         return body
 
+    def sessions(self, timeout: float = 10.0) -> dict[str, dict]:
+        """Its host sessions by host (role, status, attempts, transport id): /debug/transports."""
+        status, body, _ = http("GET", self.url + "/debug/transports", timeout=timeout)
+        if status != 200:
+            raise AssertionError(f"{self.instance_id} /debug/transports answered {status}: {body}")
+        return {t["host_session_id"]: t for t in body["transports"]}
+
+    def register(self, host: str, beach: str = "pb-e2e") -> str:
+        """Register *host*'s session through this manager; its controller lease token."""
+        status, body, _ = http("POST", self.url + "/sessions/register",
+                               {"session_id": host, "private_beach_id": beach})
+        if status != 200:
+            raise AssertionError(f"register {host} at {self.instance_id}: {status} {body}")
+        return body["controller_token"]
+
     def events(self) -> list[dict]:
         """The manager's log events (``twist --log-format=json``)."""
         out = []

@@ -167,10 +167,7 @@ def test_two_managers_starting_together_never_overshoot_capacity(cluster):
 
 
 def register(m, host: str) -> str:
-    status, body, _ = http("POST", m.url + "/sessions/register",
-                           {"session_id": host, "private_beach_id": "pb-e2e"})
-    assert status == 200, body
-    return body["controller_token"]
+    return m.register(host)
 
 
 def write_to(path: str, tag: str) -> dict:

@@ -18,13 +18,6 @@ from .test_cluster_e2e import lines, metric, register, write_to
 HOSTS = 6
 
 
-def sessions(m) -> dict[str, dict]:
-    """The manager's host sessions by host (role, status, attempts) from /debug/transports."""
-    status, body, _ = http("GET", m.url + "/debug/transports")
-    assert status == 200, body
-    return {t["host_session_id"]: t for t in body["transports"]}
-
-
 @pytest.mark.parametrize("heartbeat", ["5", "0.4"], ids=["default-heartbeat", "fast-heartbeat"])
 def test_a_killed_owners_hosts_are_taken_over_by_promoting_their_standbys(cluster, heartbeat):
     c = cluster
@@ -44,7 +37,7 @@ def test_a_killed_owners_hosts_are_taken_over_by_promoting_their_standbys(cluste
         owners = ownership(c.live())["owners"]
         for host in ids:
             other = managers["mgr-b" if owners[host] == "mgr-a" else "mgr-a"]
-            s = sessions(other).get(host)
+            s = other.sessions().get(host)
             if s is None or s["role"] != "standby" or s["status"] != "ready":
                 return False
         return True
@@ -55,19 +48,19 @@ def test_a_killed_owners_hosts_are_taken_over_by_promoting_their_standbys(cluste
     survivor = managers["mgr-b" if victim == "mgr-a" else "mgr-a"]
     moved = sorted(h for h, o in owners.items() if o == victim)
     assert moved
-    before = {h: sessions(survivor)[h] for h in moved}
+    before = {h: survivor.sessions()[h] for h in moved}
     assert all(s["role"] == "standby" and s["attempts"] == 1 for s in before.values())
 
     killed_at = time.monotonic()
     c.kill(victim, signal.SIGKILL)
 
     def taken_over() -> bool:
-        now = sessions(survivor)
+        now = survivor.sessions()
         return all(now[h]["role"] == "active" and now[h]["status"] == "ready" for h in moved)
 
     wait_for("the survivor's standbys promoted", taken_over, 30, step=0.1)
     took = time.monotonic() - killed_at
-    after = sessions(survivor)
+    after = survivor.sessions()
     # the same transports: promoted, not attached again
     for h in moved:
         assert after[h]["transport_id"] == before[h]["transport_id"], (h, before[h], after[h])
@@ -107,7 +100,7 @@ def test_a_paused_owner_is_fenced_when_it_wakes_and_nothing_is_applied_twice(clu
     host = hosts[0][0]
     victim = managers[owners[host]]
     survivor = managers["mgr-b" if victim.instance_id == "mgr-a" else "mgr-a"]
-    wait_for("the standby ready", lambda: sessions(survivor).get(host, {}).get("status") == "ready", 60)
+    wait_for("the standby ready", lambda: survivor.sessions().get(host, {}).get("status") == "ready", 60)
     epoch_before = next(h["epoch"] for h in victim.debug()["hosts"] if h["host_session_id"] == host)
     token = register(victim, host)
     out = c.workdir / f"{host}.fenced.out"
@@ -118,14 +111,14 @@ def test_a_paused_owner_is_fenced_when_it_wakes_and_nothing_is_applied_twice(clu
     assert status == 200, body
     victim.proc.send_signal(signal.SIGSTOP)
     try:
-        wait_for("the survivor promoted", lambda: sessions(survivor)[host]["role"] == "active", 20)
+        wait_for("the survivor promoted", lambda: survivor.sessions()[host]["role"] == "active", 20)
         wait_for("every action applied", lambda: set(lines(out)) == set(tags), 30)
         epoch_after = next(h["epoch"] for h in survivor.debug()["hosts"]
                            if h["host_session_id"] == host)
         assert epoch_after > epoch_before
     finally:
         victim.proc.send_signal(signal.SIGCONT)
-    wait_for("the former owner lets the host go", lambda: sessions(victim).get(host, {}).get(
+    wait_for("the former owner lets the host go", lambda: victim.sessions().get(host, {}).get(
         "role") != "active", 30)
     time.sleep(2.0)  # a stretch after waking: anything the former owner still sends is fenced
     applied = lines(out)
@@ -148,7 +141,7 @@ def _pair_with_standbys(c, count: int, **env: str):
 
     def standbys_ready() -> bool:
         owners = ownership(c.live())["owners"]
-        return all(sessions(managers["mgr-b" if owners[h] == "mgr-a" else "mgr-a"]).get(h, {})
+        return all(managers["mgr-b" if owners[h] == "mgr-a" else "mgr-a"].sessions().get(h, {})
                    .get("status") == "ready" for h in ids)
 
     wait_for("a ready standby for every host", standbys_ready, 60, step=0.5)
@@ -166,20 +159,20 @@ def test_a_pause_shorter_than_the_timeout_moves_nothing_and_a_restart_takes_noth
     victim.proc.send_signal(signal.SIGCONT)
     time.sleep(2.0)  # a stretch after it: nothing may have moved
     assert ownership(c.live())["owners"] == owners
-    assert all(sessions(victim)[h]["role"] == "active" for h in mine)
+    assert all(victim.sessions()[h]["role"] == "active" for h in mine)
 
     # killed, its hosts taken over; restarted, it takes none back while they are healthy
     c.kill(victim.instance_id, signal.SIGKILL)
     survivor = next(m for m in managers.values() if m is not victim)
-    wait_for("the takeover", lambda: all(sessions(survivor).get(h, {}).get("role") == "active"
-                                         and sessions(survivor)[h]["status"] == "ready"
+    wait_for("the takeover", lambda: all(survivor.sessions().get(h, {}).get("role") == "active"
+                                         and survivor.sessions()[h]["status"] == "ready"
                                          for h in mine), 30, step=0.2)
     victim.proc.wait(10)
     back = c.start_manager(victim.instance_id, 10, c.workdir / "hosts.txt",
                            BEACH_MANAGER_STANDBY="1", BEACH_MANAGER_HEARTBEAT_INTERVAL="0.4")
     c.wait_ready(back)
     wait_for("the restarted one stands by for the hosts it lost",
-             lambda: all(sessions(back).get(h, {}).get("role") == "standby" for h in mine), 60)
+             lambda: all(back.sessions().get(h, {}).get("role") == "standby" for h in mine), 60)
     time.sleep(2.0)  # a stretch: no failback
     now = ownership(c.live())["owners"]
     assert all(now[h] == survivor.instance_id for h in mine), now
@@ -192,11 +185,11 @@ def test_sigterm_drains_by_promoting_the_standbys(cluster):
     leaving = managers[owners[ids[0]]]
     staying = next(m for m in managers.values() if m is not leaving)
     handed = sorted(h for h in ids if owners[h] == leaving.instance_id)
-    before = {h: sessions(staying)[h]["transport_id"] for h in handed}
+    before = {h: staying.sessions()[h]["transport_id"] for h in handed}
     c.kill(leaving.instance_id, signal.SIGTERM)
-    wait_for("the drain", lambda: all(sessions(staying).get(h, {}).get("role") == "active"
+    wait_for("the drain", lambda: all(staying.sessions().get(h, {}).get("role") == "active"
                                       for h in handed), 30, step=0.2)
     assert leaving.proc.wait(20) in (0, -signal.SIGTERM)  # a clean exit (twist re-raises it)
-    after = sessions(staying)
+    after = staying.sessions()
     assert {h: after[h]["transport_id"] for h in handed} == before  # promoted: make-before-break
     assert metric(staying, "failover_total", reason="attached") == 0

@@ -81,3 +81,10 @@ def host_lines(host) -> list[str]:
 
 def mirror_lines(mgr, host_id: str) -> list[str]:
     return mgr.parts.hosts.mirror(host_id).text_rows()
+
+
+def dropped_not_connected(mgr) -> float:
+    """``extension_dropped_total{reason="not_connected"}`` summed over topics."""
+    return sum(s.value for m in mgr.metrics.registry.collect() if m.name == "extension_dropped"
+               for s in m.samples if s.name == "extension_dropped_total"
+               and s.labels.get("reason") == "not_connected")

@@ -18,6 +18,7 @@ from tests.support.servers import MACHINE_REDIS, temporary_database, throwaway_r
 from .stack import (
     acked,
     attach,
+    dropped_not_connected,
     host_lines,
     manager,
     marks,
@@ -191,6 +192,9 @@ async def test_actions_wait_for_a_dropped_transport_and_flow_after_the_redo(road
         controller = mgr.parts.controller
         r = await post(mgr, hid, token, [write(i) for i in range(300)])
         assert r.status == 200
+        readies = []
+        mgr.parts.events.subscribe(lambda c: readies.append(c.seq)
+                                   if c.host_session_id == hid and c.ready else None)
         (peer,) = host.host.serving_peers()
         down = mgr.parts.events.wait_for(lambda c: c.host_session_id == hid and c.was_ready,
                                          current=False)
@@ -207,5 +211,11 @@ async def test_actions_wait_for_a_dropped_transport_and_flow_after_the_redo(road
                          what="all 300 marks")
         seen = marks(host_lines(host))
         assert all(seen[i] == 1 for i in range(300)), {i: c for i, c in seen.items() if c != 1}
+        # the backlog went out when the redo was announced, and nothing was refused: the
+        # session attaches its bus sender before it announces ready (with the old order this
+        # counts a not_connected drop)
+        assert dropped_not_connected(mgr) == 0
+        assert controller.engine.counters["backpressure"] == 0
+        assert len(readies) == 1  # ready once after the redo: no flapping
     finally:
         await mgr.stop()

@@ -135,3 +135,12 @@ def test_the_gate_lets_only_so_many_attempts_negotiate_at_once():
     assert [len(r.calls) for r in roads] == [1, 1]
     for m in machines:
         m.stop()
+
+
+def test_every_attempt_command_has_an_executor():
+    import typing
+
+    from beachmanager.protocol import attach as am
+    from beachmanager.transport.session import EXECUTORS
+
+    assert set(EXECUTORS) == set(typing.get_args(am.Command))
