@@ -74,6 +74,19 @@ def positive_float(maximum: float) -> Callable[[str], float]:
     return parse
 
 
+def non_negative_float(maximum: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a number, got {raw!r}") from None
+        if not 0 <= value <= maximum:
+            raise ValueError(f"must be at least 0 and at most {maximum}, got {value}")
+        return value
+
+    return parse
+
+
 def one_of(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -231,6 +244,17 @@ SETTINGS += (
             "Hot failover (first part): keep a warm standby session to every host for which "
             "this instance is next in rank after the owner, and promote it when the host "
             "moves here (no new attach).  Needs hosts that serve several peers.", flag),
+    Setting("liveness_interval", "BEACH_MANAGER_LIVENESS_INTERVAL", None,
+            "Seconds between bus heartbeats to each host (active and standby sessions); the "
+            "harness answers. Unset: 0.25 with BEACH_MANAGER_STANDBY, off without; 0: off.",
+            non_negative_float(60)),
+    Setting("liveness_timeout", "BEACH_MANAGER_LIVENESS_TIMEOUT", "1",
+            "Seconds without a heartbeat answer before a host's transport is redone, and of "
+            "silence from the active manager, reported by the host, before a standby takes it.",
+            positive_float(600)),
+    Setting("failover_min_interval", "BEACH_MANAGER_FAILOVER_MIN_INTERVAL", "10",
+            "Least seconds a host stays with its owner before a standby may take it over on "
+            "the host's report (against flapping).", non_negative_float(3600)),
     Setting("rebalance_batch", "BEACH_MANAGER_REBALANCE_BATCH", "5",
             "Hosts handed at a time to a better-ranked instance that joined; 0 keeps hosts where "
             "they are until their owner leaves.", non_negative_int(1000)),
@@ -343,6 +367,14 @@ class Config(Mapping[str, Any]):
     def describe(self) -> dict[str, Any]:
         """The settings with credentials redacted, safe to log or serve."""
         return {k: redact_url(v) if k.endswith("_url") else v for k, v in self._values.items()}
+
+    @property
+    def liveness_every(self) -> float:
+        """The bus heartbeat interval in force (0: off); see ``liveness_interval``."""
+        value = self._values.get("liveness_interval")
+        if value is None:
+            return 0.25 if self._values.get("standby") else 0.0
+        return float(value)
 
     @property
     def stores(self) -> dict[str, str]:

@@ -191,6 +191,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
                               depends_on=[p for p in (redis, postgres, registry, hosts) if p],
                               targets=configured_targets(config))
     assign.stop_timeout = config.stop_timeout
+    hosts.publisher.deliver_only_while(assign.lease_held)
     intake = HostIntake(config.instance_id, clock, registry.store, events, hosts, assign)
     dev_hosts = None
     if config.dev_hosts:

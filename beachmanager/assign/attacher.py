@@ -14,7 +14,7 @@ session itself on the session stream, and a session retries its own attach.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
@@ -24,6 +24,7 @@ from ..transport.events import Role, SessionEvents, SessionState
 from .model import AssignmentError
 
 if TYPE_CHECKING:
+    from ..protocol.liveness import Pong
     from ..registry.store import RegistryStore
     from ..transport.hosts import HostManager
     from ..transport.targets import HostTarget
@@ -80,6 +81,16 @@ class HostsAttacher:
 
     def standing_by(self) -> set[str]:
         return self.hosts.standbys()
+
+    def on_owner_silent(self, listener: Callable[[str, str, int, int | None], None]) -> None:
+        def heard(host: str, pong: Pong) -> None:
+            if pong.active is not None:
+                listener(host, pong.active, pong.epoch, pong.active_silent_ms)
+
+        self.hosts.liveness.on_owner_silent(heard)
+
+    def on_next_delivery(self, host_session_id: str, fn: Callable[[], None]) -> None:
+        self.hosts.publisher.on_next_delivery(host_session_id, fn)
 
     async def _code(self, host_session_id: str) -> str:
         code = self._code_of(host_session_id) or await self._code_from_registry(host_session_id)

@@ -111,5 +111,6 @@ def build_assignment(ctx: ManagerContext, *, events: SessionEvents, hosts: HostM
         drain_timeout=max(1.0, cfg.stop_timeout - 1.0),
         initial_hosts=[x.host_session_id for x in targets],
         rebalance_batch=cfg.rebalance_batch,
-        standbys=attacher if cfg.standby and attacher is not None else None)
+        standbys=attacher if cfg.standby and attacher is not None else None,
+        failover_min_interval=cfg.failover_min_interval)
     return service

@@ -69,6 +69,7 @@ class Membership:
         self.state = SERVING
         self.last: Heartbeat | None = None
         self.last_ok_at: float | None = None
+        self.lease_from: float | None = None  # when the last heartbeat the store took was sent
         self.failures = 0
         self.last_error: str | None = None
         self._loop: LoopingCall | None = None
@@ -78,12 +79,13 @@ class Membership:
         return InstanceInfo(self.instance_id, self.endpoint(), self.capacity, self.state)
 
     async def _beat(self, fresh: bool = False) -> Heartbeat:
+        sent_at = self.clock.seconds()
         info = self.info()
         d = ensureDeferred(self.store.heartbeat(info, int(self.timings.ttl * 1000), self.incarnation,
                                                 fresh=fresh))
         hb = await with_timeout(d, STORE_TIMEOUT, self.clock)
         lost = not fresh and self.last is not None and not hb.existed
-        self.last, self.last_ok_at = hb, self.clock.seconds()
+        self.last, self.last_ok_at, self.lease_from = hb, self.clock.seconds(), sent_at
         self.audit.note_instance(info, hb.load, hb.now_ms)
         if lost:
             self.log.warn("membership record of {manager_instance_id} was gone from the shared store "
@@ -128,6 +130,15 @@ class Membership:
                           manager_instance_id=self.instance_id, failures=self.failures)
         self.failures, self.last_error = 0, None
         return True
+
+    def lease_held(self) -> bool:
+        """Whether others still count this instance as live, by its own clock: the last
+        heartbeat the store took was sent less than ``dead_after`` ago (measured from the
+        send, so the lease ends here no later than in the store).  An owner that cannot renew
+        (Redis partitioned away, a long pause) delivers nothing once its lease may be over."""
+        if self.lease_from is None:
+            return False
+        return self.clock.seconds() - self.lease_from < self.timings.dead_after
 
     async def drain(self) -> bool:
         """Publish ``DRAINING`` now (no new hosts will be placed here)."""

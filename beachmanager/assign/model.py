@@ -117,6 +117,22 @@ class Ownership:
 
 
 @dataclass(frozen=True)
+class Takeover:
+    """The store's answer to a take-over on the host's word (``status``: ``taken``; or why
+    not: ``moved`` (another owner now), ``stale`` (another epoch), ``recent`` (the owner took
+    it less than the min interval ago), ``full`` (no room here))."""
+
+    status: str
+    owner: str | None
+    epoch: int
+    now_ms: int
+
+    @property
+    def taken(self) -> bool:
+        return self.status == "taken"
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     """The store's answer to a heartbeat: its clock, our load, and whether our record existed."""
 

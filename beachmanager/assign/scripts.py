@@ -200,6 +200,27 @@ move(host, cur, nil, 'release')
 return {1, cur, NOW}
 """
 
+#: ARGV[4..]: host, claimant, expected owner, expected epoch, min interval ms.  Hot failover
+#: on the host's word: the claimant (a standby the host told that the owner went silent)
+#: takes the host only if the owner and epoch are still those the host named, the claimant
+#: has room, and the owner has held it for at least the min interval (against flapping).
+#: Returns {status ('taken'|'moved'|'stale'|'recent'|'full'), owner or '', epoch, now_ms}.
+TAKEOVER = PRELUDE + r"""
+local host, claimant, expected = ARGV[4], ARGV[5], ARGV[6]
+local want_epoch, min_interval = tonumber(ARGV[7]), tonumber(ARGV[8])
+local cur = redis.call('HGET', P .. 'owner', host)
+local epoch = tonumber(redis.call('HGET', P .. 'epoch', host) or '0')
+if not cur or cur ~= expected or cur == claimant then return {'moved', cur or '', epoch, NOW} end
+if epoch ~= want_epoch then return {'stale', cur, epoch, NOW} end
+local since = redis.call('HGET', P .. 'since', host)
+if since and NOW - tonumber(cjson.decode(since).at) < min_interval then
+  return {'recent', cur, epoch, NOW}
+end
+if not has_room(claimant) then return {'full', cur, epoch, NOW} end
+move(host, cur, claimant, 'failover')
+return {'taken', claimant, epoch + 1, NOW}
+"""
+
 #: ARGV[4..]: id, capacity, hosts...  Re-claims hosts that have no owner at all (the store
 #: lost them) for the instance that still holds them.  Returns {now_ms, host...} adopted.
 ADOPT = PRELUDE + r"""

@@ -50,6 +50,7 @@ from ..telemetry.metrics import Metrics
 from ..transport.events import Role, SessionChange, SessionEvents, SessionState
 from . import standby
 from .attacher import NoJoinCode
+from .failover import FailoverTracker
 from .membership import STORE_TIMEOUT, Membership, Timings
 from .model import (
     SERVING,
@@ -62,6 +63,7 @@ from .model import (
     Move,
     Ownership,
     SweepResult,
+    Takeover,
 )
 from .rendezvous import check_id
 
@@ -92,6 +94,9 @@ class AssignmentStore(Protocol):
     async def rebalance(self, instance_id: str, budget: int) -> SweepResult: ...
 
     async def release(self, host: str, expected_owner: str | None = None) -> Move | None: ...
+
+    async def take_over(self, host: str, claimant: str, expected_owner: str, expected_epoch: int,
+                        min_interval_ms: int) -> Takeover: ...
 
     async def adopt(self, instance_id: str, capacity: int, hosts: list[str]) -> list[Move]: ...
 
@@ -149,6 +154,13 @@ class StandbyKeeper(Protocol):
     def standing_by(self) -> set[str]:
         """Hosts this instance holds a standby session to now."""
 
+    def on_owner_silent(self, listener: Callable[[str, str, int, int | None], None]) -> None:
+        """Call ``listener(host, owner, epoch, silent_ms)`` when a host tells a standby session
+        here that its active manager (*owner*, at *epoch*) has gone silent."""
+
+    def on_next_delivery(self, host_session_id: str, fn: Callable[[], None]) -> None:
+        """Call *fn* once, when the next action is delivered to the host from here."""
+
 
 HELD = "held"
 HANDING = "handing"  # moved away during drain or rebalance; kept until the new owner is ready
@@ -192,7 +204,8 @@ class AssignmentService(ReadyService):
                  attacher: Attacher | None = None, depends_on: Iterable[ReadyService] = (),
                  drain_timeout: float = 9.0, audit_every: int | None = None,
                  initial_hosts: Iterable[str] = (),
-                 rebalance_batch: int = 5, standbys: StandbyKeeper | None = None):
+                 rebalance_batch: int = 5, standbys: StandbyKeeper | None = None,
+                 failover_min_interval: float = 10.0):
         super().__init__("assign", clock)
         self.metrics = metrics
         self.instance_id = instance_id
@@ -209,6 +222,12 @@ class AssignmentService(ReadyService):
         self.rebalance_batch = rebalance_batch
         self.standbys = standbys
         self.standby_wanted: frozenset[str] = frozenset()
+        self.failover_min_interval = failover_min_interval
+        self.failovers = FailoverTracker(clock, metrics, instance_id,
+                                         standbys.on_next_delivery if standbys else None)
+        self._claiming: set[str] = set()
+        if standbys is not None:
+            standbys.on_owner_silent(self._owner_silent)
         self._handing_out: set[str] = set()
         self._unplaced: set[str] = set()
         self._members_cache: tuple[float, list] | None = None
@@ -304,6 +323,11 @@ class AssignmentService(ReadyService):
         return self.membership
 
     # -- public API ------------------------------------------------------------------------------
+    def lease_held(self) -> bool:
+        """False once this instance's membership lease may have expired (see
+        :meth:`.Membership.lease_held`); True before the service runs (nothing delivers yet)."""
+        return self.membership is None or self.membership.lease_held()
+
     def owns(self, host_session_id: str) -> bool:
         """Whether this instance holds the host now (local view, no I/O)."""
         slot = self.slots.get(host_session_id)
@@ -489,14 +513,39 @@ class AssignmentService(ReadyService):
         ready = sum(1 for h in held if self.events.is_ready(h, Role.STANDBY))
         self.metrics.standby_ready_hosts.set(ready)
 
-    def _failover_taken(self, host: str, old: str | None, promoted: bool) -> None:
-        how = "promoted" if promoted else "attached"
-        self.metrics.failover_total.labels(reason=how).inc()
-        self.log.info("failover_completed: {host_session_id} taken over from "
-                      "{old_manager_instance_id} by {new_manager_instance_id} ({how}; detected by "
-                      "membership)", how=how, old_manager_instance_id=old,
-                      new_manager_instance_id=self.instance_id, detection_signal="membership",
-                      **fields(host_session_id=host, manager_instance_id=self.instance_id))
+    # -- failover on the host's word -------------------------------------------------------------
+    def _owner_silent(self, host: str, owner: str, epoch: int, silent_ms: int | None) -> None:
+        if self.draining or self.store is None or host in self._claiming or host in self.slots:
+            return
+        self._claiming.add(host)
+        background(ensureDeferred(self._take_over(host, owner, epoch, silent_ms)),
+                   "take a host over", self.log, host_session_id=host)
+
+    async def _take_over(self, host: str, owner: str, epoch: int, silent_ms: int | None) -> None:
+        try:
+            await self._take_over_once(host, owner, epoch, silent_ms)
+        finally:
+            self._claiming.discard(host)
+
+    async def _take_over_once(self, host: str, owner: str, epoch: int,
+                              silent_ms: int | None) -> None:
+        """Take the host by compare-and-set (owner and epoch as the host named them); the
+        store refuses if either changed, if the owner took it less than the min interval ago
+        (flapping), or if this instance is full."""
+        result = await self._store(self._running_store().take_over(
+            host, self.instance_id, owner, epoch, int(self.failover_min_interval * 1000)))
+        gap = silent_ms / 1000 if silent_ms is not None and silent_ms < 10**9 else None
+        if not result.taken:
+            self.log.info("{host_session_id} reports its manager {old_manager_instance_id} "
+                          "silent; not taken over ({status}: owner {owner}, epoch {epoch})",
+                          status=result.status, owner=result.owner, epoch=result.epoch,
+                          old_manager_instance_id=owner,
+                          **fields(host_session_id=host, manager_instance_id=self.instance_id))
+            return
+        self.failovers.initiated(host, owner, self.instance_id, "host", gap, result.epoch)
+        self._record_moves([Move(host, self.instance_id, owner, "failover", result.now_ms)],
+                           log_each=False)
+        await self.reconcile()
 
     def _failover_log(self, result: SweepResult) -> None:
         for old, moves in result.by_old_owner().items():
@@ -506,6 +555,9 @@ class AssignmentService(ReadyService):
                           "moved to {new_manager_instance_ids}: {hosts}", old_manager_instance_id=old,
                           new_manager_instance_ids=new_ids, count=len(hosts), hosts=hosts[:LOG_HOSTS],
                           **fields(manager_instance_id=self.instance_id))
+            for i, m in enumerate(moves):
+                self.failovers.initiated(m.host_session_id, old, m.to, "membership",
+                                         quiet=i >= LOG_HOSTS)
         self._record_moves(result.moves, log_each=False)
         if result.stranded:
             self.log.warn("failover: {count} orphaned host(s) wait for capacity: {hosts}",
@@ -560,7 +612,7 @@ class AssignmentService(ReadyService):
             for host in gained:
                 row = rows.get(host)
                 if row is not None and row.reason == "failover":
-                    self._failover_taken(host, row.reassigned_from, host in warm)
+                    self.failovers.completed(host, row.reassigned_from, host in warm, row.epoch)
                 self._start_attach(self.slots[host])
                 for on_gained, _ in self.listeners:
                     _call_listener(on_gained, host, self.log)
@@ -770,6 +822,8 @@ class AssignmentService(ReadyService):
             out["audit"] = self.audit.status()
         if self._tick_error:
             out["error"] = self._tick_error
+        if self.failovers.recent:
+            out["failovers"] = list(self.failovers.recent)
         return out
 
 

@@ -12,7 +12,17 @@ from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
 
-from .model import SERVING, Decision, Heartbeat, InstanceInfo, Member, Move, Ownership, SweepResult
+from .model import (
+    SERVING,
+    Decision,
+    Heartbeat,
+    InstanceInfo,
+    Member,
+    Move,
+    Ownership,
+    SweepResult,
+    Takeover,
+)
 from .rendezvous import score
 from .store_redis import LOG_MAX, SWEEP_BUDGET
 
@@ -183,6 +193,22 @@ class MemoryAssignmentStore:
         if cur is None or (expected_owner and cur != expected_owner):
             return None
         return self._move(host, cur, None, "release", self._now())
+
+    async def take_over(self, host: str, claimant: str, expected_owner: str, expected_epoch: int,
+                        min_interval_ms: int) -> Takeover:
+        now = self._now()
+        cur, epoch = self._owner.get(host), self._epoch.get(host, 0)
+        if cur is None or cur != expected_owner or cur == claimant:
+            return Takeover("moved", cur, epoch, now)
+        if epoch != expected_epoch:
+            return Takeover("stale", cur, epoch, now)
+        since = self._since.get(host)
+        if since is not None and now - since[0] < min_interval_ms:
+            return Takeover("recent", cur, epoch, now)
+        if not self._has_room(claimant, now):
+            return Takeover("full", cur, epoch, now)
+        self._move(host, cur, claimant, "failover", now)
+        return Takeover("taken", claimant, epoch + 1, now)
 
     async def adopt(self, instance_id: str, capacity: int, hosts: list[str]) -> list[Move]:
         now = self._now()

@@ -22,6 +22,7 @@ from .model import (
     Move,
     Ownership,
     SweepResult,
+    Takeover,
 )
 
 DEFAULT_PREFIX = "beach:{assign}:"
@@ -127,6 +128,12 @@ class RedisAssignmentStore:
         if not int(r[0]):
             return None
         return Move(host, None, _text(r[1]), "release", int(r[2]))
+
+    async def take_over(self, host: str, claimant: str, expected_owner: str, expected_epoch: int,
+                        min_interval_ms: int) -> Takeover:
+        r = await self._eval(scripts.TAKEOVER, host, claimant, expected_owner, expected_epoch,
+                             int(min_interval_ms))
+        return Takeover(_text(r[0]), _text(r[1]) or None, int(r[2]), int(r[3]))
 
     async def adopt(self, instance_id: str, capacity: int, hosts: list[str]) -> list[Move]:
         if not hosts:

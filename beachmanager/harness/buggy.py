@@ -3,8 +3,11 @@
 Wires :class:`~.subscriber.ActionSubscriber` (actions in, PTY writes) and
 :class:`~.publisher.Publisher` (acks, state, health out) to a bus and a terminal.
 The host knows nothing of managers: it hands the harness a bus with
-``subscribe(topic, handler)`` / ``publish(topic, payload)`` and a terminal; the
-harness calls :meth:`Harness.screen_changed` throttling into state messages.
+``subscribe(topic, handler(topic, payload, peer))`` / ``publish(topic, payload)`` /
+``send_to(peer, topic, payload)`` / ``on_detach(fn(peer))`` and a terminal; the harness
+calls :meth:`Harness.screen_changed` throttling into state messages.  It answers each
+manager's bus heartbeat (:mod:`beachmanager.protocol.liveness`) on that manager's transport
+only, saying which manager it takes as active and how long that one has been silent.
 """
 
 from __future__ import annotations
@@ -15,15 +18,21 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..protocol import harness as hj
-from ..protocol.extensions import TOPIC_ASSOCIATION
+from ..protocol import liveness
+from ..protocol.extensions import TOPIC_ASSOCIATION, TOPIC_HEARTBEAT
 from .publisher import DEFAULT_HEALTH_INTERVAL, DEFAULT_STATE_INTERVAL, Publisher
 from .subscriber import DEFAULT_DEDUP_SIZE, DEFAULT_MAX_QUEUE, TOPICS, ActionSubscriber
 
 
 class Bus(Protocol):
-    def subscribe(self, topic: str, handler: Callable[[str, bytes], None]) -> Callable[[], None]: ...
+    def subscribe(self, topic: str,
+                  handler: Callable[[str, bytes, str | None], None]) -> Callable[[], None]: ...
 
     def publish(self, topic: str, payload: bytes) -> None: ...
+
+    def send_to(self, peer_id: str, topic: str, payload: bytes) -> bool: ...
+
+    def on_detach(self, listener: Callable[[str], None]) -> None: ...
 
 
 class Terminal(Protocol):
@@ -51,9 +60,11 @@ class Harness:
                                    state_interval=state_interval, health_interval=health_interval)
         self.subscriber = ActionSubscriber(clock, write=terminal.write, ack=self.publisher.ack,
                                            dedup_size=dedup_size, max_queue=max_queue)
+        self.watch = liveness.ActiveWatch()
         self._unsubscribe: list[Callable[[], None]] = []
         self._rejects_reported = 0
         self.started = False
+        bus.on_detach(self._peer_gone)
 
     def start(self) -> None:
         if self.started:
@@ -61,6 +72,7 @@ class Harness:
         self.started = True
         self._unsubscribe = [self.bus.subscribe(topic, self.subscriber.handle) for topic in TOPICS]
         self._unsubscribe.append(self.bus.subscribe(TOPIC_ASSOCIATION, self.subscriber.associate))
+        self._unsubscribe.append(self.bus.subscribe(TOPIC_HEARTBEAT, self._heartbeat))
         self.publisher.start()
 
     def stop(self) -> None:
@@ -70,6 +82,27 @@ class Harness:
         self._unsubscribe = []
         self.publisher.stop()
         self.subscriber.stop()
+
+    def _heartbeat(self, topic: str, payload: bytes, peer: str | None) -> None:
+        if peer is None or liveness.kind_of(payload) != liveness.PING:
+            return  # our own answers (a local publish) or another manager's: not for us
+        try:
+            ping = liveness.read_ping(payload)
+        except liveness.LivenessError as e:
+            self.subscriber.unparsable += 1
+            self.subscriber.log.warn("dropping an unparsable heartbeat: {error}", error=str(e))
+            return
+        fence = self.subscriber.fence
+        if ping.role == "active" and ping.manager_instance_id == fence.manager \
+                and ping.epoch >= fence.epoch:
+            fence.peer = peer  # the active manager's transport (after a redo, its new one)
+        pong = self.watch.answer(ping, peer, self.clock.seconds(), active=fence.manager,
+                                 epoch=fence.epoch)
+        self.bus.send_to(peer, TOPIC_HEARTBEAT, pong.to_json())
+
+    def _peer_gone(self, peer: str) -> None:
+        self.watch.forget(peer)
+        self.subscriber.fence.forget_peer(peer)
 
     def screen_changed(self) -> None:
         if self.started:
@@ -91,4 +124,5 @@ class Harness:
 
     def status(self) -> dict[str, Any]:
         return {**self.subscriber.status(), "state_sequence": self.publisher.state_sequence,
+                "heartbeats_answered": self.watch.pings, "active_peer": self.watch.active_peer,
                 "published": dict(self.publisher.published)}

@@ -16,7 +16,10 @@ is queued for the PTY and acked ``ok`` once written; anything else is
 bounded: a full queue rejects with ``queue_full``.  An action stamped with an epoch older
 than the newest seen (from an association message or a newer action) is refused
 ``rejected``/``stale_epoch`` and not remembered, so the current owner's delivery of the same
-id is applied (fencing: a former owner that wakes up applies nothing).
+id is applied (fencing: a former owner that wakes up applies nothing).  Once the active
+manager's transport is known (the peer its association came over), an action from any other
+peer is dropped without an ack and counted (``foreign_dropped``): a viewer that knows the join
+code cannot drive the host.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class ActionSubscriber:
     def queue_depth(self) -> int:
         return len(self.queue)
 
-    def associate(self, topic: str, payload: bytes) -> None:
+    def associate(self, topic: str, payload: bytes, peer: str | None = None) -> None:
         """An association message: the active manager and its epoch."""
         try:
             association = fencing.read_association(payload)
@@ -74,11 +77,11 @@ class ActionSubscriber:
             self.unparsable += 1
             self.log.warn("dropping an unparsable association: {error}", error=str(e))
             return
-        if self.fence.associate(association):
+        if self.fence.associate(association, peer):
             self.log.info("the active manager is {manager} at epoch {epoch}",
                           manager=association.manager_instance_id, epoch=association.epoch)
 
-    def handle(self, topic: str, payload: bytes) -> None:
+    def handle(self, topic: str, payload: bytes, peer: str | None = None) -> None:
         """One bus message on an action topic."""
         try:
             action, epoch = hj.parse_fenced_action(payload)
@@ -86,13 +89,17 @@ class ActionSubscriber:
             self.unparsable += 1
             self.log.warn("dropping unparsable action on {topic}: {error}", topic=topic, error=str(e))
             return
-        if not self.fence.admits(epoch):
+        if not self.fence.admits(epoch, peer):
             # not remembered: the current owner's delivery of this id must still apply
             self._ack(hj.ActionAck(id=action.id, status=hj.AckStatus.REJECTED,
                                    applied_at=hj.Timestamp.now(self.clock.seconds),
                                    error_code=fencing.STALE_EPOCH,
                                    error_message=fencing.stale_message(epoch or 0,
                                                                        self.fence.epoch)))
+            return
+        if self.fence.foreign(peer):
+            self.log.debug("dropping action {id} from peer {peer}: not the active manager",
+                           id=action.id, peer=peer)
             return
         if action.id in self.seen:
             self.replays += 1
@@ -155,4 +162,5 @@ class ActionSubscriber:
     def status(self) -> dict[str, Any]:
         return {"queue_depth": self.queue_depth, "applied": self.applied, "replays": self.replays,
                 "unparsable": self.unparsable, "remembered_ids": len(self.seen),
-                "epoch": self.fence.epoch, "fenced": self.fence.refused}
+                "epoch": self.fence.epoch, "fenced": self.fence.refused,
+                "foreign_dropped": self.fence.foreign_dropped}

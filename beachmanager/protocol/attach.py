@@ -227,6 +227,14 @@ class TimerFired:
 
 
 @dataclass(frozen=True)
+class LivenessConfirmed:
+    """The host answers the bus heartbeat (:mod:`.liveness`): from now on the ready transport
+    is lost after *timeout* seconds of silence, not after ``heartbeat_timeout``."""
+
+    timeout: float
+
+
+@dataclass(frozen=True)
 class StepFailed:
     """What the current step waited for failed (Road refused, aiortc failed, a bug...)."""
 
@@ -255,12 +263,12 @@ class Stop:
 Input = (Start | SlotAcquired | AttachAnswered | SignalingOpened | HostJoined | OfferReceived
          | KeyDerived | KeyFailed | PeerCreated | AnswerBuilt | AnswerPosted | IceConnected
          | ChannelOpened | HandshakeDone | HandshakeFailed | OfferReadyReceived | TimerFired
-         | StepFailed | PeerLost | SignalingLost | Stop)
+         | LivenessConfirmed | StepFailed | PeerLost | SignalingLost | Stop)
 INPUTS: tuple[type[Any], ...] = (
     Start, SlotAcquired, AttachAnswered, SignalingOpened, HostJoined, OfferReceived, KeyDerived,
     KeyFailed, PeerCreated, AnswerBuilt, AnswerPosted, IceConnected, ChannelOpened,
-    HandshakeDone, HandshakeFailed, OfferReadyReceived, TimerFired, StepFailed, PeerLost,
-    SignalingLost, Stop)
+    HandshakeDone, HandshakeFailed, OfferReadyReceived, TimerFired, LivenessConfirmed, StepFailed,
+    PeerLost, SignalingLost, Stop)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -412,6 +420,7 @@ class Action(enum.Enum):
     FAIL = "fail"  # the attempt fails in this state's phase
     LOSE = "lose"  # the ready transport is gone
     TIMER = "timer"  # a timer fired (a stale one is ignored)
+    WATCH = "watch"  # the host answers heartbeats: watch the ready transport closely
     STOP = "stop"  # the session is stopping
     IGNORE = "ignore"  # nothing to do; the reason is in :data:`IGNORED`
 
@@ -450,6 +459,10 @@ def _rule(state: State, kind: type[Any]) -> tuple[Action, str | None]:
         return Action.IGNORE, f"{state.value} runs no timer"
     if kind in (PeerLost, SignalingLost):
         return (Action.LOSE, None) if state is S.UP else (Action.FAIL, None)
+    if kind is LivenessConfirmed:
+        if state is S.UP:
+            return Action.WATCH, None
+        return Action.IGNORE, "only a ready transport is watched"
     if kind is StepFailed:
         if state is S.UP:
             return Action.IGNORE, "the transport is up: only a loss ends it"
@@ -504,6 +517,7 @@ class AttachMachine:
         self.rtc_ready_seconds: float | None = None
         self.outcome: Failed | Lost | None = None
         self.timer: str | None = None  # the name of the running timer
+        self.liveness_timeout: float | None = None  # set once the host answers heartbeats
         # facts noted before the step that needs them
         self._noted: dict[type[Any], Input] = {}
 
@@ -531,6 +545,13 @@ class AttachMachine:
     def _stop(self, event: Stop, out: list[Command]) -> None:
         self._leave(out)
         self.state = S.STOPPED
+
+    def _watch(self, event: LivenessConfirmed, out: list[Command]) -> None:
+        if self.liveness_timeout is not None and event.timeout >= self.liveness_timeout:
+            return
+        self.liveness_timeout = event.timeout
+        self._leave(out)
+        self._arm(out, event.timeout)
 
     def _note(self, event: Input, out: list[Command]) -> None:
         kind = type(event)
@@ -567,11 +588,17 @@ class AttachMachine:
                 f"upstream host serves only its first peer: is another manager or viewer "
                 f"attached?)", "no_offer_ready", False, out)
         elif state is S.UP:
+            watched = self.liveness_timeout is not None
             if event.silent >= seconds:
-                self._end_lost(f"nothing from the host for {event.silent:.0f}s (heartbeats "
-                               f"stopped)", "heartbeat_timeout", out)
+                if watched:
+                    self._end_lost(f"nothing from the host for {event.silent:.1f}s (it stopped "
+                                   f"answering bus heartbeats)", "liveness_timeout", out)
+                else:
+                    self._end_lost(f"nothing from the host for {event.silent:.0f}s (heartbeats "
+                                   f"stopped)", "heartbeat_timeout", out)
             else:
-                self._arm(out, max(MIN_HEARTBEAT_CHECK, seconds - event.silent))
+                floor = min(MIN_HEARTBEAT_CHECK, seconds / 4)
+                self._arm(out, max(floor, seconds - event.silent))
         else:
             self._end_failed(f"timed out after {seconds:.1f}s waiting for {WAITS[state].what}",
                              "timeout", False, out)
@@ -620,6 +647,8 @@ class AttachMachine:
 
     # -- moving -----------------------------------------------------------------------------
     def _seconds(self, state: State) -> float:
+        if state is S.UP and self.liveness_timeout is not None:
+            return self.liveness_timeout
         return float(getattr(self.timeouts, WAITS[state].timeout))
 
     def _arm(self, out: list[Command], seconds: float) -> None:

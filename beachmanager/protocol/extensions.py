@@ -25,6 +25,7 @@ __all__ = [
     "TOPIC_ACTION",
     "TOPIC_ASSOCIATION",
     "TOPIC_HEALTH",
+    "TOPIC_HEARTBEAT",
     "TOPIC_STATE",
     "encode_from_host",
     "encode_to_host",
@@ -41,6 +42,9 @@ TOPIC_HEALTH = "beach.manager.health"
 #: (``{"type": "association", "payload": {"manager_instance_id", "epoch"}}``); a harness
 #: refuses actions of an older epoch.  Consumers that do not know it ignore it.
 TOPIC_ASSOCIATION = "beach.manager.association"
+#: manager <-> harness liveness: a ping from each manager session every interval, answered to
+#: that manager only (:mod:`beachmanager.protocol.liveness`).
+TOPIC_HEARTBEAT = "beach.manager.heartbeat"
 LEGACY_ACTION_TOPIC = "controller/input"
 ENVELOPE_TYPES = ("action", "ack", "state", "health")
 _TOPICS = {"action": TOPIC_ACTION, "ack": TOPIC_ACK, "state": TOPIC_STATE, "health": TOPIC_HEALTH}

@@ -72,31 +72,54 @@ def read_association(data: bytes) -> Association:
 
 
 class Fence:
-    """The newest epoch seen; actions of an older one are refused (None: not fenced)."""
+    """The newest epoch seen, and the peer (transport) of the manager holding it.
+
+    Actions of an older epoch are refused.  Once the active manager's peer is known, actions
+    from any other peer are not its to apply (a viewer that knows the join code, or a former
+    owner's transport): :meth:`foreign` says so and the harness drops them."""
 
     def __init__(self) -> None:
         self.epoch = 0
         self.manager: str | None = None
+        self.peer: str | None = None
         self.refused = 0
+        self.foreign_dropped = 0
 
-    def associate(self, association: Association) -> bool:
+    def associate(self, association: Association, peer: str | None = None) -> bool:
         """True when it is news (a newer epoch, or the first)."""
         if association.epoch < self.epoch:
             return False
         news = association.epoch > self.epoch or self.manager is None
         self.epoch, self.manager = association.epoch, association.manager_instance_id
+        if peer is not None:
+            self.peer = peer
         return news
 
-    def admits(self, epoch: int | None) -> bool:
+    def admits(self, epoch: int | None, peer: str | None = None) -> bool:
         """Whether an action stamped *epoch* may be applied (unstamped ones always may: a
-        manager that does not fence)."""
+        manager that does not fence).  A newer epoch makes its peer the active one."""
         if epoch is None:
             return True
         if epoch < self.epoch:
             self.refused += 1
             return False
+        if epoch > self.epoch and peer is not None:
+            self.peer = peer
         self.epoch = epoch
         return True
+
+    def foreign(self, peer: str | None) -> bool:
+        """Whether an action from *peer* comes from someone other than the active manager
+        (counted; None, a local publish, never is)."""
+        if peer is None or self.peer is None or peer == self.peer:
+            return False
+        self.foreign_dropped += 1
+        return True
+
+    def forget_peer(self, peer: str) -> None:
+        """The active manager's transport went; the next association names its new one."""
+        if self.peer == peer:
+            self.peer = None
 
 
 __all__ = ["STALE_EPOCH", "Association", "Fence", "FencingError", "read_association",

@@ -80,6 +80,11 @@ class Metrics:
             "failover_total", "Hosts this instance took over from a dead or departed owner, by "
             "how (promoted: a standby session became active; attached: from scratch)",
             ["reason"], registry=r)
+        self.failover_seconds = Histogram(
+            "failover_seconds", "From detecting an owner's failure (its lease expired, or its "
+            "host reported it silent) to the first action delivered by this instance's new "
+            "active session", buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30),
+            registry=r)
         self.fenced_actions_total = Counter(
             "fenced_actions_total", "Actions a host refused because this instance's ownership "
             "epoch was stale (another instance owns the host)", registry=r)

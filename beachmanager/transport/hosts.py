@@ -36,6 +36,7 @@ from ..service import FatalStartupError, ReadyService
 from ..telemetry.logs import fields
 from . import ice as ice_mod
 from .events import Role, SessionChange, SessionEvents, SessionState
+from .liveness import LIVENESS_TOPICS, LivenessKeeper
 from .peer import tune_consent
 from .road import RoadHttp
 from .session import AttachSettings, HostSession
@@ -65,7 +66,7 @@ class HostManager(ReadyService):
         self.targets = tuple(targets)
         self.stop_timeout = max(ctx.config.stop_timeout, 5.0)
         self.machines: dict[str, HostSession] = {}
-        self.table = TopicTable.merge(SUBSCRIBES, PUBLISHES)
+        self.table = TopicTable.merge(SUBSCRIBES, PUBLISHES, LIVENESS_TOPICS)
         self.subscriber = ManagerSubscriber()
         self.publisher = ManagerPublisher(self.bus, events)
         self.settings: AttachSettings | None = None
@@ -76,6 +77,10 @@ class HostManager(ReadyService):
         #: host -> the ownership epoch this instance holds it at (set by the assignment
         #: service; stamped on actions and told to the harness; pruned with the session)
         self.epochs: dict[str, int] = {}
+        cfg = ctx.config
+        self.liveness = LivenessKeeper(ctx.clock, instance_id=cfg.instance_id,
+                                       interval=cfg.liveness_every, timeout=cfg.liveness_timeout,
+                                       sessions=lambda: self.machines, epoch_of=self.epoch_of)
         self._unsubscribe = events.subscribe(self._session_changed)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -119,6 +124,7 @@ class HostManager(ReadyService):
         _preload()
         self.road = RoadHttp(cfg.road_url, self._http, self.clock)
         self.ctx.crash.add_state_provider("transports", self.crash_state)
+        self.liveness.start()
         targets = self.targets
         for target in targets:
             self.attach(target.host_session_id, target.join_code)
@@ -155,6 +161,7 @@ class HostManager(ReadyService):
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        self.liveness.stop()
         machines = list(self.machines.values())
         if machines:
             self.log.info("closing {count} host transport(s)", count=len(machines))
@@ -191,6 +198,7 @@ class HostManager(ReadyService):
         cfg = self.ctx.config
         bus = HostBus(host_session_id, self.table, self.ctx.metrics, cfg.instance_id)
         self.subscriber.attach(bus)
+        self.liveness.watch(bus)
         machine = HostSession(host_session_id, join_code, settings, reactor=self.ctx.reactor,
                               clock=self.clock, road=road, keys=self.keys,
                               metrics=self.ctx.metrics, bus=bus, events=self.events, role=role,
@@ -252,6 +260,8 @@ class HostManager(ReadyService):
 
     def _forget(self, machine: HostSession) -> None:
         self.epochs.pop(machine.host_session_id, None)
+        self.liveness.forget(machine.host_session_id)
+        self.publisher.forget(machine.host_session_id)
         if self.machines.get(machine.host_session_id) is machine:
             del self.machines[machine.host_session_id]
         self.subscriber.forget(machine.host_session_id)
@@ -281,6 +291,7 @@ class HostManager(ReadyService):
     def status(self) -> dict[str, Any]:
         out = super().status()
         out["hosts"] = self.counts()
+        out["liveness"] = self.liveness.status()
         return out
 
     def crash_state(self) -> dict[str, Any]:

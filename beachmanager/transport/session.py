@@ -195,6 +195,21 @@ class HostSession:
         self.log.info("{host_session_id} is now the {role} session ({reason})", role=role.value,
                       reason=reason, **self._fields())
 
+    @property
+    def is_up(self) -> bool:
+        """Whether the current transport is ready (the session answers bus traffic)."""
+        a = self.current
+        return (self.state is SessionState.READY and a is not None and not a.closed
+                and a.machine.state is am.State.UP)
+
+    def watch_liveness(self, timeout: float) -> None:
+        """The host answers the bus heartbeat: lose the transport after *timeout* seconds of
+        silence from now on (:mod:`.liveness`); repeated calls change nothing."""
+        a = self.current
+        if a is not None and not a.closed and a.machine.state is am.State.UP and (
+                a.machine.liveness_timeout is None or timeout < a.machine.liveness_timeout):
+            self._feed(a, am.LivenessConfirmed(timeout))
+
     def _final_error(self) -> AttachError:
         err = self.last_error or {}
         if self.state is SessionState.STOPPED:

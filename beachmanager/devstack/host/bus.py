@@ -3,7 +3,10 @@
 * A peer's inbound ``Extension`` frame is delivered to local subscribers of its
   topic (the frame's ``kind``), with the namespace and the peer id recorded.
 * :meth:`LocalBus.publish` delivers to local subscribers (as upstream's bus does)
-  and sends an ``Extension`` frame in namespace ``manager`` to every attached peer.
+  and sends an ``Extension`` frame in namespace ``manager`` to every attached peer;
+  :meth:`LocalBus.send_to` sends to one peer only (a heartbeat answer).
+* Handlers get ``(topic, payload, peer_id)``; ``peer_id`` is None for local publishes.
+  Listeners of :meth:`LocalBus.on_detach` hear when a peer's transport goes.
 
 The host does not interpret topics; the harness subscribes to what it consumes.
 """
@@ -17,7 +20,7 @@ from twisted.logger import Logger
 from ...protocol.extensions import NAMESPACE
 from ...protocol.frames import Extension
 
-Handler = Callable[[str, bytes], None]
+Handler = Callable[[str, bytes, str | None], None]
 
 
 class LocalBus:
@@ -27,6 +30,7 @@ class LocalBus:
         self.namespace = namespace
         self._handlers: dict[str, list[Handler]] = {}
         self._sinks: dict[str, Callable[[Extension], None]] = {}
+        self._detach_listeners: list[Callable[[str], None]] = []
         self.delivered = 0
         self.unrouted = 0
         self.sent = 0
@@ -46,13 +50,22 @@ class LocalBus:
         self._sinks[peer_id] = send
 
     def detach(self, peer_id: str) -> None:
-        self._sinks.pop(peer_id, None)
+        if self._sinks.pop(peer_id, None) is None:
+            return
+        for listener in list(self._detach_listeners):
+            try:
+                listener(peer_id)
+            except Exception:
+                self.log.failure("peer-detach listener failed")
+
+    def on_detach(self, listener: Callable[[str], None]) -> None:
+        self._detach_listeners.append(listener)
 
     @property
     def peers(self) -> list[str]:
         return list(self._sinks)
 
-    def _local(self, topic: str, payload: bytes) -> None:
+    def _local(self, topic: str, payload: bytes, peer_id: str | None = None) -> None:
         handlers = self._handlers.get(topic)
         if not handlers:
             self.unrouted += 1
@@ -60,7 +73,7 @@ class LocalBus:
         for handler in list(handlers):
             self.delivered += 1
             try:
-                handler(topic, payload)
+                handler(topic, payload, peer_id)
             except Exception:
                 self.log.failure("bus handler for {topic} failed", topic=topic)
 
@@ -74,8 +87,22 @@ class LocalBus:
                 self.log.warn("cannot send {topic} to peer {peer}: {error}", topic=topic, peer=peer_id, error=str(e))
         self._local(topic, payload)
 
+    def send_to(self, peer_id: str, topic: str, payload: bytes) -> bool:
+        """Send one frame to one peer (not to local subscribers); False if it is not here."""
+        send = self._sinks.get(peer_id)
+        if send is None:
+            return False
+        try:
+            send(Extension(self.namespace, topic, payload))
+        except Exception as e:
+            self.log.warn("cannot send {topic} to peer {peer}: {error}", topic=topic, peer=peer_id,
+                          error=str(e))
+            return False
+        self.sent += 1
+        return True
+
     def from_peer(self, peer_id: str, frame: Extension) -> None:
         """An Extension frame a peer sent."""
         self.log.debug("extension {namespace}/{topic} ({size} bytes) from {peer}", namespace=frame.namespace,
                        topic=frame.kind, size=len(frame.payload), peer=peer_id)
-        self._local(frame.kind, frame.payload)
+        self._local(frame.kind, frame.payload, peer_id)

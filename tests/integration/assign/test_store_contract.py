@@ -217,3 +217,51 @@ async def test_rebalance_moves_hosts_up_their_ranking_only(harness):
         assert better.index("mgr-a") < better.index("mgr-b")  # mgr-a keeps only hosts it outranks b on
     # mgr-b outranks mgr-a on every host it got; mgr-c is full: nothing more moves.
     assert (await s.rebalance("mgr-b", 100)).moves == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_take_over_on_the_hosts_word_is_a_compare_and_set_that_bumps_the_epoch(harness):
+    s = harness.store
+    for i in ("mgr-a", "mgr-b", "mgr-c"):
+        await join(s, i, capacity=10)
+    d = await s.assign("host-1")
+    owner = d.owner
+    others = sorted({"mgr-a", "mgr-b", "mgr-c"} - {owner})
+    epoch = (await s.lookup("host-1")).epoch
+    # the owner took it just now: the flap guard refuses
+    r = await s.take_over("host-1", others[0], owner, epoch, 60_000)
+    assert (r.status, r.owner, r.epoch) == ("recent", owner, epoch)
+    # the host named an epoch that is not the store's (a report about an older owner)
+    assert (await s.take_over("host-1", others[0], owner, epoch - 1, 0)).status == "stale"
+    # nobody can claim on behalf of the owner itself, nor name the wrong owner
+    assert (await s.take_over("host-1", owner, owner, epoch, 0)).status == "moved"
+    assert (await s.take_over("host-1", others[0], others[1], epoch, 0)).status == "moved"
+    # two standbys race: exactly one wins, at epoch + 1
+    r1 = await s.take_over("host-1", others[0], owner, epoch, 0)
+    r2 = await s.take_over("host-1", others[1], owner, epoch, 0)
+    assert (r1.status, r1.owner, r1.epoch) == ("taken", others[0], epoch + 1)
+    assert r2.status == "moved" and r2.owner == others[0]
+    rec = await s.lookup("host-1")
+    assert (rec.owner, rec.epoch, rec.reason, rec.reassigned_from) == (
+        others[0], epoch + 1, "failover", owner)
+    assert "host-1" in await s.owned(others[0]) and "host-1" not in await s.owned(owner)
+
+
+@pytest_twisted.ensureDeferred
+async def test_take_over_refuses_a_full_claimant(harness):
+    s = harness.store
+    await join(s, "mgr-a", capacity=10)
+    await join(s, "mgr-b", capacity=1)
+    await s.assign("host-x")
+    owner = (await s.lookup("host-x")).owner
+    if owner == "mgr-b":  # make mgr-a the owner so that mgr-b is the claimant
+        await s.release("host-x")
+        await join(s, "mgr-b", capacity=0)
+        await s.assign("host-x")
+        await join(s, "mgr-b", capacity=1)
+    await s.assign("host-y")  # fills mgr-b if it ranks first, else goes to mgr-a
+    if "host-y" not in await s.owned("mgr-b"):
+        await s.adopt("mgr-b", 1, ["host-z"])
+    assert len(await s.owned("mgr-b")) == 1
+    epoch = (await s.lookup("host-x")).epoch
+    assert (await s.take_over("host-x", "mgr-b", "mgr-a", epoch, 0)).status == "full"

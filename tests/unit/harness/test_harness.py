@@ -22,6 +22,15 @@ class FakeBus:
     def __init__(self):
         self.handlers = {}
         self.sent = []
+        self.to_peer = []
+        self.detach_listeners = []
+
+    def send_to(self, peer, topic, payload):
+        self.to_peer.append((peer, topic, json.loads(payload)))
+        return True
+
+    def on_detach(self, listener):
+        self.detach_listeners.append(listener)
 
     def subscribe(self, topic, handler):
         self.handlers.setdefault(topic, []).append(handler)
@@ -30,9 +39,9 @@ class FakeBus:
     def publish(self, topic, payload):
         self.sent.append((topic, json.loads(payload)))
 
-    def deliver(self, topic, payload):
+    def deliver(self, topic, payload, peer=None):
         for h in list(self.handlers.get(topic, [])):
-            h(topic, payload)
+            h(topic, payload, peer)
 
     def of(self, topic):
         return [p for t, p in self.sent if t == topic]
@@ -242,3 +251,52 @@ def test_bad_association_messages_are_dropped_with_a_clear_error():
                 b"x" * 5000):
         with pytest.raises(FencingError):
             read_association(bad)
+
+
+def test_once_the_active_managers_transport_is_known_other_peers_cannot_drive_the_host(rig):
+    from beachmanager.protocol.extensions import TOPIC_ASSOCIATION
+    from beachmanager.protocol.fencing import STALE_EPOCH, Association
+
+    clock, bus, term, h = rig
+    bus.deliver(TOPIC_ASSOCIATION, Association("mgr-a", 3).to_json(), "peer-a")
+    bus.deliver(TOPIC_ACTION, action("viewer-1"), "peer-viewer")  # unstamped, another peer
+    bus.deliver(TOPIC_ACTION, stamped("viewer-2", 3), "peer-viewer")  # a copied epoch
+    bus.deliver(TOPIC_ACTION, stamped("old-1", 2), "peer-old")  # the former owner: told why
+    bus.deliver(TOPIC_ACTION, stamped("a-1", 3), "peer-a")
+    clock.advance(0)
+    assert [(a["id"], a["error_code"]) for a in acks(bus)] == [("old-1", STALE_EPOCH), ("a-1", None)]
+    assert term.written == [b"echo hi\r"]
+    assert h.status()["foreign_dropped"] == 2
+    # a newer owner takes over on its own transport; the old active peer is foreign now
+    bus.deliver(TOPIC_ASSOCIATION, Association("mgr-b", 4).to_json(), "peer-b")
+    bus.deliver(TOPIC_ACTION, stamped("a-2", 3), "peer-a")
+    bus.deliver(TOPIC_ACTION, stamped("b-1", 4), "peer-b")
+    clock.advance(0)
+    assert [(a["id"], a["error_code"]) for a in acks(bus)[-2:]] == [("a-2", STALE_EPOCH), ("b-1", None)]
+
+
+def test_the_harness_answers_each_managers_heartbeat_on_its_own_transport(rig):
+    from beachmanager.protocol import liveness as lv
+    from beachmanager.protocol.extensions import TOPIC_ASSOCIATION, TOPIC_HEARTBEAT
+    from beachmanager.protocol.fencing import Association
+
+    clock, bus, term, h = rig
+    bus.deliver(TOPIC_ASSOCIATION, Association("mgr-a", 3).to_json(), "peer-a")
+    bus.deliver(TOPIC_HEARTBEAT, lv.Ping(1, "mgr-a", "active", 3).to_json(), "peer-a")
+    clock.advance(1.5)
+    bus.deliver(TOPIC_HEARTBEAT, lv.Ping(1, "mgr-b", "standby", 0).to_json(), "peer-b")
+    bus.deliver(TOPIC_HEARTBEAT, lv.Pong(1, "x", 0, 0).to_json(), "peer-b")  # not a ping: ignored
+    bus.deliver(TOPIC_HEARTBEAT, b"{junk", "peer-b")  # unparsable: counted, no answer
+    (to_a, to_b) = bus.to_peer
+    assert to_a[0] == "peer-a" and to_a[2]["payload"]["active_silent_ms"] == 0
+    assert to_b[0] == "peer-b" and to_b[2] == {"type": "heartbeat_reply", "payload": {
+        "seq": 1, "active": "mgr-a", "epoch": 3, "active_silent_ms": 1500}}
+    assert not [t for t, _ in bus.sent if t == TOPIC_HEARTBEAT]  # never broadcast
+    # the active manager's transport closes: its peer is forgotten, and the fence lets its
+    # next transport in (named by its next ping)
+    for listener in bus.detach_listeners:
+        listener("peer-a")
+    assert h.subscriber.fence.peer is None
+    bus.deliver(TOPIC_HEARTBEAT, lv.Ping(2, "mgr-a", "active", 3).to_json(), "peer-a2")
+    assert h.subscriber.fence.peer == "peer-a2"
+    assert h.status()["heartbeats_answered"] == 3

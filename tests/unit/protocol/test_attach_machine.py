@@ -33,7 +33,7 @@ SAMPLES: dict[type, A.Input] = {
     A.OfferReadyReceived: A.OfferReadyReceived(102.5), A.TimerFired: A.TimerFired("x"),
     A.StepFailed: A.StepFailed("Road answered 500", "road_error"),
     A.PeerLost: A.PeerLost("ICE failed"), A.SignalingLost: A.SignalingLost("signaling: gone"),
-    A.Stop: A.Stop(),
+    A.LivenessConfirmed: A.LivenessConfirmed(1.0), A.Stop: A.Stop(),
 }
 #: Inputs that take a fresh machine to each state (secure host, handshake channel after beach).
 PATH: list[tuple[State, list[A.Input]]] = [
@@ -277,6 +277,18 @@ def test_the_heartbeat_rearms_for_the_rest_and_loses_a_silent_host():
     assert m.handle(A.TimerFired("up", silent=30.0)).commands == (A.StartTimer("up", 15.0),)
     (lost,) = m.handle(A.TimerFired("up", silent=46.0)).commands
     assert lost == A.Lost("nothing from the host for 46s (heartbeats stopped)", "heartbeat_timeout")
+
+
+def test_a_host_that_answers_bus_heartbeats_is_lost_after_the_short_timeout():
+    m = at(State.UP)
+    assert m.handle(A.LivenessConfirmed(1.0)).commands == (A.CancelTimer("up"),
+                                                          A.StartTimer("up", 1.0))
+    assert m.handle(A.LivenessConfirmed(2.0)).commands == ()  # never lengthened
+    assert m.handle(A.TimerFired("up", silent=0.9)).commands == (A.StartTimer("up", 0.25),)
+    (lost,) = m.handle(A.TimerFired("up", silent=1.2)).commands
+    assert lost == A.Lost("nothing from the host for 1.2s (it stopped answering bus heartbeats)",
+                          "liveness_timeout")
+    assert at(State.ANNOUNCING).handle(A.LivenessConfirmed(1.0)).ignored
 
 
 def test_a_wrong_channel_is_ignored_with_a_reason():
