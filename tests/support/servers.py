@@ -75,7 +75,10 @@ class Throwaway:
 
 
 @contextlib.contextmanager
-def throwaway_redis() -> Iterator[Throwaway]:
+def throwaway_redis(bind: tuple[str, ...] = ("127.0.0.1",),
+                    prefix: tuple[str, ...] = ()) -> Iterator[Throwaway]:
+    """A private Redis on a free port; *bind*: its addresses (the first is in the URL and is
+    waited on); *prefix*: a command to run it under (``ip netns exec NS``)."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -85,9 +88,12 @@ def throwaway_redis() -> Iterator[Throwaway]:
 
     def start() -> None:
         proc.append(subprocess.Popen(
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for_port(port)
+            [*prefix, exe, "--port", str(port), "--bind", " ".join(bind), "--save", "",
+             "--appendonly", "no", "--dir", workdir,
+             # other addresses are other namespaces of this test, not the outside world
+             "--protected-mode", "no" if set(bind) - {"127.0.0.1"} else "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for_port(port, host=bind[0])
 
     def stop() -> None:
         while proc:
@@ -97,7 +103,7 @@ def throwaway_redis() -> Iterator[Throwaway]:
 
     start()
     try:
-        yield Throwaway(f"redis://127.0.0.1:{port}/0", port, stop, start)
+        yield Throwaway(f"redis://{bind[0]}:{port}/0", port, stop, start)
     finally:
         stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -115,8 +121,11 @@ def _pg_bin(name: str) -> str:
 
 
 @contextlib.contextmanager
-def throwaway_postgres() -> Iterator[Throwaway]:
-    """A private PostgreSQL cluster on a free port (initdb refuses root: run it as 'postgres')."""
+def throwaway_postgres(listen: tuple[str, ...] = ("127.0.0.1",),
+                       trust_nets: tuple[str, ...] = ()) -> Iterator[Throwaway]:
+    """A private PostgreSQL cluster on a free port (initdb refuses root: run it as 'postgres');
+    *listen*: its addresses (the first is in the URL); *trust_nets*: more networks (CIDR) let in
+    without a password, for clients in other network namespaces."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     port = free_port()
     datadir = tempfile.mkdtemp(prefix="beach-pg-")
@@ -127,7 +136,10 @@ def throwaway_postgres() -> Iterator[Throwaway]:
         run_as = ["runuser", "-u", "postgres", "--"]
     subprocess.run(run_as + [initdb, "-D", datadir, "-A", "trust", "-U", "postgres", "--no-sync"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    opts = f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    if trust_nets:
+        with open(f"{datadir}/pg_hba.conf", "a") as hba:
+            hba.writelines(f"host all all {net} trust\n" for net in trust_nets)
+    opts = f"-p {port} -k {datadir} -c listen_addresses={','.join(listen)} -c fsync=off"
 
     def start() -> None:
         subprocess.run(run_as + [pg_ctl, "-D", datadir, "-o", opts, "-w", "-l", f"{datadir}/log", "start"],
@@ -139,7 +151,7 @@ def throwaway_postgres() -> Iterator[Throwaway]:
 
     start()
     try:
-        yield Throwaway(f"postgresql://postgres@127.0.0.1:{port}/postgres", port, stop, start)
+        yield Throwaway(f"postgresql://postgres@{listen[0]}:{port}/postgres", port, stop, start)
     finally:
         stop()
         shutil.rmtree(datadir, ignore_errors=True)

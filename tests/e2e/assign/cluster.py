@@ -67,10 +67,11 @@ class Manager:
     port: int
     proc: subprocess.Popen
     log: Path
+    address: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -123,27 +124,33 @@ class Cluster:
         env.update(extra or {})
         return env
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+              prefix: list[str] | None = None) -> subprocess.Popen:
+        """Start a process logging to ``<name>.log``; *prefix* runs it under another command
+        (``ip netns exec NS``, which execs: signals reach the process itself)."""
         log = self.workdir / f"{name}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            proc = subprocess.Popen([*(prefix or []), *argv], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                     env=self._env(env), start_new_session=True)
         self.procs[name] = proc
         return proc
 
-    def start_road(self) -> str:
+    def start_road(self, interface: str = "127.0.0.1") -> str:
         port = free_port()
         self.spawn("road", [sys.executable, "-m", "twisted", "--log-format=text",
-                            "--reactor=beach-asyncio", "beach-road-dev", "--port", str(port)])
+                            "--reactor=beach-asyncio", "beach-road-dev", "--port", str(port),
+                            "--interface", interface])
         self.road_url = f"http://127.0.0.1:{port}"
         wait_for("Road's /health", lambda: http("GET", self.road_url + "/health")[0] == 200, 30)
         return self.road_url
 
-    def start_hosts(self, count: int, prefix: str = "farm", timeout: float = 300) -> list[tuple[str, str]]:
+    def start_hosts(self, count: int, prefix: str = "farm", timeout: float = 300,
+                    road_url: str | None = None, run_in: list[str] | None = None
+                    ) -> list[tuple[str, str]]:
         out = self.workdir / f"{prefix}.jsonl"
         self.spawn(f"hosts-{prefix}", [sys.executable, "-m", "tests.e2e.assign.hostfarm",
-                                       "--road", self.road_url, "--count", str(count),
-                                       "--prefix", prefix, "--out", str(out)])
+                                       "--road", road_url or self.road_url, "--count", str(count),
+                                       "--prefix", prefix, "--out", str(out)], prefix=run_in)
 
         def ready():
             proc = self.procs[f"hosts-{prefix}"]
@@ -163,12 +170,13 @@ class Cluster:
         return path
 
     def start_manager(self, instance_id: str, capacity: int, hosts_file: Path | None = None,
+                      address: str = "127.0.0.1", run_in: list[str] | None = None,
                       **env: str) -> Manager:
         port = free_port()
         settings = {
             "BEACH_MANAGER_INSTANCE_ID": instance_id,
             "BEACH_MANAGER_CAPACITY": str(capacity),
-            "BEACH_MANAGER_HTTP_ENDPOINT": f"tcp:{port}:interface=127.0.0.1",
+            "BEACH_MANAGER_HTTP_ENDPOINT": f"tcp:{port}:interface={address}",
             "REDIS_URL": self.redis_url,
             "DATABASE_URL": self.database_url,
             "AUTH_BYPASS": "1",
@@ -180,8 +188,9 @@ class Cluster:
             **env,
         }
         proc = self.spawn(instance_id, [sys.executable, "-m", "twisted", "--log-format=json",
-                                        "--reactor=beach-asyncio", "beach-manager"], settings)
-        m = Manager(instance_id, port, proc, self.workdir / f"{instance_id}.log")
+                                        "--reactor=beach-asyncio", "beach-manager"], settings,
+                          prefix=run_in)
+        m = Manager(instance_id, port, proc, self.workdir / f"{instance_id}.log", address)
         self.managers[instance_id] = m
         return m
 
