@@ -52,13 +52,14 @@ def _rss_bytes() -> int:
 class Harness:
     def __init__(self, bus: Bus, terminal: Terminal, clock, *, state_interval: float = DEFAULT_STATE_INTERVAL,
                  health_interval: float = DEFAULT_HEALTH_INTERVAL, dedup_size: int = DEFAULT_DEDUP_SIZE,
-                 max_queue: int = DEFAULT_MAX_QUEUE):
+                 max_queue: int = DEFAULT_MAX_QUEUE, drop_first_acks: int = 0):
         self.bus = bus
         self.terminal = terminal
         self.clock = clock
         self.publisher = Publisher(bus, clock, state=terminal.terminal_full, health=self.health,
                                    state_interval=state_interval, health_interval=health_interval)
-        self.subscriber = ActionSubscriber(clock, write=terminal.write, ack=self.publisher.ack,
+        self.acks_to_drop = drop_first_acks  # fault injection (tests): acks lost on the wire
+        self.subscriber = ActionSubscriber(clock, write=terminal.write, ack=self._ack,
                                            dedup_size=dedup_size, max_queue=max_queue)
         self.watch = liveness.ActiveWatch()
         self._unsubscribe: list[Callable[[], None]] = []
@@ -82,6 +83,12 @@ class Harness:
         self._unsubscribe = []
         self.publisher.stop()
         self.subscriber.stop()
+
+    def _ack(self, ack: hj.ActionAck) -> None:
+        if self.acks_to_drop > 0 and ack.status is hj.AckStatus.OK:
+            self.acks_to_drop -= 1
+            return
+        self.publisher.ack(ack)
 
     def _heartbeat(self, topic: str, payload: bytes, peer: str | None) -> None:
         if peer is None or liveness.kind_of(payload) != liveness.PING:

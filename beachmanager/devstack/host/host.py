@@ -114,7 +114,7 @@ class BeachHost(ReadyService):
         self.pty.start()
         if s.harness:
             self.harness = Harness(self.bus, _HarnessTerminal(self), self.clock, state_interval=s.state_interval,
-                                   health_interval=s.health_interval)
+                                   health_interval=s.health_interval, drop_first_acks=s.drop_first_acks)
             self.harness.start()
         reg = await self.road.register(self.session_id, s.join_code)
         self.join_code = reg["join_code"]

@@ -44,6 +44,10 @@ class HostSettings:
     flush_delay: float = 0.01
     harness: bool = True
     state_interval: float = 0.1
+    #: Fault injection for tests: the first N acks of applied actions are dropped (an ack lost
+    #: on the wire after the host applied the action; the manager must redeliver and the
+    #: harness must recognise the replay).
+    drop_first_acks: int = 0
     health_interval: float = 5.0
     #: Stop the host when the PTY program exits (the ``twistd`` behaviour).
     exit_with_command: bool = False

@@ -145,12 +145,13 @@ class Cluster:
         return self.road_url
 
     def start_hosts(self, count: int, prefix: str = "farm", timeout: float = 300,
-                    road_url: str | None = None, run_in: list[str] | None = None
-                    ) -> list[tuple[str, str]]:
+                    road_url: str | None = None, run_in: list[str] | None = None,
+                    drop_first_acks: int = 0) -> list[tuple[str, str]]:
         out = self.workdir / f"{prefix}.jsonl"
         self.spawn(f"hosts-{prefix}", [sys.executable, "-m", "tests.e2e.assign.hostfarm",
                                        "--road", road_url or self.road_url, "--count", str(count),
-                                       "--prefix", prefix, "--out", str(out)], prefix=run_in)
+                                       "--prefix", prefix, "--out", str(out),
+                                       "--drop-first-acks", str(drop_first_acks)], prefix=run_in)
 
         def ready():
             proc = self.procs[f"hosts-{prefix}"]

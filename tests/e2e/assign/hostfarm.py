@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", default="farm")
     parser.add_argument("--out", required=True)
     parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--drop-first-acks", type=int, default=0,
+                        help="fault injection: each host drops its first N acks of applied actions")
     args = parser.parse_args(argv)
 
     from beachmanager import _reactor
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                 ids = range(first, min(args.count, first + args.batch))
                 results = await DeferredList(
                     [start_host(args.road, reactor, command=("/bin/sh",), env=env,
-                                session_id=f"{args.prefix}-{i:04d}") for i in ids],
+                                session_id=f"{args.prefix}-{i:04d}",
+                                drop_first_acks=args.drop_first_acks) for i in ids],
                     consumeErrors=True)
                 for ok, value in results:
                     if not ok:
