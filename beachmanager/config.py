@@ -234,9 +234,14 @@ SETTINGS += (
     Setting("public_url", "BEACH_MANAGER_PUBLIC_URL", None,
             "URL other instances and clients use to reach this instance (redirects); unset means "
             "derived from the HTTP listener.", url("http", "https")),
-    Setting("heartbeat_interval", "BEACH_MANAGER_HEARTBEAT_INTERVAL", "5",
-            "Seconds between membership heartbeats; an instance is dead after two missed.",
+    Setting("heartbeat_interval", "BEACH_MANAGER_HEARTBEAT_INTERVAL", None,
+            "Seconds between membership heartbeats (the ownership lease of all this instance's "
+            "hosts, renewed in one call). Unset: 0.3 with BEACH_MANAGER_STANDBY, else 5.",
             positive_float(300)),
+    Setting("lease_timeout", "BEACH_MANAGER_LEASE_TIMEOUT", None,
+            "Seconds without a heartbeat after which an instance is dead and its hosts move. "
+            "Unset: 1 with BEACH_MANAGER_STANDBY and the default interval, else two intervals "
+            "plus a tick.", positive_float(3600)),
     Setting("membership_ttl", "BEACH_MANAGER_MEMBERSHIP_TTL", "15",
             "Seconds a membership record lives without a heartbeat (must exceed two intervals).",
             positive_float(3600)),
@@ -367,6 +372,23 @@ class Config(Mapping[str, Any]):
     def describe(self) -> dict[str, Any]:
         """The settings with credentials redacted, safe to log or serve."""
         return {k: redact_url(v) if k.endswith("_url") else v for k, v in self._values.items()}
+
+    @property
+    def membership_interval(self) -> float:
+        """The membership heartbeat interval in force; see ``heartbeat_interval``."""
+        value = self._values.get("heartbeat_interval")
+        if value is None:
+            return 0.3 if self._values.get("standby") else 5.0
+        return float(value)
+
+    @property
+    def membership_dead_after(self) -> float | None:
+        """The lease timeout in force (None: two intervals plus a tick); see ``lease_timeout``."""
+        value = self._values.get("lease_timeout")
+        if value is None and self._values.get("standby") \
+                and self._values.get("heartbeat_interval") is None:
+            return 1.0
+        return None if value is None else float(value)
 
     @property
     def liveness_every(self) -> float:

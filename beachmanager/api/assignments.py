@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..assign.model import AssignmentUnavailable, CapacityExhausted
 from ..assign.service import AssignmentService
+from ..assign.standby import standby_of
 from .deps import ApiDeps
 from .errors import ApiError, json_handler
 from .handlers import Handlers
@@ -67,9 +68,12 @@ def install(on: Handlers, deps: ApiDeps) -> None:
             raise ApiError(503, str(e), "assignment_unavailable") from None
         if mine:
             rows = [r for r in rows if r.owner == svc.instance_id]
+        by_id = {m.id: m for m in members}
         hosts = []
         for r in rows[:limit]:
             item = r.as_json()
+            if svc.standbys is not None:  # hot failover: who keeps this host's standby session
+                item["standby"] = standby_of(r.host_session_id, r.owner, by_id)
             local = svc.slot_view(r.host_session_id)
             if local is not None:
                 item["local"] = local
@@ -88,6 +92,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
             "hosts_total": len(rows),
             "truncated": len(rows) > limit,
             "recent_moves": [m.as_json() for m in moves],
+            "recent_failovers": list(svc.failovers.recent),
         }
 
     @on("debug.assignment")

@@ -78,7 +78,7 @@ def build_assignment(ctx: ManagerContext, *, events: SessionEvents, hosts: HostM
                      targets: Iterable[HostTarget] = ()) -> AssignmentService:
     cfg = ctx.config
     targets = tuple(targets)
-    t = timings(cfg.heartbeat_interval, cfg.membership_ttl)
+    t = timings(cfg.membership_interval, cfg.membership_ttl, cfg.membership_dead_after)
     dead_after_ms = int(t.dead_after * 1000)
 
     def store_factory() -> AssignmentStore:  # the connection exists once the Redis service started

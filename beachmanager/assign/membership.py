@@ -1,9 +1,11 @@
 """Membership: this instance's heartbeat in the shared store, mirrored to the audit tables.
 
-Every ``interval`` seconds (default 5) the instance publishes ``{id, endpoint, capacity,
-load, state, heartbeat_at}`` with a TTL (default 15 s).  Others judge it dead after two
-missed heartbeats (``dead_after``, see :func:`timings`), well before the TTL removes the
-record.  The first heartbeat of a process clears the record a previous incarnation left
+Every ``interval`` seconds (default 5; 0.3 with standbys) the instance publishes ``{id,
+endpoint, capacity, load, state, heartbeat_at}`` with a TTL (default 15 s): one call renews
+its ownership lease on all its hosts.  Others judge it dead after ``dead_after`` (default two
+missed heartbeats plus a tick; 1 s with standbys, see :func:`timings`), well before the TTL
+removes the record.  A pause shorter than that (a GC, a 500 ms ``SIGSTOP`` at 0.3/1 s) moves
+nothing.  The first heartbeat of a process clears the record a previous incarnation left
 behind (``fresh``), so its stale state (say ``DRAINING``) never outlives it.
 
 The loop is a :class:`~twisted.internet.task.LoopingCall` on the injected clock whose body
@@ -40,15 +42,20 @@ class Timings:
     tick: float
 
     def check(self) -> None:
+        if self.dead_after <= self.interval:
+            raise ValueError(f"the lease timeout ({self.dead_after:g}s) must exceed the heartbeat "
+                             f"interval ({self.interval:g}s), or live instances would be dead")
         if self.ttl <= self.dead_after:
             raise ValueError(f"membership TTL ({self.ttl:g}s) must exceed two heartbeat intervals "
                              f"plus a tick ({self.dead_after:g}s), or live instances would vanish")
 
 
-def timings(interval: float, ttl: float) -> Timings:
-    """Dead after two missed heartbeats plus one tick of slack; ticks ten per interval (<= 1 s)."""
+def timings(interval: float, ttl: float, dead_after: float | None = None) -> Timings:
+    """Dead after *dead_after* seconds without a heartbeat (unset: two missed heartbeats plus
+    one tick of slack); ticks ten per interval (<= 1 s)."""
     tick = max(0.05, min(1.0, interval / 10))
-    return Timings(interval, ttl, 2 * interval + tick, tick)
+    return Timings(interval, ttl, dead_after if dead_after is not None else 2 * interval + tick,
+                   tick)
 
 
 class Membership:

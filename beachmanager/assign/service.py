@@ -608,7 +608,10 @@ class AssignmentService(ReadyService):
                 self.log.info("assignment: {manager_instance_id} now owns {count} more host(s) "
                               "(reason {reason}): {hosts}", count=len(hosts), reason=reason,
                               hosts=hosts[:LOG_HOSTS], manager_instance_id=self.instance_id)
-            warm = self.standbys.standing_by() if self.standbys is not None else set()
+            # promoted only if its standby session was ready (one still attaching is no warmer
+            # than a fresh attach)
+            warm = ({h for h in self.standbys.standing_by() if self.events.is_ready(h, Role.STANDBY)}
+                    if self.standbys is not None else set())
             for host in gained:
                 row = rows.get(host)
                 if row is not None and row.reason == "failover":

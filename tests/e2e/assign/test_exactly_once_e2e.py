@@ -89,13 +89,18 @@ def test_when_the_standby_is_dead_too_the_next_in_rank_attaches_from_scratch(clu
     host = ids[0]
 
     def standby_of(h: str) -> str | None:
-        for name, mgr in managers.items():
-            if mgr.alive() and mgr.sessions().get(h, {}).get("role") == "standby" \
-                    and mgr.sessions()[h].get("status") == "ready":
-                return name
+        """The one manager holding a ready standby session to *h*, and the one every manager's
+        plan names (None while standbys move: for a while two may hold one, or the plan names
+        an instance that has not opened its session yet)."""
+        holding = {name: mgr.sessions().get(h) for name, mgr in managers.items()}
+        standing = [n for n, s in holding.items() if s and s.get("role") == "standby"]
+        planned = [n for n, mgr in managers.items() if h in mgr.debug()["standby_for"]]
+        if len(standing) == 1 and planned == standing \
+                and holding[standing[0]].get("status") == "ready":
+            return standing[0]
         return None
 
-    wait_for("the host's standby ready", lambda: standby_of(host), 60, step=0.5)
+    wait_for("one ready standby for the host", lambda: standby_of(host), 60, step=0.5)
     owner = ownership(c.live())["owners"][host]
     standby = standby_of(host)
     third = next(x for x in managers if x not in (owner, standby))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -24,10 +23,9 @@ import pytest
 from tests.support import netns
 from tests.support.servers import throwaway_postgres, throwaway_redis
 
-from .cluster import Cluster, http, ownership, wait_for
+from .cluster import Cluster, ownership, wait_for
+from .stream import Stream, check_once
 from .test_cluster_e2e import metric, register
-
-RATE = 10.0  # actions per second, as the issue's scenarios have them
 
 
 @pytest.fixture
@@ -114,70 +112,6 @@ class Net:
         return self.links[f"{kind}{1 if manager == 'mgr-a' else 2}"]
 
 
-class Stream:
-    """Posts one action every 1/RATE s to *via* (any instance enqueues), in a thread; each
-    action appends ``TAG HOST_NANOS`` to *out* in the host's shell."""
-
-    def __init__(self, via, host: str, token: str, out: Path):
-        self.via, self.host, self.token, self.out = via, host, token, out
-        self.posted: list[str] = []
-        self.refused: list[tuple[str, int, object]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.is_set():
-            tag = f"P{n:04d}"
-            action = {"id": tag, "action_type": "terminal_write",
-                      "payload": {"bytes": f"echo {tag} $(date +%s%N) >> {self.out}\r"}}
-            for _ in range(50):  # a refused action is sent again, as a client would
-                status, body, _ = http("POST", f"{self.via.url}/sessions/{self.host}/actions",
-                                       {"controller_token": self.token, "actions": [action]})
-                if status == 200:
-                    self.posted.append(tag)
-                    break
-                # during the hand-over the API says the transport is down: retry soon
-                self.refused.append((tag, status, body.get("error_code", body)))
-                self._stop.wait(0.05)
-            n += 1
-            self._stop.wait(1 / RATE)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def applied(self) -> list[tuple[str, float]]:
-        out = []
-        text = self.out.read_text() if self.out.exists() else ""
-        for line in text.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1].isdigit():
-                out.append((parts[0], int(parts[1]) / 1e9))
-        return out
-
-
-def _check_once(stream: Stream) -> float:
-    """Every accepted action applied exactly once; returns the longest gap between effects."""
-    wait_for("every accepted action applied",
-             lambda: {t for t, _ in stream.applied()} >= set(stream.posted), 60, step=0.5)
-    time.sleep(1.0)  # a stretch after the last effect: a late duplicate would land in it
-    applied = stream.applied()
-    tags = [t for t, _ in applied]
-    doubled = sorted({t for t in tags if tags.count(t) > 1})
-    lost = sorted(set(stream.posted) - set(tags))
-    assert not lost and not doubled, f"lost {lost}, applied twice {doubled}"
-    # what was refused was refused clearly (the owner's transport was down), never silently
-    assert all(status == 409 and "child_offline" in str(why) for _, status, why in stream.refused), \
-        stream.refused
-    times = sorted(t for _, t in applied)
-    return max(b - a for a, b in zip(times, times[1:], strict=False))
-
-
 def _failover_events(m, host: str) -> list[dict]:
     return [e for e in m.events() if "failover_initiated" in str(e.get("log_format", ""))
             and e.get("host_session_id") == host]
@@ -206,7 +140,7 @@ def test_a_manager_cut_off_from_its_host_loses_it_to_the_standby_the_host_tells(
         finally:
             net.topo.heal(net.link_of(victim.instance_id, "h"))
         time.sleep(2.0)  # keep posting across the heal
-    gap = _check_once(stream)
+    gap = check_once(stream)
     [initiated] = _failover_events(survivor, host)
     assert initiated["detection_signal"] == "host", initiated
     rows = {h["host_session_id"]: h for h in survivor.debug()["hosts"]}
@@ -244,7 +178,7 @@ def test_a_manager_cut_off_from_redis_is_replaced_and_applies_nothing_stale(net)
         finally:
             net.topo.heal(net.link_of(victim.instance_id, "r"))
         time.sleep(2.0)
-    gap = _check_once(stream)
+    gap = check_once(stream)
     [initiated, *_] = _failover_events(survivor, host)
     assert initiated["detection_signal"] == "membership", initiated
     wait_for("the cut-off manager lets the host go after the heal",

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from .cluster import http, ownership, wait_for
+from .stream import Stream, check_once
 from .test_cluster_e2e import lines, metric, register, write_to
 
 HOSTS = 6
@@ -128,11 +129,12 @@ def test_a_paused_owner_is_fenced_when_it_wakes_and_nothing_is_applied_twice(clu
 
 
 def _pair_with_standbys(c, count: int, **env: str):
+    """Two managers with standbys on their defaults (lease renewed every 0.3 s, timeout 1 s;
+    bus heartbeat every 0.25 s, timeout 1 s) unless *env* says otherwise."""
     c.start_road()
     hosts = c.start_hosts(count)
     listing = c.hosts_file(hosts)
-    managers = {x: c.start_manager(x, 10, listing, BEACH_MANAGER_STANDBY="1",
-                                   BEACH_MANAGER_HEARTBEAT_INTERVAL="0.4", **env)
+    managers = {x: c.start_manager(x, 10, listing, BEACH_MANAGER_STANDBY="1", **env)
                 for x in ("mgr-a", "mgr-b")}
     for m in managers.values():
         c.wait_ready(m)
@@ -155,7 +157,7 @@ def test_a_pause_shorter_than_the_timeout_moves_nothing_and_a_restart_takes_noth
     victim = managers[owners[ids[0]]]
     mine = sorted(h for h in ids if owners[h] == victim.instance_id)
     victim.proc.send_signal(signal.SIGSTOP)
-    time.sleep(0.3)  # shorter than the failure timeout (two 0.4 s heartbeats and a tick)
+    time.sleep(0.5)  # a 500 ms pause: shorter than the 1 s lease and liveness timeouts
     victim.proc.send_signal(signal.SIGCONT)
     time.sleep(2.0)  # a stretch after it: nothing may have moved
     assert ownership(c.live())["owners"] == owners
@@ -169,7 +171,7 @@ def test_a_pause_shorter_than_the_timeout_moves_nothing_and_a_restart_takes_noth
                                          for h in mine), 30, step=0.2)
     victim.proc.wait(10)
     back = c.start_manager(victim.instance_id, 10, c.workdir / "hosts.txt",
-                           BEACH_MANAGER_STANDBY="1", BEACH_MANAGER_HEARTBEAT_INTERVAL="0.4")
+                           BEACH_MANAGER_STANDBY="1")
     c.wait_ready(back)
     wait_for("the restarted one stands by for the hosts it lost",
              lambda: all(back.sessions().get(h, {}).get("role") == "standby" for h in mine), 60)
@@ -186,10 +188,18 @@ def test_sigterm_drains_by_promoting_the_standbys(cluster):
     staying = next(m for m in managers.values() if m is not leaving)
     handed = sorted(h for h in ids if owners[h] == leaving.instance_id)
     before = {h: staying.sessions()[h]["transport_id"] for h in handed}
-    c.kill(leaving.instance_id, signal.SIGTERM)
-    wait_for("the drain", lambda: all(staying.sessions().get(h, {}).get("role") == "active"
-                                      for h in handed), 30, step=0.2)
-    assert leaving.proc.wait(20) in (0, -signal.SIGTERM)  # a clean exit (twist re-raises it)
+    host = handed[0]
+    token = register(staying, host)
+    with Stream(staying, host, token, c.workdir / f"{host}.drain.out") as stream:
+        wait_for("actions flowing", lambda: len(stream.applied()) >= 10, 30, step=0.2)
+        c.kill(leaving.instance_id, signal.SIGTERM)
+        wait_for("the drain", lambda: all(staying.sessions().get(h, {}).get("role") == "active"
+                                          for h in handed), 30, step=0.2)
+        assert leaving.proc.wait(20) in (0, -signal.SIGTERM)  # a clean exit (twist re-raises it)
+        time.sleep(1.0)  # the stream goes on through the new owner
+    gap = check_once(stream)
+    print(f"SIGTERM drain: {len(stream.posted)} actions at 10/s, each once; longest gap between "
+          f"effects {gap:.2f}s; {len(stream.refused)} post(s) answered 409 and sent again")
     after = staying.sessions()
     assert {h: after[h]["transport_id"] for h in handed} == before  # promoted: make-before-break
     assert metric(staying, "failover_total", reason="attached") == 0
