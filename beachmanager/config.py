@@ -253,6 +253,10 @@ SETTINGS += (
             "Seconds between bus heartbeats to each host (active and standby sessions); the "
             "harness answers. Unset: 0.25 with BEACH_MANAGER_STANDBY, off without; 0: off.",
             non_negative_float(60)),
+    Setting("liveness_standby_interval", "BEACH_MANAGER_LIVENESS_STANDBY_INTERVAL", "1",
+            "Seconds between bus heartbeats from a standby session (it needs the host's word "
+            "about the owner, not a close watch); its own transport is lost after three.",
+            positive_float(60)),
     Setting("liveness_timeout", "BEACH_MANAGER_LIVENESS_TIMEOUT", "1",
             "Seconds without a heartbeat answer before a host's transport is redone, and of "
             "silence from the active manager, reported by the host, before a standby takes it.",

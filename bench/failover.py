@@ -3,7 +3,7 @@
 
 For each mode, in the same run (``--modes standby,cold``): a fresh Redis, database, devstack
 Road and a farm of ``--hosts`` devstack hosts (real shells, one process), two manager processes
-(``--heartbeat`` seconds between membership heartbeats; dead after two missed), the bus
+(``--heartbeat`` seconds between membership heartbeats, dead after ``--lease``), the bus
 heartbeat on in both modes (``--liveness`` s: a standby deployment's active sessions ping too,
 so both modes pay it).  Once every host is ready (and, with standbys, every standby is), an
 action stream runs to every host the victim owns (one client thread, round-robin, at most
@@ -135,6 +135,7 @@ def _measure(c: Cluster, mode: str, args, workdir: Path) -> dict:
     listing = c.hosts_file(hosts)
     env = {"BEACH_MANAGER_HEARTBEAT_INTERVAL": str(args.heartbeat),
            "BEACH_MANAGER_STANDBY": "1" if mode == "standby" else "0",
+           "BEACH_MANAGER_LEASE_TIMEOUT": str(args.lease),
            "BEACH_MANAGER_LIVENESS_INTERVAL": str(args.liveness),
            "BEACH_MANAGER_HTTP_ACCESS_LOG": "errors"}
     managers = {x: c.start_manager(x, args.hosts, listing, **env) for x in ("mgr-a", "mgr-b")}
@@ -230,7 +231,8 @@ def _metric(m, name: str) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hosts", type=int, default=50)
-    ap.add_argument("--heartbeat", type=float, default=0.4)
+    ap.add_argument("--heartbeat", type=float, default=0.3, help="membership heartbeat (both modes)")
+    ap.add_argument("--lease", type=float, default=1.0, help="lease timeout (both modes)")
     ap.add_argument("--modes", default="standby,cold")
     ap.add_argument("--rest", type=float, default=3.0, help="seconds at rest before measuring")
     ap.add_argument("--liveness", type=float, default=0.25, help="bus heartbeat interval (both modes)")

@@ -21,7 +21,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
         hosts = deps.hosts
         if hosts is None:
             return error_body(request, 503, "service_unavailable", "the hosts service is not running")
-        items = [m.status() for m in list(hosts.machines.values())]
+        items = [hosts.transport_state(h) for h in list(hosts.machines)]
         return json_body(request, {"counts": hosts.counts(), "transports": items})
 
     @on("debug.transport")

@@ -80,6 +80,7 @@ class HostManager(ReadyService):
         cfg = ctx.config
         self.liveness = LivenessKeeper(ctx.clock, instance_id=cfg.instance_id,
                                        interval=cfg.liveness_every, timeout=cfg.liveness_timeout,
+                                       standby_interval=cfg.liveness_standby_interval,
                                        sessions=lambda: self.machines, epoch_of=self.epoch_of)
         self._unsubscribe = events.subscribe(self._session_changed)
 
@@ -282,7 +283,11 @@ class HostManager(ReadyService):
 
     def transport_state(self, host_session_id: str, detail: bool = False) -> dict[str, Any] | None:
         m = self.machines.get(host_session_id)
-        return m.status(detail=detail) if m is not None else None
+        if m is None:
+            return None
+        out = m.status(detail=detail)
+        out["epoch"] = self.epochs.get(host_session_id)  # the ownership epoch held here (active)
+        return out
 
     # -- reporting -------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

@@ -1,12 +1,15 @@
 """The manager's end of the bus heartbeat (:mod:`beachmanager.protocol.liveness`).
 
 One :class:`LivenessKeeper` per instance: a single timer on the injected clock pings every
-ready session (active and standby) each *interval*; the harness answers on that session's
-transport.  What an answer does:
+ready active session each *interval* and every standby session each *standby_interval*
+(slower: a standby needs the host's word about the owner and its own transport's health, not
+a close watch; that keeps pings from standbys at a quarter of the traffic); the harness
+answers on that session's transport.  What an answer does:
 
 * the first one tells the session that its host answers heartbeats: from then on the ready
-  transport is lost after *timeout* seconds of silence (the attach machine's
-  ``LivenessConfirmed``), not after the 45 s traffic timeout kept for hosts that never answer;
+  transport is lost after *timeout* seconds of silence (a standby: three standby intervals,
+  at least *timeout*; the attach machine's ``LivenessConfirmed``), not after the 45 s traffic
+  timeout kept for hosts that never answer;
 * on a standby session, an answer that says the host's active manager (another instance) has
   been silent for *timeout* goes to the ``owner_silent`` listeners (the assignment service,
   which asks the store to take the host over); at most one report per host per *timeout*.
@@ -41,11 +44,15 @@ class LivenessKeeper:
 
     def __init__(self, clock: IReactorTime, *, instance_id: str, interval: float, timeout: float,
                  sessions: Callable[[], dict[str, HostSession]],
-                 epoch_of: Callable[[str], int | None]):
+                 epoch_of: Callable[[str], int | None], standby_interval: float | None = None):
         self.clock = clock
         self.instance_id = instance_id
         self.interval = interval
         self.timeout = timeout
+        standby_interval = standby_interval if standby_interval is not None else interval
+        #: a standby session is pinged every this many ticks (spread over the ticks by host)
+        self.standby_every = max(1, round(standby_interval / interval)) if interval > 0 else 1
+        self.standby_timeout = max(timeout, 3 * self.standby_every * interval)
         self._sessions = sessions
         self._epoch_of = epoch_of
         self._listeners: list[OwnerSilent] = []
@@ -77,10 +84,14 @@ class LivenessKeeper:
 
     def _tick(self) -> None:
         self._seq += 1
+        slot = self._seq % self.standby_every
         for host, session in list(self._sessions().items()):
             if not session.is_up:
                 continue
-            role = "active" if session.role is Role.ACTIVE else "standby"
+            active = session.role is Role.ACTIVE
+            if not active and self.standby_every > 1 and hash(host) % self.standby_every != slot:
+                continue
+            role = "active" if active else "standby"
             ping = liveness.Ping(self._seq, self.instance_id, role, self._epoch_of(host) or 0)
             if session.bus.publish(NAMESPACE, TOPIC_HEARTBEAT, ping.to_json()):
                 self.sent += 1
@@ -100,7 +111,10 @@ class LivenessKeeper:
         session = self._sessions().get(host)
         if session is None:
             return
-        session.watch_liveness(self.timeout)  # idempotent: the first answer counts
+        # idempotent: the first answer counts (a promoted standby is told the shorter timeout
+        # by its next answer)
+        session.watch_liveness(self.timeout if session.role is Role.ACTIVE
+                               else self.standby_timeout)
         if session.role is not Role.STANDBY or pong.active in (None, self.instance_id):
             return
         if not pong.reports_silent(pong.active or "", self.timeout):
@@ -119,7 +133,9 @@ class LivenessKeeper:
         self._reported.pop(host, None)
 
     def status(self) -> dict[str, object]:
-        return {"interval": self.interval, "timeout": self.timeout, "sent": self.sent,
+        return {"interval": self.interval, "timeout": self.timeout,
+                "standby_interval": self.standby_every * self.interval,
+                "standby_timeout": self.standby_timeout, "sent": self.sent,
                 "answers": self.answers, "unparsable": self.unparsable}
 
 

@@ -78,3 +78,18 @@ def test_an_answer_makes_the_session_watch_closely_and_a_silent_owner_is_reporte
     sessions["h-s"].answer(lv.Pong(5, "me", 5, 5000))
     sessions["h-s"].bus.deliver(NAMESPACE, TOPIC_HEARTBEAT, b'{"type":"heartbeat_reply","payload":{}}')
     assert len(reports) == 2 and k.unparsable == 1
+
+
+def test_standby_sessions_are_pinged_less_often_and_watched_more_loosely():
+    clock = Clock()
+    sessions = {"h-a": FakeSession("h-a", Role.ACTIVE), "h-s": FakeSession("h-s", Role.STANDBY)}
+    k = LivenessKeeper(clock, instance_id="me", interval=0.25, timeout=1.0, standby_interval=1.0,
+                       sessions=lambda: sessions, epoch_of=lambda h: None)
+    for s in sessions.values():
+        k.watch(s.bus)
+    k.start()
+    for _ in range(8):
+        clock.advance(0.25)
+    assert len(sessions["h-a"].sent) == 8 and len(sessions["h-s"].sent) == 2
+    sessions["h-s"].answer(lv.Pong(1, "other", 1, 0))
+    assert sessions["h-s"].watched == [3.0]
