@@ -23,7 +23,8 @@ def test_pack_and_unpack():
         c.pack_cell(-1)
 
 
-@given(st.characters(), st.integers(0, (1 << 32) - 1))
+# surrogates are not characters a terminal shows: they unpack as U+FFFD (test_display_rules)
+@given(st.characters(blacklist_categories=("Cs",)), st.integers(0, (1 << 32) - 1))
 def test_pack_round_trip(ch, style):
     cell = c.pack_cell(ch, style)
     assert c.unpack_cell(cell) == (ch, style)
