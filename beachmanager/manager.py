@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .assign.intake import HostIntake
     from .assign.service import AssignmentService
     from .auth.service import AuthService
+    from .controller.agent_gateway import AgentGateway
     from .controller.delivery import Publisher
     from .controller.leases import Leases
     from .controller.service import ControllerService
@@ -59,6 +60,7 @@ class ManagerParts:
     intake: HostIntake
     session_beaches: SessionBeaches
     http: HttpService
+    agents: AgentGateway | None = None
     postgres: PostgresService | None = None
     redis: RedisService | None = None
     dev_road: RoadService | None = None
@@ -192,6 +194,8 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
                               targets=configured_targets(config))
     assign.stop_timeout = config.stop_timeout
     hosts.publisher.deliver_only_while(assign.lease_held)
+    session_beaches = SessionBeaches(registry.store, clock)
+    agents = _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts)
     intake = HostIntake(config.instance_id, clock, registry.store, events, hosts, assign)
     dev_hosts = None
     if config.dev_hosts:
@@ -209,7 +213,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     root.parts = ManagerParts(
         events=events, registry=registry, auth=auth, leases=leases, hosts=hosts,
         controller=controller, assign=assign, intake=intake,
-        session_beaches=SessionBeaches(registry.store, clock), http=http, postgres=postgres,
+        session_beaches=session_beaches, http=http, agents=agents, postgres=postgres,
         redis=redis, dev_road=dev_road, dev_hosts=dev_hosts)
     parts = root.parts
     deps = root.api = ApiDeps(ctx=ctx, readiness=root.readiness, auth=auth, registry=registry.store,
@@ -217,6 +221,25 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
                    events=events, controller=controller, assign=assign, intake=intake,
                    stores=parts.stores)
     return root
+
+
+def _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts):
+    """Controller agents on the bus: checked like REST calls, sent down the same path."""
+    from .api.tenancy import tenant_for
+    from .controller.agent_gateway import AgentGateway
+
+    def authenticate(token: str):
+        return auth.authenticate("Bearer " + token, "bus:agent")
+
+    agents = AgentGateway(ctx.clock, authenticate=authenticate,
+                          authorize=lambda p, scope: auth.authorize(p, scope, "bus:agent"),
+                          tenant_of=lambda p, s, w: tenant_for(session_beaches, p, s, w),
+                          leases=leases, submit=controller.submit, send=hosts.send,
+                          metrics=ctx.metrics)
+    hosts.add_bus_watcher(agents.watch)
+    hosts.subscriber.on("ack", agents.target_ack)
+    hosts.subscriber.on("state", agents.target_state)
+    return agents
 
 
 def _postgres(config: Config, clock) -> PostgresService:

@@ -11,7 +11,7 @@ Unknown sessions are not kept (a session registered elsewhere is found at once).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -63,22 +63,41 @@ def beach_tenant(principal: Principal, private_beach_id: str) -> Tenant:
     return Tenant(path_id(private_beach_id, "private beach id"), principal.account_id)
 
 
-async def session_tenant(deps: ApiDeps, request, principal: Principal, session_id: str) -> Tenant:
-    """The tenant of a ``/sessions/<session_id>/...`` route.
+class TenancyError(Exception):
+    """The principal cannot act on the session (``status`` and ``code`` as the API answers)."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+async def tenant_for(beaches: SessionBeaches, principal: Principal, session_id: str,
+                     wanted: str | None = None) -> Tenant:
+    """The tenant through which *principal* acts on *session_id* (REST and the bus alike).
 
     The session's private beach is looked up; a token bound to one private beach only
-    sees sessions there; a session in several private beaches needs
-    ``?private_beach_id=``.  Unknown (or invisible) sessions are 404.
+    sees sessions there; a session in several private beaches needs *wanted*.  Unknown (or
+    invisible) sessions are ``session_not_found``.
     """
     path_id(session_id, "session id")
-    wanted = query_arg(request, "private_beach_id")
     if wanted is not None:
         path_id(wanted, "private_beach_id")
-    beaches = await deps.session_beaches.lookup(session_id)
-    candidates = [pb for pb in beaches if principal.may_use_beach(pb) and wanted in (None, pb)]
+    found = await beaches.lookup(session_id)
+    candidates = [pb for pb in found if principal.may_use_beach(pb) and wanted in (None, pb)]
     if not candidates:
-        raise ApiError(404, "no such session", "session_not_found")
+        raise TenancyError(404, "session_not_found", "no such session")
     if len(candidates) > 1:
-        raise ApiError(409, "the session belongs to several private beaches; name one with "
-                       "?private_beach_id=", "ambiguous_session", private_beach_ids=candidates)
+        raise TenancyError(409, "ambiguous_session", "the session belongs to several private "
+                           "beaches; name one with private_beach_id", private_beach_ids=candidates)
     return Tenant(candidates[0], principal.account_id)
+
+
+async def session_tenant(deps: ApiDeps, request, principal: Principal, session_id: str) -> Tenant:
+    """The tenant of a ``/sessions/<session_id>/...`` route (:func:`tenant_for`, with
+    ``?private_beach_id=`` naming the beach of a session in several)."""
+    try:
+        return await tenant_for(deps.session_beaches, principal, session_id,
+                                query_arg(request, "private_beach_id"))
+    except TenancyError as e:
+        message = e.message.replace("with private_beach_id", "with ?private_beach_id=")
+        raise ApiError(e.status, message, e.code, **e.extra) from None

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from ..protocol import harness as hj
 from ..protocol import liveness
 from ..protocol.extensions import TOPIC_ASSOCIATION, TOPIC_HEARTBEAT
+from .agent import Agent, AgentSettings, Driver
 from .publisher import DEFAULT_HEALTH_INTERVAL, DEFAULT_STATE_INTERVAL, Publisher
 from .subscriber import DEFAULT_DEDUP_SIZE, DEFAULT_MAX_QUEUE, TOPICS, ActionSubscriber
 
@@ -52,7 +53,9 @@ def _rss_bytes() -> int:
 class Harness:
     def __init__(self, bus: Bus, terminal: Terminal, clock, *, state_interval: float = DEFAULT_STATE_INTERVAL,
                  health_interval: float = DEFAULT_HEALTH_INTERVAL, dedup_size: int = DEFAULT_DEDUP_SIZE,
-                 max_queue: int = DEFAULT_MAX_QUEUE, drop_first_acks: int = 0):
+                 max_queue: int = DEFAULT_MAX_QUEUE, drop_first_acks: int = 0,
+                 agent: AgentSettings | None = None, driver: Driver | None = None,
+                 agent_events: Callable[[dict[str, Any]], None] | None = None):
         self.bus = bus
         self.terminal = terminal
         self.clock = clock
@@ -62,6 +65,9 @@ class Harness:
         self.subscriber = ActionSubscriber(clock, write=terminal.write, ack=self._ack,
                                            dedup_size=dedup_size, max_queue=max_queue)
         self.watch = liveness.ActiveWatch()
+        #: agent mode: this host drives another one through its manager (``harness/agent.py``)
+        self.agent = (Agent(bus, clock, self.subscriber.fence, agent, driver, agent_events)
+                      if agent is not None and driver is not None else None)
         self._unsubscribe: list[Callable[[], None]] = []
         self._rejects_reported = 0
         self.started = False
@@ -75,6 +81,8 @@ class Harness:
         self._unsubscribe.append(self.bus.subscribe(TOPIC_ASSOCIATION, self.subscriber.associate))
         self._unsubscribe.append(self.bus.subscribe(TOPIC_HEARTBEAT, self._heartbeat))
         self.publisher.start()
+        if self.agent is not None:
+            self.agent.start()
 
     def stop(self) -> None:
         self.started = False
@@ -83,6 +91,8 @@ class Harness:
         self._unsubscribe = []
         self.publisher.stop()
         self.subscriber.stop()
+        if self.agent is not None:
+            self.agent.stop()
 
     def _ack(self, ack: hj.ActionAck) -> None:
         if self.acks_to_drop > 0 and ack.status is hj.AckStatus.OK:
@@ -132,4 +142,5 @@ class Harness:
     def status(self) -> dict[str, Any]:
         return {**self.subscriber.status(), "state_sequence": self.publisher.state_sequence,
                 "heartbeats_answered": self.watch.pings, "active_peer": self.watch.active_peer,
+                **({"agent": self.agent.status()} if self.agent is not None else {}),
                 "published": dict(self.publisher.published)}

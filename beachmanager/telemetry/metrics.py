@@ -91,6 +91,9 @@ class Metrics:
         self.standby_ready_hosts = Gauge(
             "standby_ready_hosts", "Hosts owned elsewhere that this instance holds a ready "
             "standby session to (hot failover)", registry=r)
+        self.agent_messages_total = Counter(
+            "agent_messages_total", "Messages of controller agents on the bus, by outcome (ok, "
+            "or the refusal's code)", ["outcome"], registry=r)
         self.http_fallback_total = Counter(
             "http_fallback_total", "Downgrades to HTTP (kept at zero: the bus has no HTTP fallback)",
             registry=r)

@@ -21,6 +21,7 @@ them).  Stopping closes every transport gracefully, in parallel.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, succeed
@@ -31,6 +32,7 @@ from ..bus.publisher import PUBLISHES, ManagerPublisher
 from ..bus.subscriber import SUBSCRIBES, ManagerSubscriber
 from ..cache.mirror import TerminalMirror
 from ..protocol import crypto, fencing
+from ..protocol.agent import AGENT_TOPICS
 from ..protocol.extensions import NAMESPACE, TOPIC_ASSOCIATION
 from ..service import FatalStartupError, ReadyService
 from ..telemetry.logs import fields
@@ -66,7 +68,8 @@ class HostManager(ReadyService):
         self.targets = tuple(targets)
         self.stop_timeout = max(ctx.config.stop_timeout, 5.0)
         self.machines: dict[str, HostSession] = {}
-        self.table = TopicTable.merge(SUBSCRIBES, PUBLISHES, LIVENESS_TOPICS)
+        self.table = TopicTable.merge(SUBSCRIBES, PUBLISHES, LIVENESS_TOPICS, AGENT_TOPICS)
+        self._bus_watchers: list[Callable[[HostBus], None]] = []
         self.subscriber = ManagerSubscriber()
         self.publisher = ManagerPublisher(self.bus, events)
         self.settings: AttachSettings | None = None
@@ -200,6 +203,8 @@ class HostManager(ReadyService):
         bus = HostBus(host_session_id, self.table, self.ctx.metrics, cfg.instance_id)
         self.subscriber.attach(bus)
         self.liveness.watch(bus)
+        for watcher in self._bus_watchers:
+            watcher(bus)
         machine = HostSession(host_session_id, join_code, settings, reactor=self.ctx.reactor,
                               clock=self.clock, road=road, keys=self.keys,
                               metrics=self.ctx.metrics, bus=bus, events=self.events, role=role,
@@ -209,6 +214,15 @@ class HostManager(ReadyService):
                                                                    manager_instance_id=cfg.instance_id))
         machine.start()
         return machine
+
+    def add_bus_watcher(self, watcher: Callable[[HostBus], None]) -> None:
+        """Call *watcher* with every host's bus from now on (to subscribe to its topics)."""
+        self._bus_watchers.append(watcher)
+
+    def send(self, host_session_id: str, topic: str, payload: bytes) -> bool:
+        """Publish one frame in namespace ``manager`` to a host (False: not sent now)."""
+        bus = self.bus(host_session_id)
+        return bus is not None and bus.publish(NAMESPACE, topic, payload)
 
     def set_epoch(self, host_session_id: str, epoch: int) -> None:
         """The ownership epoch this instance holds the host at (fencing); the harness is told

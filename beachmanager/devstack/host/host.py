@@ -114,7 +114,8 @@ class BeachHost(ReadyService):
         self.pty.start()
         if s.harness:
             self.harness = Harness(self.bus, _HarnessTerminal(self), self.clock, state_interval=s.state_interval,
-                                   health_interval=s.health_interval, drop_first_acks=s.drop_first_acks)
+                                   health_interval=s.health_interval, drop_first_acks=s.drop_first_acks,
+                                   **_agent_mode(s, self.clock))
             self.harness.start()
         reg = await self.road.register(self.session_id, s.join_code)
         self.join_code = reg["join_code"]
@@ -315,6 +316,28 @@ class RunningHost:
 
     def stop(self) -> Deferred:
         return self.host.stopService()
+
+
+def _agent_mode(s: HostSettings, clock) -> dict:
+    """The harness's agent-mode arguments from the settings (none without a target)."""
+    if s.agent_target is None or s.agent_token is None:
+        return {}
+    import json
+
+    from ...harness.agent import AgentSettings
+    from ..agents import ScriptDriver
+
+    events = None
+    if s.agent_events:
+        path = s.agent_events
+
+        def events(event: dict) -> None:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"at": clock.seconds(), **event}) + "\n")
+
+    return {"agent": AgentSettings(s.agent_target, s.agent_token, s.agent_beach),
+            "driver": ScriptDriver(clock, s.agent_script, s.agent_interval),
+            "agent_events": events}
 
 
 def start_host(road_url: str, reactor=None, clock=None, session_keys: SessionKeyCache | None = None,

@@ -48,6 +48,14 @@ class HostSettings:
     #: on the wire after the host applied the action; the manager must redeliver and the
     #: harness must recognise the replay).
     drop_first_acks: int = 0
+    # -- agent mode: drive another host through the manager over the bus --------------------
+    agent_target: str | None = None
+    agent_token: str | None = None
+    agent_beach: str | None = None
+    agent_script: tuple[str, ...] = ()
+    agent_interval: float = 0.1
+    #: a file that gets one JSON line per thing the agent hears (tests and demos read it)
+    agent_events: str | None = None
     health_interval: float = 5.0
     #: Stop the host when the PTY program exits (the ``twistd`` behaviour).
     exit_with_command: bool = False

@@ -54,6 +54,16 @@ class Options(usage.Options):
         ["health-interval", None, "5", "Seconds between beach.manager.health messages."],
         ["history", None, "1000", "Rows of scrollback kept in the cache."],
         ["info-file", None, None, "Also write the bootstrap JSON line to this file."],
+        ["agent-target", None, None, "Agent mode: drive this host session through the manager "
+                                     "over the bus (needs --agent-script)."],
+        ["agent-token", None, None, "Agent mode: the Beach Gate / Clerk token sent with each "
+                                    "request [env BEACH_AGENT_TOKEN]."],
+        ["agent-beach", None, None, "Agent mode: the target's private beach (when it is in several)."],
+        ["agent-script", None, None, "Agent mode: a file of lines to type into the target, one "
+                                     "action each."],
+        ["agent-interval", None, "0.1", "Agent mode: seconds between the script's actions."],
+        ["agent-events", None, None, "Agent mode: append what the agent hears (lease, acks, "
+                                     "states, errors) to this file, one JSON line each."],
     ]
     optFlags = [
         ["honour-resize", None, "Apply Resize frames from peers (default: log and ignore them)."],
@@ -107,7 +117,27 @@ class Options(usage.Options):
             state_interval=_number("state-interval", self["state-interval"]),
             health_interval=_number("health-interval", self["health-interval"]),
             exit_with_command=not self["keep-running"],
+            **self._agent(env),
         )
+
+    def _agent(self, env: Mapping[str, str]) -> dict:
+        target = self["agent-target"]
+        if target is None:
+            return {}
+        token = self["agent-token"] or env.get("BEACH_AGENT_TOKEN")
+        if not token:
+            raise usage.UsageError("--agent-target needs --agent-token (or BEACH_AGENT_TOKEN)")
+        if not self["agent-script"]:
+            raise usage.UsageError("--agent-target needs --agent-script")
+        try:
+            with open(self["agent-script"], encoding="utf-8") as f:
+                lines = tuple(line.rstrip("\n") for line in f if line.strip())
+        except OSError as e:
+            raise usage.UsageError(f"--agent-script: {e}") from None
+        return {"agent_target": target, "agent_token": token, "agent_beach": self["agent-beach"],
+                "agent_script": lines,
+                "agent_interval": _number("agent-interval", self["agent-interval"]),
+                "agent_events": self["agent-events"]}
 
 
 def print_info(info: dict, path: str | None = None) -> None:

@@ -1,0 +1,258 @@
+"""Controller agents on the bus: the manager's end (:mod:`beachmanager.protocol.agent`).
+
+An agent host's harness asks for a controller lease on a target host and publishes actions
+for it over its own transport; :class:`AgentGateway` checks each message exactly as the REST
+API checks a request and sends it down the same path:
+
+* the JWT in the message is verified by the auth service and must carry ``pb:control.write``;
+  the target's private beach is found as for ``/sessions/<id>/...`` (a token bound to another
+  beach does not see the target);
+* a lease is taken with :class:`~beachmanager.controller.leases.Leases` (PostgreSQL or its
+  twin), actions are checked against the lease and parsed by the REST parser, then submitted
+  to the controller (the host's queue: backpressure, expiry, exactly-once all apply);
+* every refusal is an ``error`` message to the agent naming the request, with the same codes
+  as the API (``missing_scope``, ``session_not_found``, ``lease_expired``, ``invalid_action``,
+  ``too_many_requests``...), counted in ``agent_messages_total{outcome}``.
+
+The target's acks of the agent's actions and the target's states are forwarded to the agent
+while its lease lives (acks only to the agent that sent the action).  Bounded: at most
+:data:`MAX_INFLIGHT` messages of one agent in work at once (beyond: ``busy``), at most
+:data:`MAX_WATCHERS` agents per target, :data:`MAX_IDS` remembered action ids.  A bad message
+from one agent costs only that agent an error.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from .._aio import background
+from ..auth.principal import AuthFailure, Principal
+from ..bus.bus import BusMessage, HostBus
+from ..protocol import agent as ag
+from ..protocol import harness as hj
+from ..protocol.extensions import NAMESPACE
+from ..registry.store import SessionNotFound, Tenant
+from .commands import CommandError, parse_command
+from .leases import LeaseError, Leases
+from .queue import QueueFull, QueueUnavailable
+
+SCOPE = "pb:control.write"
+MAX_INFLIGHT = 32
+MAX_WATCHERS = 8
+MAX_IDS = 8192
+
+Authenticate = Callable[[str], Awaitable[Principal]]
+TenantOf = Callable[[Principal, str, str | None], Awaitable[Tenant]]
+Submit = Callable[..., Awaitable[Any]]
+Send = Callable[[str, str, bytes], bool]
+
+
+class AgentGateway:
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, *, authenticate: Authenticate,
+                 authorize: Callable[[Principal, str], None], tenant_of: TenantOf,
+                 leases: Leases, submit: Submit, send: Send, metrics=None):
+        self.clock = clock
+        self._authenticate = authenticate
+        self._authorize = authorize
+        self._tenant_of = tenant_of
+        self.leases = leases
+        self._submit = submit
+        self._send = send
+        self.metrics = metrics
+        #: target -> agent host -> (controller token, lease expiry in ms)
+        self.watchers: dict[str, OrderedDict[str, tuple[str, int]]] = {}
+        #: (target, action id) -> the agent host that sent it
+        self._ids: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._inflight: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+
+    # -- wiring ------------------------------------------------------------------------------
+    def watch(self, bus: HostBus) -> None:
+        """Hear agent messages on one host's bus (any host may be an agent)."""
+        for topic in ag.FROM_AGENT:
+            bus.subscribe(NAMESPACE, topic, self._message)
+
+    def target_ack(self, target: str, ack: Any) -> None:
+        agent = self._ids.pop((target, getattr(ack, "id", "")), None)
+        if agent is not None:
+            self._forward(agent, ag.Forwarded("ack", target, hj.to_value(ack)), ag.TOPIC_ACKS)
+
+    def target_state(self, target: str, state: Any) -> None:
+        watchers = self.watchers.get(target)
+        if not watchers:
+            return
+        now = self._now_ms()
+        payload = None
+        for agent, (_, expires) in list(watchers.items()):
+            if expires <= now:
+                del watchers[agent]
+                continue
+            if payload is None:
+                payload = ag.forwarded(ag.Forwarded("state", target, hj.to_value(state)))
+            self._send(agent, ag.TOPIC_STATES, payload)
+        if not watchers:
+            self.watchers.pop(target, None)
+
+    def forget_agent(self, agent: str) -> None:
+        """The agent's transport is gone: stop forwarding to it."""
+        for target in list(self.watchers):
+            self.watchers[target].pop(agent, None)
+            if not self.watchers[target]:
+                del self.watchers[target]
+
+    # -- messages ----------------------------------------------------------------------------
+    def _message(self, m: BusMessage) -> None:
+        agent = m.host_session_id
+        if self._inflight.get(agent, 0) >= MAX_INFLIGHT:
+            self._refuse(agent, ag.Refusal("busy", f"more than {MAX_INFLIGHT} requests of this "
+                                           f"agent are in work; wait for their answers"))
+            return
+        self._inflight[agent] = self._inflight.get(agent, 0) + 1
+        handle = self._lease if m.topic == ag.TOPIC_LEASE else self._actions
+        d = ensureDeferred(self._guarded(agent, handle, m.payload))
+        background(d, "agent message", self.log, host_session_id=agent)
+
+    async def _guarded(self, agent: str, handle, payload: bytes) -> None:
+        try:
+            await handle(agent, payload)
+            self._count("ok")
+        except ag.AgentError as e:
+            self._refuse(agent, ag.Refusal(e.code, str(e), e.request_id))
+        except Refused as e:
+            self._refuse(agent, e.refusal)
+        except Exception as e:  # a store's refusal (unknown session...) or a fault: say so
+            code = getattr(e, "code", None)
+            if not isinstance(code, str):
+                self.log.failure("agent {agent}: a request failed", agent=agent)
+                code = "internal_error"
+            self._refuse(agent, ag.Refusal(code, str(e) or type(e).__name__))
+        finally:
+            left = self._inflight.get(agent, 1) - 1
+            if left > 0:
+                self._inflight[agent] = left
+            else:
+                self._inflight.pop(agent, None)
+
+    async def _checked(self, token: str, target: str, beach: str | None,
+                       rid: str) -> tuple[Principal, Tenant]:
+        try:
+            principal = await self._authenticate(token)
+            self._authorize(principal, SCOPE)
+            tenant = await self._tenant_of(principal, target, beach)
+        except AuthFailure as e:
+            raise Refused(ag.Refusal(e.reason, str(e), rid, target)) from None
+        except Exception as e:  # the API's refusals (invalid id, unknown session...)
+            code = getattr(e, "code", None) or getattr(e, "error_code", None)
+            if code is None:
+                raise
+            raise Refused(ag.Refusal(str(code), getattr(e, "message", str(e)), rid,
+                                     target)) from None
+        return principal, tenant
+
+    async def _lease(self, agent: str, payload: bytes) -> None:
+        r = ag.read_lease_request(payload)
+        principal, tenant = await self._checked(r.token, r.target_session_id, r.private_beach_id,
+                                                r.request_id)
+        try:
+            lease = await self.leases.acquire(tenant, r.target_session_id, principal.account_id,
+                                              f"agent {agent}", r.ttl_ms)
+        except SessionNotFound:
+            raise Refused(ag.Refusal("session_not_found", "no such session", r.request_id,
+                                     r.target_session_id)) from None
+        self._watch(r.target_session_id, agent, lease.token, lease.expires_at_ms)
+        self._send(agent, ag.TOPIC_LEASE, ag.lease(ag.Lease(
+            r.request_id, r.target_session_id, lease.token, lease.expires_at_ms)))
+        self.log.info("agent {agent} holds a controller lease on {target} until {expires}",
+                      agent=agent, target=r.target_session_id, expires=lease.expires_at_ms)
+
+    async def _actions(self, agent: str, payload: bytes) -> None:
+        r = ag.read_actions(payload)
+        target, rid = r.target_session_id, r.request_id
+        _, tenant = await self._checked(r.token, target, r.private_beach_id, rid)
+        try:
+            lease = await self.leases.check(tenant, target, r.controller_token)
+        except LeaseError as e:
+            raise Refused(ag.Refusal(e.code, e.message, rid, target)) from None
+        try:
+            commands = [parse_command(a, i) for i, a in enumerate(r.actions)]
+        except CommandError as e:
+            raise Refused(ag.Refusal("invalid_action", str(e), rid, target)) from None
+        ids = [c["id"] for c in commands]
+        if len(set(ids)) != len(ids):
+            raise Refused(ag.Refusal("duplicate_action_id", "an action id appears twice in the "
+                                     "message", rid, target))
+        for action_id in ids:  # before the submit: an ack may come back at once
+            self._remember(target, action_id, agent)
+        try:
+            await self._submit(target, commands, controller_token=r.controller_token,
+                               beach=tenant.private_beach_id)
+        except QueueFull as e:
+            raise Refused(ag.Refusal("too_many_requests", f"the target's action queue is full "
+                                     f"({e.depth} of {e.bound})", rid, target,
+                                     {"retry_after_seconds": e.retry_after})) from None
+        except QueueUnavailable as e:
+            raise Refused(ag.Refusal("queue_unavailable", str(e), rid, target)) from None
+        self._watch(target, agent, r.controller_token, lease.expires_at_ms)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _watch(self, target: str, agent: str, token: str, expires_at_ms: int) -> None:
+        watchers = self.watchers.setdefault(target, OrderedDict())
+        watchers[agent] = (token, expires_at_ms)
+        watchers.move_to_end(agent)
+        while len(watchers) > MAX_WATCHERS:
+            watchers.popitem(last=False)
+
+    def _remember(self, target: str, action_id: str, agent: str) -> None:
+        self._ids[(target, action_id)] = agent
+        self._ids.move_to_end((target, action_id))
+        while len(self._ids) > MAX_IDS:
+            self._ids.popitem(last=False)
+
+    def _forward(self, agent: str, f: ag.Forwarded, topic: str) -> None:
+        self._send(agent, topic, ag.forwarded(f))
+
+    def _refuse(self, agent: str, r: ag.Refusal) -> None:
+        self._count(r.code)
+        self.log.info("agent {agent}: refused ({code}): {message}", agent=agent, code=r.code,
+                      message=r.message)
+        self._send(agent, ag.TOPIC_ERROR, ag.refusal(r))
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        if self.metrics is not None:
+            self.metrics.agent_messages_total.labels(outcome=_metric_outcome(outcome)).inc()
+
+    def _now_ms(self) -> int:
+        return int(self.clock.seconds() * 1000)
+
+    def status(self) -> dict[str, Any]:
+        return {"targets_watched": len(self.watchers), "remembered_ids": len(self._ids),
+                "counts": dict(self.counts)}
+
+
+class Refused(Exception):
+    def __init__(self, refusal: ag.Refusal):
+        super().__init__(refusal.message)
+        self.refusal = refusal
+
+
+#: outcomes with a metric label of their own (others count as "refused")
+_OUTCOMES = frozenset({"ok", "busy", "bad_message", "too_large", "missing_scope", "missing_token",
+                       "invalid_token", "session_not_found", "missing_lease", "lease_expired",
+                       "lease_revoked", "controller_mismatch", "invalid_action",
+                       "too_many_requests"})
+
+
+def _metric_outcome(code: str) -> str:
+    return code if code in _OUTCOMES else "refused"
+
+
+__all__ = ["AgentGateway"]

@@ -1,0 +1,74 @@
+"""Controller agents on the bus (M9b, first part): an agent host drives a target host through
+the manager with no REST call; the target's acks and states come back to the agent.
+
+Real parts: the manager process, devstack Road, a target host and an agent host (real shells on
+PTYs, each its own process), Redis, PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from .cluster import ownership, wait_for
+from .test_cluster_e2e import lines, metric
+
+
+def start_agent(c, target: str, script: list[str], token: str = "agent-token",
+                name: str = "agent"):
+    """A devstack host in agent mode; returns (its session id and join code, its events file)."""
+    script_file = c.workdir / f"{name}.script"
+    script_file.write_text("".join(line + "\n" for line in script))
+    info, events = c.workdir / f"{name}.info", c.workdir / f"{name}.events"
+    c.spawn(name, [sys.executable, "-m", "twisted", "--log-format=text", "--reactor=beach-asyncio",
+                   "beach-host-dev", "--road", c.road_url, "--session-id", f"{name}-0001",
+                   "--command", "/bin/sh", "--info-file", str(info), "--agent-target", target,
+                   "--agent-token", token, "--agent-script", str(script_file),
+                   "--agent-events", str(events)])
+    wait_for(f"{name} in its room", lambda: info.exists() and info.read_text().strip(), 60)
+    boot = json.loads(info.read_text())
+    return (boot["session_id"], boot["join_code"]), events
+
+
+def heard(events) -> list[dict]:
+    if not events.exists():
+        return []
+    return [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
+
+
+def test_an_agent_takes_a_lease_and_drives_its_target_over_the_bus(cluster):
+    c = cluster
+    c.start_road()
+    [target] = c.start_hosts(1, prefix="target")
+    out = c.workdir / "target.out"
+    tags = [f"AG{i}" for i in range(10)]
+    agent, events = start_agent(c, target[0], [f"echo {t} >> {out}" for t in tags])
+    m = c.start_manager("mgr-a", 10, c.hosts_file([target, agent]))
+    c.wait_ready(m)
+    wait_for("both hosts ready", lambda: len(ownership([m])["ready"]) == 2, 60, step=0.5)
+    m.register(target[0])  # the target belongs to a private beach (the agent's token sees it)
+    wait_for("every line typed by the agent applied", lambda: set(lines(out)) == set(tags), 60)
+    time.sleep(1.0)  # a stretch after the last effect: a late duplicate would land in it
+    assert sorted(lines(out)) == sorted(tags)  # each once
+    wait_for("every ack back at the agent", lambda: sum(
+        1 for e in heard(events) if e["event"] == "ack" and e["ack"]["status"] == "ok") == len(tags),
+        20)
+    kinds = [e["event"] for e in heard(events)]
+    assert "lease" in kinds and "state" in kinds, kinds
+    assert metric(m, "agent_messages_total", outcome="ok") >= 1 + len(tags)
+    print(f"agent: {len(tags)} actions applied once, {kinds.count('ack')} acks and "
+          f"{sum(1 for e in heard(events) if e['event'] == 'state')} state samples back over the bus")
+
+
+def test_an_agent_asking_for_a_host_it_cannot_see_gets_a_clear_bus_error(cluster):
+    c = cluster
+    c.start_road()
+    [target] = c.start_hosts(1, prefix="target")
+    agent, events = start_agent(c, "no-such-session", ["echo never"])
+    m = c.start_manager("mgr-a", 10, c.hosts_file([target, agent]))
+    c.wait_ready(m)
+    wait_for("the refusal at the agent", lambda: any(
+        e["event"] == "error" and e["code"] == "session_not_found" for e in heard(events)), 60)
+    assert not any(e["event"] == "lease" for e in heard(events))
+    assert metric(m, "agent_messages_total", outcome="session_not_found") >= 1
