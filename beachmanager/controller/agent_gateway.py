@@ -246,7 +246,8 @@ class Refused(Exception):
 
 #: outcomes with a metric label of their own (others count as "refused")
 _OUTCOMES = frozenset({"ok", "busy", "bad_message", "too_large", "missing_scope", "missing_token",
-                       "invalid_token", "session_not_found", "missing_lease", "lease_expired",
+                       "malformed_token", "bad_signature", "expired", "unknown_kid",
+                       "wrong_private_beach", "session_not_found", "missing_lease", "lease_expired",
                        "lease_revoked", "controller_mismatch", "invalid_action",
                        "too_many_requests"})
 

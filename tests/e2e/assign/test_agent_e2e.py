@@ -72,3 +72,50 @@ def test_an_agent_asking_for_a_host_it_cannot_see_gets_a_clear_bus_error(cluster
         e["event"] == "error" and e["code"] == "session_not_found" for e in heard(events)), 60)
     assert not any(e["event"] == "lease" for e in heard(events))
     assert metric(m, "agent_messages_total", outcome="session_not_found") >= 1
+
+
+def test_agents_with_the_wrong_credentials_are_refused_on_the_bus_and_a_good_one_drives(cluster):
+    """Real Beach Gate tokens (a key set served over HTTP): a token without the control scope
+    and one bound to another private beach are refused with the API's codes; a good one
+    takes the lease and drives the target."""
+    from tests.support.auth_issuer import GATE_AUDIENCE, GATE_ISSUER, Issuer
+
+    from .cluster import free_port, http
+
+    c = cluster
+    gate = Issuer("ec", GATE_ISSUER, GATE_AUDIENCE)
+    keys = c.workdir / "jwks"
+    keys.mkdir()
+    (keys / "gate.json").write_text(json.dumps(gate.jwks()))
+    port = free_port()
+    c.spawn("jwks", [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                     "--directory", str(keys)])
+    jwks_url = f"http://127.0.0.1:{port}/gate.json"
+    wait_for("the key set served", lambda: http("GET", jwks_url)[0] == 200, 20)
+    c.start_road()
+    [target] = c.start_hosts(1, prefix="target")
+    out = c.workdir / "target.out"
+    read_only = gate.token(scope="pb:control.read", private_beach_id="pb-e2e")
+    elsewhere = gate.token(private_beach_id="pb-other")
+    good = gate.token(private_beach_id="pb-e2e")
+    agents = {name: start_agent(c, target[0], [f"echo {name} >> {out}"], token, name)
+              for name, token in (("scopeless", read_only), ("outsider", elsewhere),
+                                  ("member", good))}
+    m = c.start_manager("mgr-a", 10, c.hosts_file([target, *(a for a, _ in agents.values())]),
+                        AUTH_BYPASS="0", BEACH_GATE_JWKS_URL=jwks_url,
+                        BEACH_GATE_ISSUER=GATE_ISSUER, BEACH_GATE_AUDIENCE=GATE_AUDIENCE)
+    c.wait_ready(m)
+    status, body, _ = http("POST", m.url + "/sessions/register",
+                           {"session_id": target[0], "private_beach_id": "pb-e2e"},
+                           headers={"authorization": f"Bearer {good}"})
+    assert status == 200, body
+
+    def refused(name: str, code: str) -> bool:
+        return any(e["event"] == "error" and e["code"] == code for e in heard(agents[name][1]))
+
+    wait_for("the scopeless agent refused", lambda: refused("scopeless", "missing_scope"), 60)
+    wait_for("the outsider refused", lambda: refused("outsider", "session_not_found"), 60)
+    wait_for("the member's line applied", lambda: lines(out) == ["member"], 60)
+    for name in ("scopeless", "outsider"):
+        assert not any(e["event"] == "lease" for e in heard(agents[name][1])), name
+    assert metric(m, "auth_failure_total", reason="missing_scope") >= 1

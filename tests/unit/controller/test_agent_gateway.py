@@ -1,0 +1,149 @@
+"""The manager's end of the agent topics, with fakes for auth, tenancy, leases and the queue."""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+
+from beachmanager.auth.principal import AuthFailure, Principal
+from beachmanager.bus.bus import BusMessage
+from beachmanager.controller.agent_gateway import MAX_INFLIGHT, AgentGateway
+from beachmanager.controller.leases import LeaseError
+from beachmanager.controller.queue import QueueFull
+from beachmanager.protocol import agent as ag
+from beachmanager.protocol import harness as hj
+from beachmanager.registry.store import Tenant
+
+
+class FakeLease:
+    def __init__(self, token="ctl-1", expires_at_ms=10_000_000):
+        self.token, self.expires_at_ms = token, expires_at_ms
+
+
+class FakeLeases:
+    def __init__(self):
+        self.acquired, self.refuse = [], None
+
+    def acquire(self, tenant, host, account, reason, ttl):
+        self.acquired.append((tenant, host, account, reason, ttl))
+        return succeed(FakeLease())
+
+    def check(self, tenant, host, token):
+        if self.refuse:
+            raise LeaseError(self.refuse, "the lease expired")
+        return succeed(FakeLease(token))
+
+
+class Rig:
+    def __init__(self, scopes=frozenset({"pb:control.write"})):
+        self.clock = Clock()
+        self.sent: list[tuple[str, str, dict]] = []
+        self.submitted: list[tuple[str, list, dict]] = []
+        self.leases = FakeLeases()
+        self.hold: Deferred | None = None
+        self.submit_error: Exception | None = None
+        principal = Principal("user", "acct-1", scopes, "beach-gate")
+
+        async def authenticate(token):
+            if token == "bad":
+                raise AuthFailure("bad_signature", "the token does not verify")
+            return principal
+
+        def authorize(p, scope):
+            if not p.allows(scope):
+                raise AuthFailure("missing_scope", f"needs {scope}", scope=scope)
+
+        async def tenant_of(p, session, wanted):
+            return Tenant("pb-1", p.account_id)
+
+        async def submit(target, commands, *, controller_token, beach):
+            if self.hold is not None:
+                await self.hold
+            if self.submit_error is not None:
+                raise self.submit_error
+            self.submitted.append((target, commands, {"controller_token": controller_token,
+                                                      "beach": beach}))
+
+        def send(host, topic, payload):
+            self.sent.append((host, topic, json.loads(payload)))
+            return True
+
+        self.gw = AgentGateway(self.clock, authenticate=authenticate, authorize=authorize,
+                               tenant_of=tenant_of, leases=self.leases, submit=submit, send=send)
+
+    def hear(self, agent, topic, payload):
+        self.gw._message(BusMessage(agent, "manager", topic, payload, "control_ordered"))
+
+    def errors(self):
+        return [p["payload"] for _, t, p in self.sent if t == ag.TOPIC_ERROR]
+
+
+def lease_req(token="jwt", rid="l1"):
+    return ag.lease_request(ag.LeaseRequest(rid, "target", token))
+
+
+def actions(ids, token="jwt", rid="a1"):
+    acts = tuple({"id": i, "action_type": "terminal_write", "payload": {"bytes": "x"}} for i in ids)
+    return ag.actions_request(ag.ActionsRequest(rid, "target", token, "ctl-1", acts))
+
+
+def test_a_lease_then_actions_go_down_the_controllers_path_and_acks_come_back_to_the_sender():
+    r = Rig()
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req())
+    [(host, topic, lease)] = r.sent
+    assert (host, topic, lease["type"]) == ("agent-1", ag.TOPIC_LEASE, "lease")
+    assert lease["payload"]["controller_token"] == "ctl-1"
+    assert r.leases.acquired[0][1:4] == ("target", "acct-1", "agent agent-1")
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["x1", "x2"]))
+    [(target, commands, kw)] = r.submitted
+    assert target == "target" and [c["id"] for c in commands] == ["x1", "x2"]
+    assert kw == {"controller_token": "ctl-1", "beach": "pb-1"}
+    ack = hj.ActionAck(id="x1", status=hj.AckStatus.OK, applied_at=hj.Timestamp(1, 0))
+    r.gw.target_ack("target", ack)
+    r.gw.target_ack("target", hj.ActionAck(id="someone-else", status=hj.AckStatus.OK,
+                                           applied_at=hj.Timestamp(1, 0)))
+    acks = [p for h, t, p in r.sent if t == ag.TOPIC_ACKS]
+    assert len(acks) == 1 and acks[0]["payload"]["ack"]["id"] == "x1"
+    r.gw.target_state("target", hj.StateDiff(sequence=3, emitted_at=hj.Timestamp(1, 0),
+                                             payload={"type": "terminal_full"}))
+    states = [(h, p) for h, t, p in r.sent if t == ag.TOPIC_STATES]
+    assert states and states[0][0] == "agent-1"
+    assert r.gw.counts == {"ok": 2}
+
+
+def test_refusals_name_their_request_with_the_apis_codes():
+    r = Rig(scopes=frozenset({"pb:control.read"}))
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-scope"))
+    assert r.errors()[-1]["code"] == "missing_scope" and r.errors()[-1]["request_id"] == "l-scope"
+    r = Rig()
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(token="bad"))
+    assert r.errors()[-1]["code"] == "bad_signature"
+    r.leases.refuse = "lease_expired"
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["y"]))
+    assert r.errors()[-1]["code"] == "lease_expired" and not r.submitted
+    r.leases.refuse = None
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["dup", "dup"]))
+    assert r.errors()[-1]["code"] == "duplicate_action_id"
+    bad = ag.actions_request(ag.ActionsRequest("a9", "target", "jwt", "ctl-1", ({"id": "z"},)))
+    r.hear("agent-1", ag.TOPIC_ACTIONS, bad)
+    assert r.errors()[-1]["code"] == "invalid_action"
+    r.submit_error = QueueFull("target", 500, 500, 1, retry_after=2.0)
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["q"]))
+    assert r.errors()[-1]["code"] == "too_many_requests"
+    assert r.errors()[-1]["retry_after_seconds"] == 2.0
+    r.hear("agent-1", ag.TOPIC_LEASE, b"{junk")
+    assert r.errors()[-1]["code"] == "bad_message"
+
+
+def test_one_agent_cannot_hold_more_than_its_share_of_work():
+    r = Rig()
+    r.hold = Deferred()
+    for i in range(MAX_INFLIGHT + 3):
+        r.hear("greedy", ag.TOPIC_ACTIONS, actions([f"g{i}"], rid=f"r{i}"))
+    assert [e["code"] for e in r.errors()] == ["busy"] * 3
+    r.hear("polite", ag.TOPIC_ACTIONS, actions(["p1"]))  # another agent is not affected
+    assert len(r.errors()) == 3
+    r.hold.callback(None)
+    assert len(r.submitted) == MAX_INFLIGHT + 1
