@@ -10,7 +10,7 @@ SOURCES := $(shell find beachmanager twisted -name '*.py' -o -name '*.sql' 2>/de
 HTTP ?= tcp:8081:interface=127.0.0.1
 PYTEST_ARGS ?=
 
-.PHONY: run test install lint typecheck check-lines clean smoke
+.PHONY: run demo test install lint typecheck check-lines clean smoke
 
 install: $(PKG_STAMP)
 
@@ -34,6 +34,12 @@ DEV_HOSTS ?= 2
 run: install
 	AUTH_BYPASS=1 $(BIN)/twist --log-format=text --reactor=beach-asyncio beach-manager \
 	  --http-endpoint=$(HTTP) --dev-road=$(DEV_ROAD_PORT) --dev-hosts=$(DEV_HOSTS)
+
+# A controller agent plays terminal Pong on another host through the manager, on the bus only
+# (embedded defaults, dev Road on DEV_ROAD_PORT); the Pong screen is printed as the manager
+# mirrors it.  Ctrl-C stops it.  See scripts/demo.py and docs/bus-controllers.md.
+demo: install
+	$(BIN)/python scripts/demo.py --port $(lastword $(subst :, ,$(firstword $(subst :interface, ,$(HTTP))))) --road-port $(DEV_ROAD_PORT)
 
 check-lines:
 	@$(BIN)/python scripts/check_lines.py

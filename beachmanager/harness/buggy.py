@@ -35,6 +35,8 @@ class Bus(Protocol):
 
     def on_detach(self, listener: Callable[[str], None]) -> None: ...
 
+    def restrict_to(self, audience: Callable[[], set[str] | None]) -> None: ...
+
 
 class Terminal(Protocol):
     @property
@@ -72,6 +74,7 @@ class Harness:
         self._rejects_reported = 0
         self.started = False
         bus.on_detach(self._peer_gone)
+        bus.restrict_to(self._audience)
 
     def start(self) -> None:
         if self.started:
@@ -113,9 +116,23 @@ class Harness:
         if ping.role == "active" and ping.manager_instance_id == fence.manager \
                 and ping.epoch >= fence.epoch:
             fence.peer = peer  # the active manager's transport (after a redo, its new one)
+        newcomer = peer not in self.watch.roles
         pong = self.watch.answer(ping, peer, self.clock.seconds(), active=fence.manager,
                                  epoch=fence.epoch)
+        if newcomer:
+            self.screen_changed()  # a fresh state for a manager it now sends to
         self.bus.send_to(peer, TOPIC_HEARTBEAT, pong.to_json())
+
+    def _audience(self) -> set[str] | None:
+        """Who receives this harness's frames: the active manager's transport and the peers
+        that ping as managers (standbys); everyone until a manager has associated."""
+        fence = self.subscriber.fence
+        if fence.manager is None:
+            return None
+        peers = self.watch.manager_peers()
+        if fence.peer is not None:
+            peers.add(fence.peer)
+        return peers
 
     def _peer_gone(self, peer: str) -> None:
         self.watch.forget(peer)

@@ -137,6 +137,7 @@ class ActiveWatch:
     def __init__(self, max_peers: int = 64) -> None:
         self.max_peers = max_peers
         self.heard: dict[str, float] = {}  # peer id -> seconds
+        self.roles: dict[str, str] = {}  # peer id -> the role its last ping named
         self.active_peer: str | None = None
         self.pings = 0
 
@@ -144,16 +145,23 @@ class ActiveWatch:
         if peer not in self.heard and len(self.heard) >= self.max_peers:
             oldest = min(self.heard, key=self.heard.__getitem__)
             del self.heard[oldest]
+            self.roles.pop(oldest, None)
         self.heard[peer] = now
 
     def forget(self, peer: str) -> None:
         self.heard.pop(peer, None)
+        self.roles.pop(peer, None)
+
+    def manager_peers(self) -> set[str]:
+        """Peers that ping as managers (active or standby)."""
+        return set(self.roles)
 
     def answer(self, ping: Ping, peer: str, now: float, *, active: str | None,
                epoch: int) -> Pong:
         """Note the ping and answer it (the caller sends the answer to *peer* only)."""
         self.pings += 1
         self.heard_from(peer, now)
+        self.roles[peer] = ping.role
         if ping.role == "active" and active == ping.manager_instance_id:
             self.active_peer = peer
         silent = None

@@ -7,6 +7,8 @@
   :meth:`LocalBus.send_to` sends to one peer only (a heartbeat answer).
 * Handlers get ``(topic, payload, peer_id)``; ``peer_id`` is None for local publishes.
   Listeners of :meth:`LocalBus.on_detach` hear when a peer's transport goes.
+* :meth:`LocalBus.restrict_to` is the namespace ACL: published frames reach only the peers
+  the harness accepts as its managers.
 
 The host does not interpret topics; the harness subscribes to what it consumes.
 """
@@ -31,6 +33,9 @@ class LocalBus:
         self._handlers: dict[str, list[Handler]] = {}
         self._sinks: dict[str, Callable[[Extension], None]] = {}
         self._detach_listeners: list[Callable[[str], None]] = []
+        #: who may receive published frames (None: every peer); see :meth:`restrict_to`
+        self._audience: Callable[[], set[str] | None] = lambda: None
+        self.withheld = 0
         self.delivered = 0
         self.unrouted = 0
         self.sent = 0
@@ -61,6 +66,13 @@ class LocalBus:
     def on_detach(self, listener: Callable[[str], None]) -> None:
         self._detach_listeners.append(listener)
 
+    def restrict_to(self, audience: Callable[[], set[str] | None]) -> None:
+        """Namespace ACL: published frames go only to the peers *audience* names (the harness
+        names its managers; viewers never receive ``manager`` frames).  None lets every peer
+        have them (no manager has associated yet: hosts stay compatible with managers that
+        never do).  Withheld sends are counted."""
+        self._audience = audience
+
     @property
     def peers(self) -> list[str]:
         return list(self._sinks)
@@ -79,7 +91,11 @@ class LocalBus:
 
     def publish(self, topic: str, payload: bytes) -> None:
         frame = Extension(self.namespace, topic, payload)
+        audience = self._audience()
         for peer_id, send in list(self._sinks.items()):
+            if audience is not None and peer_id not in audience:
+                self.withheld += 1
+                continue
             try:
                 send(frame)
                 self.sent += 1

@@ -335,9 +335,14 @@ def _agent_mode(s: HostSettings, clock) -> dict:
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"at": clock.seconds(), **event}) + "\n")
 
+    if s.agent_driver == "pong":
+        from ..pong import PongPlayer
+
+        driver: Any = PongPlayer()
+    else:
+        driver = ScriptDriver(clock, s.agent_script, s.agent_interval)
     return {"agent": AgentSettings(s.agent_target, s.agent_token, s.agent_beach),
-            "driver": ScriptDriver(clock, s.agent_script, s.agent_interval),
-            "agent_events": events}
+            "driver": driver, "agent_events": events}
 
 
 def start_host(road_url: str, reactor=None, clock=None, session_keys: SessionKeyCache | None = None,

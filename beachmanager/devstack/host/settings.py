@@ -53,6 +53,8 @@ class HostSettings:
     agent_token: str | None = None
     agent_beach: str | None = None
     agent_script: tuple[str, ...] = ()
+    #: ``script`` (type the script's lines) or ``pong`` (play the right paddle of the target)
+    agent_driver: str = "script"
     agent_interval: float = 0.1
     #: a file that gets one JSON line per thing the agent hears (tests and demos read it)
     agent_events: str | None = None

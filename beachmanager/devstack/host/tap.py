@@ -62,6 +62,8 @@ class Options(usage.Options):
         ["agent-script", None, None, "Agent mode: a file of lines to type into the target, one "
                                      "action each."],
         ["agent-interval", None, "0.1", "Agent mode: seconds between the script's actions."],
+        ["agent-driver", None, "script", "Agent mode: script (type --agent-script's lines) or "
+                                         "pong (play the right paddle of a Pong target)."],
         ["agent-events", None, None, "Agent mode: append what the agent hears (lease, acks, "
                                      "states, errors) to this file, one JSON line each."],
     ]
@@ -127,15 +129,20 @@ class Options(usage.Options):
         token = self["agent-token"] or env.get("BEACH_AGENT_TOKEN")
         if not token:
             raise usage.UsageError("--agent-target needs --agent-token (or BEACH_AGENT_TOKEN)")
-        if not self["agent-script"]:
-            raise usage.UsageError("--agent-target needs --agent-script")
-        try:
-            with open(self["agent-script"], encoding="utf-8") as f:
-                lines = tuple(line.rstrip("\n") for line in f if line.strip())
-        except OSError as e:
-            raise usage.UsageError(f"--agent-script: {e}") from None
+        driver = self["agent-driver"]
+        if driver not in ("script", "pong"):
+            raise usage.UsageError("--agent-driver must be script or pong")
+        lines: tuple[str, ...] = ()
+        if driver == "script":
+            if not self["agent-script"]:
+                raise usage.UsageError("--agent-driver script needs --agent-script")
+            try:
+                with open(self["agent-script"], encoding="utf-8") as f:
+                    lines = tuple(line.rstrip("\n") for line in f if line.strip())
+            except OSError as e:
+                raise usage.UsageError(f"--agent-script: {e}") from None
         return {"agent_target": target, "agent_token": token, "agent_beach": self["agent-beach"],
-                "agent_script": lines,
+                "agent_script": lines, "agent_driver": driver,
                 "agent_interval": _number("agent-interval", self["agent-interval"]),
                 "agent_events": self["agent-events"]}
 

@@ -119,3 +119,46 @@ def test_agents_with_the_wrong_credentials_are_refused_on_the_bus_and_a_good_one
     for name in ("scopeless", "outsider"):
         assert not any(e["event"] == "lease" for e in heard(agents[name][1])), name
     assert metric(m, "auth_failure_total", reason="missing_scope") >= 1
+
+
+def start_host_process(c, name: str, command: str, *extra: str):
+    """One devstack host process running *command* on its PTY; its session id and join code."""
+    info = c.workdir / f"{name}.info"
+    c.spawn(name, [sys.executable, "-m", "twisted", "--log-format=text", "--reactor=beach-asyncio",
+                   "beach-host-dev", "--road", c.road_url, "--session-id", f"{name}-0001",
+                   "--command", command, "--info-file", str(info), *extra])
+    wait_for(f"{name} in its room", lambda: info.exists() and info.read_text().strip(), 60)
+    boot = json.loads(info.read_text())
+    return boot["session_id"], boot["join_code"]
+
+
+def test_an_agent_plays_pong_on_its_target_through_the_manager(cluster):
+    """The Pong target's right paddle is played by an agent that reads the target's screen from
+    the states it is sent: it sustains rallies (read off the manager's mirror of the target)."""
+    from beachmanager.devstack.pong import read_screen
+
+    from .cluster import http
+
+    c = cluster
+    c.start_road()
+    target = start_host_process(c, "pong", f"{sys.executable} -m beachmanager.devstack.pong "
+                                            f"--seed 7 --fps 8")
+    events = c.workdir / "player.events"
+    player = start_host_process(c, "player", "/bin/sh", "--agent-target", target[0],
+                                "--agent-token", "dev", "--agent-driver", "pong",
+                                "--agent-events", str(events))
+    m = c.start_manager("mgr-a", 10, c.hosts_file([target, player]))
+    c.wait_ready(m)
+    wait_for("both hosts ready", lambda: len(ownership([m])["ready"]) == 2, 60, step=0.5)
+    m.register(target[0])
+
+    def screen():
+        status, body, _ = http("GET", f"{m.url}/debug/hosts/{target[0]}/cache")
+        return read_screen(body.get("rows", [])) if status == 200 else None
+
+    wait_for("a rally of 3 returns by the agent's paddle",
+             lambda: (s := screen()) is not None and s["best"] >= 3, 120, step=0.5)
+    seen = screen()
+    assert seen["score"][0] <= 1, seen  # the agent misses hardly ever
+    assert any(e["event"] == "lease" for e in heard(events))
+    print(f"pong: best rally {seen['best']}, score {seen['score']}")

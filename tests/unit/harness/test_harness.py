@@ -32,6 +32,9 @@ class FakeBus:
     def on_detach(self, listener):
         self.detach_listeners.append(listener)
 
+    def restrict_to(self, audience):
+        self.audience = audience
+
     def subscribe(self, topic, handler):
         self.handlers.setdefault(topic, []).append(handler)
         return lambda: self.handlers[topic].remove(handler)
@@ -300,3 +303,19 @@ def test_the_harness_answers_each_managers_heartbeat_on_its_own_transport(rig):
     bus.deliver(TOPIC_HEARTBEAT, lv.Ping(2, "mgr-a", "active", 3).to_json(), "peer-a2")
     assert h.subscriber.fence.peer == "peer-a2"
     assert h.status()["heartbeats_answered"] == 3
+
+
+def test_manager_frames_go_only_to_the_managers_once_one_has_associated(rig):
+    from beachmanager.protocol import liveness as lv
+    from beachmanager.protocol.extensions import TOPIC_ASSOCIATION, TOPIC_HEARTBEAT
+    from beachmanager.protocol.fencing import Association
+
+    clock, bus, term, h = rig
+    assert bus.audience() is None  # no manager yet: every peer (managers that never associate)
+    bus.deliver(TOPIC_ASSOCIATION, Association("mgr-a", 2).to_json(), "peer-a")
+    assert bus.audience() == {"peer-a"}
+    bus.deliver(TOPIC_HEARTBEAT, lv.Ping(1, "mgr-b", "standby", 0).to_json(), "peer-b")
+    assert bus.audience() == {"peer-a", "peer-b"}  # a standby gets state and health too
+    for listener in bus.detach_listeners:
+        listener("peer-b")
+    assert bus.audience() == {"peer-a"}
