@@ -194,6 +194,43 @@ async def test_bus_action_ack_state_health(road, hosts, peers, header):
 
 
 @pytest_twisted.ensureDeferred
+async def test_once_a_manager_associates_viewers_get_no_manager_frames_and_cannot_act(road, hosts,
+                                                                                      peers):
+    """Namespace ACL: after the association, the viewer sees the terminal but no ``manager``
+    frame, and the action it injects is dropped (counted); the manager's action is applied and
+    acked to the manager."""
+    from beachmanager.protocol.extensions import TOPIC_ASSOCIATION
+    from beachmanager.protocol.fencing import Association
+
+    host = await hosts(health_interval=0.3)
+    manager = await peers(road, host)
+    viewer = await peers(road, host, label="viewer")
+    await manager.wait_frame(frames.Hello)
+    await viewer.wait_frame(frames.Hello)
+    manager.send_frame(frames.Extension(NAMESPACE, TOPIC_ASSOCIATION,
+                                        Association("mgr-x", 1).to_json()))
+    harness = host.host.harness
+    await eventually(lambda: harness.subscriber.fence.peer is not None, what="the association")
+    seen_by_viewer = len(viewer.received)
+    viewer.send_frame(action_frame("v-1", "echo viewer-$((2*2))\r"))
+    body = json.loads(action_frame("m-1", "echo mgr-$((5*5))\r").payload)
+    manager.send_frame(frames.Extension(NAMESPACE, TOPIC_ACTION,
+                                        json.dumps({**body, "epoch": 1}).encode()))
+    ack = await manager.wait_frame(frames.Extension, where=lambda f: f.kind == TOPIC_ACK
+                                   and b"m-1" in f.payload)
+    assert json.loads(ack.payload)["payload"]["status"] == "ok"
+    await wait_delta_with(viewer, "mgr-25", seen_by_viewer)  # the terminal is the viewer's too
+    await manager.wait_frame(frames.Extension, where=is_topic(TOPIC_HEALTH),
+                             since=len(manager.received))  # a periodic frame, sent since
+    since_association = [i for i in viewer.received[seen_by_viewer:] if not isinstance(i, str)]
+    assert any(isinstance(f, frames.Delta) for f in since_association)  # it did hear the host
+    assert [f for f in since_association
+            if isinstance(f, frames.Extension) and f.namespace == NAMESPACE] == []
+    assert harness.subscriber.applied == 1 and harness.subscriber.fence.foreign_dropped == 1
+    assert host.host.bus.withheld > 0
+
+
+@pytest_twisted.ensureDeferred
 async def test_resize_ignored_by_default(road, hosts, peers):
     host = await hosts()
     peer = await peers(road, host)
