@@ -195,7 +195,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     assign.stop_timeout = config.stop_timeout
     hosts.publisher.deliver_only_while(assign.lease_held)
     session_beaches = SessionBeaches(registry.store, clock)
-    agents = _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts)
+    agents = _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis)
     intake = HostIntake(config.instance_id, clock, registry.store, events, hosts, assign)
     dev_hosts = None
     if config.dev_hosts:
@@ -208,6 +208,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     add(hosts)
     add(controller)
     add(assign)  # after hosts and controller: on SIGTERM it hands hosts over before they stop
+    add(agents)  # after the stores (its relay reads Redis)
     add(LoopLagMonitor(clock, ctx.metrics.reactor_lag_seconds))
     add(http)
     root.parts = ManagerParts(
@@ -223,7 +224,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     return root
 
 
-def _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts):
+def _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis):
     """Controller agents on the bus: checked like REST calls, sent down the same path."""
     from .api.tenancy import tenant_for
     from .controller.agent_gateway import AgentGateway
@@ -231,11 +232,19 @@ def _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts):
     def authenticate(token: str):
         return auth.authenticate("Bearer " + token, "bus:agent")
 
+    relay_factory = None
+    if redis is not None:  # several instances may share the stores: relay across them
+        from .controller.agent_relay import AgentRelay
+
+        def relay_factory():
+            return AgentRelay(redis.shared, redis.dedicated("agents"), ctx.clock,
+                              ctx.config.instance_id)
+
     agents = AgentGateway(ctx.clock, authenticate=authenticate,
                           authorize=lambda p, scope: auth.authorize(p, scope, "bus:agent"),
                           tenant_of=lambda p, s, w: tenant_for(session_beaches, p, s, w),
                           leases=leases, submit=controller.submit, send=hosts.send,
-                          metrics=ctx.metrics)
+                          metrics=ctx.metrics, relay_factory=relay_factory)
     hosts.add_bus_watcher(agents.watch)
     hosts.subscriber.on("ack", agents.target_ack)
     hosts.subscriber.on("state", agents.target_state)

@@ -5,7 +5,9 @@
   stream (its owner delivers them; with one instance, every host is here).  400 on an
   empty or invalid list; 409 ``missing_lease`` / ``lease_expired`` / ``lease_revoked`` /
   ``controller_mismatch`` when the token holds no active lease; 409
-  ``child_not_attached`` / ``child_offline`` from the host's transport; 429
+  ``child_not_attached`` / ``child_offline`` from the host's transport (not while this
+  instance owns the host in the assignment store and its session is starting: a takeover's
+  actions wait in the host's stream for the new owner); 429
   ``too_many_requests`` with ``Retry-After`` at the queue bound; 503 when the queue's
   store does not answer.  The answer names the accepted ids.
 * ``GET /sessions/:id/actions/:action_id``: queued, delivered, or acked with status and
@@ -32,6 +34,8 @@ from .schema import read_json
 from .tenancy import session_tenant
 
 MAX_BODY = 2 * 1024 * 1024
+#: The host is this instance's in the assignment store and its session is starting.
+ASSIGNED = "assigned"
 
 
 def controller_of(deps: ApiDeps) -> ControllerService:
@@ -54,8 +58,12 @@ async def transport_state(deps: ApiDeps, controller: ControllerService, host: st
         row = await svc.lookup(host)
     except AssignmentUnavailable as e:
         raise ApiError(503, f"host placement is unavailable: {e}", "assignment_unavailable") from None
-    if row is None or row.owner == svc.instance_id:
+    if row is None:
         return NOT_ATTACHED
+    if row.owner == svc.instance_id:
+        # ours in the store, our session not active yet (a takeover or hand-over under way,
+        # a reconcile tick away): accepted; it waits in the host's stream for our lane
+        return ASSIGNED
     request.setHeader(OWNED_BY, row.owner.encode())
     return "ready" if row.ready else OFFLINE
 

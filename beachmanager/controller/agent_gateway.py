@@ -27,8 +27,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from .._aio import background
@@ -38,6 +39,7 @@ from ..protocol import agent as ag
 from ..protocol import harness as hj
 from ..protocol.extensions import NAMESPACE
 from ..registry.store import SessionNotFound, Tenant
+from ..service import ReadyService
 from .commands import CommandError, parse_command
 from .leases import LeaseError, Leases
 from .queue import QueueFull, QueueUnavailable
@@ -53,13 +55,16 @@ Submit = Callable[..., Awaitable[Any]]
 Send = Callable[[str, str, bytes], bool]
 
 
-class AgentGateway:
+class AgentGateway(ReadyService):
     log = Logger()
 
     def __init__(self, clock: IReactorTime, *, authenticate: Authenticate,
                  authorize: Callable[[Principal, str], None], tenant_of: TenantOf,
-                 leases: Leases, submit: Submit, send: Send, metrics=None):
-        self.clock = clock
+                 leases: Leases, submit: Submit, send: Send, metrics=None,
+                 relay_factory: Callable[[], Any] | None = None):
+        """*relay_factory* makes the cross-instance relay (``agent_relay.py``) once the
+        stores run; without it (one instance) events are forwarded locally only."""
+        super().__init__("agents", clock)
         self._authenticate = authenticate
         self._authorize = authorize
         self._tenant_of = tenant_of
@@ -73,6 +78,32 @@ class AgentGateway:
         self._ids: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._inflight: dict[str, int] = {}
         self.counts: dict[str, int] = {}
+        self._relay_factory = relay_factory
+        self.relay: Any = None
+        self._renew: LoopingCall | None = None
+
+    def start(self) -> Deferred | None:
+        if self._relay_factory is not None:
+            self.relay = self._relay_factory()
+            self.relay.start(self.remote_event)
+            self._renew = LoopingCall(self._renew_watches)
+            self._renew.clock = self.clock
+            background(self._renew.start(1.0, now=False), "agent watch renewal", self.log)
+        return None
+
+    def stop(self) -> Deferred | None:
+        if self._renew is not None and self._renew.running:
+            self._renew.stop()
+        if self.relay is not None:
+            self.relay.stop()
+        return None
+
+    def _renew_watches(self) -> None:
+        """Keep asking the owners of our agents' targets for their events (they expire)."""
+        now = self._now_ms()
+        for target, watchers in list(self.watchers.items()):
+            if any(expires > now for _, expires in watchers.values()):
+                self.relay.watch(target)
 
     # -- wiring ------------------------------------------------------------------------------
     def watch(self, bus: HostBus) -> None:
@@ -81,11 +112,39 @@ class AgentGateway:
             bus.subscribe(NAMESPACE, topic, self._message)
 
     def target_ack(self, target: str, ack: Any) -> None:
-        agent = self._ids.pop((target, getattr(ack, "id", "")), None)
-        if agent is not None:
-            self._forward(agent, ag.Forwarded("ack", target, hj.to_value(ack)), ag.TOPIC_ACKS)
+        """An ack of a target owned here (local agents get it; the relay, remote ones)."""
+        remote = self.relay is not None and self.relay.watches(target)
+        if not remote and not self._ids:
+            return
+        value = hj.to_value(ack)
+        self._ack_to_agent(target, value)
+        if remote:
+            self.relay.relay(target, "ack", value)
 
     def target_state(self, target: str, state: Any) -> None:
+        """A state of a target owned here (local agents get it; the relay, remote ones)."""
+        remote = self.relay is not None and self.relay.watches(target)
+        if not self.watchers.get(target) and not remote:
+            return  # nobody watches this host: the common case costs a lookup or two
+        value = hj.to_value(state)
+        self._state_to_agents(target, value)
+        if remote:
+            self.relay.relay(target, "state", value)
+
+    def remote_event(self, target: str, kind: str, value: Any) -> None:
+        """An ack or state relayed from the target's owner (another instance)."""
+        if kind == "ack":
+            self._ack_to_agent(target, value)
+        else:
+            self._state_to_agents(target, value)
+
+    def _ack_to_agent(self, target: str, value: Any) -> None:
+        action_id = value.get("id") if isinstance(value, dict) else None
+        agent = self._ids.pop((target, action_id), None) if isinstance(action_id, str) else None
+        if agent is not None:
+            self._forward(agent, ag.Forwarded("ack", target, value), ag.TOPIC_ACKS)
+
+    def _state_to_agents(self, target: str, value: Any) -> None:
         watchers = self.watchers.get(target)
         if not watchers:
             return
@@ -96,7 +155,7 @@ class AgentGateway:
                 del watchers[agent]
                 continue
             if payload is None:
-                payload = ag.forwarded(ag.Forwarded("state", target, hj.to_value(state)))
+                payload = ag.forwarded(ag.Forwarded("state", target, value))
             self._send(agent, ag.TOPIC_STATES, payload)
         if not watchers:
             self.watchers.pop(target, None)
@@ -209,6 +268,8 @@ class AgentGateway:
         watchers.move_to_end(agent)
         while len(watchers) > MAX_WATCHERS:
             watchers.popitem(last=False)
+        if self.relay is not None:
+            self.relay.watch(target)
 
     def _remember(self, target: str, action_id: str, agent: str) -> None:
         self._ids[(target, action_id)] = agent
@@ -234,8 +295,11 @@ class AgentGateway:
         return int(self.clock.seconds() * 1000)
 
     def status(self) -> dict[str, Any]:
-        return {"targets_watched": len(self.watchers), "remembered_ids": len(self._ids),
-                "counts": dict(self.counts)}
+        out = {**super().status(), "targets_watched": len(self.watchers),
+               "remembered_ids": len(self._ids), "counts": dict(self.counts)}
+        if self.relay is not None:
+            out["relay"] = self.relay.status()
+        return out
 
 
 class Refused(Exception):
