@@ -37,7 +37,10 @@ REGISTER_RESPONSE = {
         "controller_token": {"type": "string", "format": "uuid"},
         "lease_ttl_ms": {"type": "integer"},
         "state_cache_url": {"type": "null"},
-        "transport_hints": {"type": "object"},
+        "transport_hints": {"type": "object",
+                            "description": "{\"extensions\": {\"namespaces\": [\"manager\"], "
+                                           "\"preferred\": true}}: the unified bus, namespace "
+                                           "manager (no legacy fast path)"},
     },
 }
 

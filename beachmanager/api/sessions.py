@@ -49,6 +49,12 @@ def summary(session: Session, lease: Lease | None, show_token: bool) -> dict[str
     }
 
 
+#: The compatibility hint a registering harness gets (the plan's "advertise
+#: extensions.namespaces=["manager"] only"): this manager talks to it on the unified bus, in
+#: namespace ``manager`` (docs/bus-controllers.md); no legacy fast path is offered.
+TRANSPORT_HINTS = {"extensions": {"namespaces": ["manager"], "preferred": True}}
+
+
 def install(on: Handlers, deps: ApiDeps) -> None:
     ctx = deps.ctx
     road = RoadVerifier(ctx.reactor, ctx.clock, ctx.config.road_url)
@@ -75,7 +81,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
             deps.leases.forget_session(tenant, reg.host_session_id)
         return 200, {"harness_id": result.session.harness_id, "controller_token": result.lease.token,
                      "lease_ttl_ms": result.lease.expires_at_ms - result.lease.issued_at_ms,
-                     "state_cache_url": None, "transport_hints": {}}
+                     "state_cache_url": None, "transport_hints": TRANSPORT_HINTS}
 
     @on("sessions.list")
     @json_handler

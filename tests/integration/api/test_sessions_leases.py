@@ -25,6 +25,8 @@ async def test_register_is_idempotent_and_listed(manager, gate):
     first = await register(manager, token)
     assert set(first) == {"harness_id", "controller_token", "lease_ttl_ms", "state_cache_url", "transport_hints"}
     assert first["lease_ttl_ms"] == 30_000 and first["state_cache_url"] is None
+    # the compatibility hint of the plan: the unified bus, namespace "manager" only
+    assert first["transport_hints"] == {"extensions": {"namespaces": ["manager"], "preferred": True}}
     again = await register(manager, token, capabilities=["pty", "resize"])
     assert (again["harness_id"], again["controller_token"]) == (first["harness_id"], first["controller_token"])
     r = await manager.call("GET", "/private-beaches/pb-1/sessions", token=token)
