@@ -59,6 +59,7 @@ class Agent:
         self._events = events or (lambda e: None)
         self.controller_token: str | None = None
         self.expires_at_ms = 0
+        self._renew_at = 0.0  # two thirds into the lease's life
         self._asked_at: float | None = None
         self._ids = itertools.count(1)
         self._requests = itertools.count(1)
@@ -83,11 +84,8 @@ class Agent:
     # -- the lease ----------------------------------------------------------------------------
     def _tick(self) -> None:
         now = self.clock.seconds()
-        if self.controller_token is not None:
-            left = self.expires_at_ms / 1000 - now
-            if left > 0 and (self.settings.ttl_ms is None
-                             or left > self.settings.ttl_ms / 3000):
-                return  # renewed at two thirds of its life
+        if self.controller_token is not None and now < self._renew_at:
+            return  # renewed at two thirds of its life
         if self._asked_at is not None and now - self._asked_at < RETRY:
             return
         if self.fence.peer is None:
@@ -141,6 +139,8 @@ class Agent:
         if isinstance(message, ag.Lease):
             self.controller_token, self.expires_at_ms = (message.controller_token,
                                                          message.expires_at_ms)
+            now = self.clock.seconds()
+            self._renew_at = now + max(0.0, message.expires_at_ms / 1000 - now) * 2 / 3
             self._asked_at = None
             self.counts["leases"] += 1
             self._events({"event": "lease", "expires_at_ms": message.expires_at_ms})

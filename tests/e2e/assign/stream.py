@@ -7,7 +7,6 @@ was lost or applied twice and find the longest stretch without an effect.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 from .cluster import http, wait_for
@@ -62,11 +61,30 @@ class Stream:
         return out
 
 
+def all_acked(via, host: str, token: str, ids) -> bool:
+    """Whether every action *ids* is finally acked (asked of *via*; a host owned elsewhere is
+    answered by its owner).  An acked action is never delivered again: once all are, no late
+    duplicate can come."""
+    for action_id in ids:
+        status, view, _ = http("GET", f"{via.url}/sessions/{host}/actions/{action_id}"
+                                      f"?controller_token={token}")
+        if status != 200 or view.get("status") != "acked":
+            return False
+    return True
+
+
+def wait_effects_after(stream: Stream, since: float, count: int, what: str) -> None:
+    """Wait for *count* effects (host clock) later than *since* (wall clock)."""
+    wait_for(what, lambda: sum(1 for _, t in stream.applied() if t > since) >= count, 30,
+             step=0.2)
+
+
 def check_once(stream: Stream) -> float:
     """Every accepted action applied exactly once; returns the longest gap between effects."""
     wait_for("every accepted action applied",
              lambda: {t for t, _ in stream.applied()} >= set(stream.posted), 60, step=0.5)
-    time.sleep(1.0)  # a stretch after the last effect: a late duplicate would land in it
+    wait_for("every accepted action acked", lambda: all_acked(
+        stream.via, stream.host, stream.token, stream.posted), 30, step=0.5)
     applied = stream.applied()
     tags = [t for t, _ in applied]
     doubled = sorted({t for t in tags if tags.count(t) > 1})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 from .cluster import ownership, wait_for
 from .test_cluster_e2e import lines, metric
@@ -49,11 +48,11 @@ def test_an_agent_takes_a_lease_and_drives_its_target_over_the_bus(cluster):
     wait_for("both hosts ready", lambda: len(ownership([m])["ready"]) == 2, 60, step=0.5)
     m.register(target[0])  # the target belongs to a private beach (the agent's token sees it)
     wait_for("every line typed by the agent applied", lambda: set(lines(out)) == set(tags), 60)
-    time.sleep(1.0)  # a stretch after the last effect: a late duplicate would land in it
-    assert sorted(lines(out)) == sorted(tags)  # each once
+    # every ack back at the agent: each action is finally acked, none can be delivered again
     wait_for("every ack back at the agent", lambda: sum(
         1 for e in heard(events) if e["event"] == "ack" and e["ack"]["status"] == "ok") == len(tags),
         20)
+    assert sorted(lines(out)) == sorted(tags)  # each once
     kinds = [e["event"] for e in heard(events)]
     assert "lease" in kinds and "state" in kinds, kinds
     assert metric(m, "agent_messages_total", outcome="ok") >= 1 + len(tags)
@@ -184,10 +183,9 @@ def test_an_agent_on_one_manager_drives_a_target_owned_by_another(cluster):
     assert owners[target[0]] != owners[agent[0]], owners  # one host each
     managers[0].register(target[0])
     wait_for("every line applied", lambda: set(lines(out)) == set(tags), 60)
-    time.sleep(1.0)  # a stretch after the last effect: a late duplicate would land in it
-    assert sorted(lines(out)) == sorted(tags)
     wait_for("every ack relayed back to the agent", lambda: sum(
         1 for e in heard(events) if e["event"] == "ack") == len(tags), 20)
+    assert sorted(lines(out)) == sorted(tags)  # each once (all acked: none comes again)
     assert any(e["event"] == "state" for e in heard(events))
     print(f"cross-manager agent: agent on {owners[agent[0]]}, target on {owners[target[0]]}; "
           f"{len(tags)} actions once, acks and states relayed")
@@ -226,6 +224,12 @@ def test_an_agent_keeps_driving_when_the_targets_manager_is_killed(cluster):
     wait_for("the agent under way", lambda: len(lines(out)) >= 5, 60)
     c.kill(victim, signal.SIGKILL)
     wait_for("every line applied", lambda: set(lines(out)) == set(tags), 90)
-    time.sleep(1.0)  # a stretch after the last effect: a late duplicate would land in it
+
+    def acked_lines() -> int:
+        return len({e["ack"]["id"] for e in heard(events)
+                    if e["event"] == "ack" and "-line-" in e["ack"].get("id", "")})
+
+    # every line acked back at the agent: finally acked, none can be delivered again
+    wait_for("every line acked at the agent", lambda: acked_lines() == len(tags), 30)
     assert sorted(lines(out)) == sorted(tags)  # none lost, none twice
     print(f"agent under failover: {victim} killed after {len(tags)} lines began; each once")

@@ -10,6 +10,7 @@ import signal
 import time
 
 from .cluster import http, ownership, wait_for
+from .stream import all_acked
 from .test_cluster_e2e import lines, metric, register, write_to
 
 
@@ -124,7 +125,7 @@ def test_when_the_standby_is_dead_too_the_next_in_rank_attaches_from_scratch(clu
              and managers[third].sessions()[host].get("status") == "ready", 60, step=0.2)
     took = time.monotonic() - killed_at
     wait_for("every action applied", lambda: set(lines(out)) == set(tags), 30)
-    time.sleep(1.0)  # a stretch after the last effect: a late duplicate would land in it
+    wait_for("every action acked", lambda: all_acked(managers[third], host, token, tags), 30)
     assert sorted(lines(out)) == sorted(tags), lines(out)
     assert metric(managers[third], "failover_total", reason="attached") >= 1
     print(f"standby dead too: {third} attached {host} from scratch {took:.2f}s after the kills")

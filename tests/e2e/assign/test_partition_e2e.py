@@ -24,7 +24,7 @@ from tests.support import netns
 from tests.support.servers import throwaway_postgres, throwaway_redis
 
 from .cluster import Cluster, ownership, wait_for
-from .stream import Stream, check_once
+from .stream import Stream, check_once, wait_effects_after
 from .test_cluster_e2e import metric, register
 
 
@@ -117,10 +117,10 @@ def _failover_events(m, host: str) -> list[dict]:
             and e.get("host_session_id") == host]
 
 
-def test_a_manager_cut_off_from_its_host_loses_it_to_the_standby_the_host_tells(net):
-    """Partition the owner from the host only (it still reaches Redis, so its lease lives): the
-    host tells the standby that its manager went silent, the standby takes the host by
-    compare-and-set at a new epoch, and every action lands exactly once."""
+def _cut_under_load(net, link: str):
+    """Stream actions to a host of the victim, cut the victim's *link* (``h``: to the hosts,
+    ``r``: to Redis) until the standby is promoted and effects flow again, heal, go on until
+    effects follow the heal; returns the figures and the parties."""
     ids, managers = net.start()
     host = ids[0]
     owners = ownership(net.c.live())["owners"]
@@ -130,17 +130,25 @@ def test_a_manager_cut_off_from_its_host_loses_it_to_the_standby_the_host_tells(
     with Stream(survivor, host, token, net.c.workdir / f"{host}.out") as stream:
         wait_for("actions flowing", lambda: len(stream.applied()) >= 10, 30, step=0.2)
         cut_at = time.time()
-        net.topo.cut(net.link_of(victim.instance_id, "h"))
+        net.topo.cut(net.link_of(victim.instance_id, link))
         try:
             wait_for("the standby promoted", lambda: survivor.sessions()[host]["role"] == "active",
                      30, step=0.1)
             promoted_after = time.time() - cut_at
-            wait_for("effects after the promotion",
-                     lambda: any(t > cut_at + promoted_after for _, t in stream.applied()), 30)
+            wait_effects_after(stream, cut_at + promoted_after, 1, "effects after the promotion")
+            fenced = metric(victim, "fenced_actions_total")  # reachable: its uplink is up
         finally:
-            net.topo.heal(net.link_of(victim.instance_id, "h"))
-        time.sleep(2.0)  # keep posting across the heal
+            net.topo.heal(net.link_of(victim.instance_id, link))
+        wait_effects_after(stream, time.time(), 10, "effects across the heal")
     gap = check_once(stream)
+    return host, victim, survivor, stream, promoted_after, gap, fenced
+
+
+def test_a_manager_cut_off_from_its_host_loses_it_to_the_standby_the_host_tells(net):
+    """Partition the owner from the host only (it still reaches Redis, so its lease lives): the
+    host tells the standby that its manager went silent, the standby takes the host by
+    compare-and-set at a new epoch, and every action lands exactly once."""
+    host, victim, survivor, stream, promoted_after, gap, _ = _cut_under_load(net, "h")
     [initiated] = _failover_events(survivor, host)
     assert initiated["detection_signal"] == "host", initiated
     rows = {h["host_session_id"]: h for h in survivor.debug()["hosts"]}
@@ -158,27 +166,7 @@ def test_a_manager_cut_off_from_redis_is_replaced_and_applies_nothing_stale(net)
     survivor's sweep moves the host and promotes the standby at a new epoch; the cut-off owner
     stops delivering once its own lease may be over, the host refuses its old epoch, and after
     the heal it takes nothing back."""
-    ids, managers = net.start()
-    host = ids[0]
-    owners = ownership(net.c.live())["owners"]
-    victim = managers[owners[host]]
-    survivor = managers["mgr-b" if victim.instance_id == "mgr-a" else "mgr-a"]
-    token = register(survivor, host)
-    with Stream(survivor, host, token, net.c.workdir / f"{host}.out") as stream:
-        wait_for("actions flowing", lambda: len(stream.applied()) >= 10, 30, step=0.2)
-        cut_at = time.time()
-        net.topo.cut(net.link_of(victim.instance_id, "r"))
-        try:
-            wait_for("the standby promoted", lambda: survivor.sessions()[host]["role"] == "active",
-                     30, step=0.1)
-            promoted_after = time.time() - cut_at
-            wait_for("effects after the promotion",
-                     lambda: any(t > cut_at + promoted_after for _, t in stream.applied()), 30)
-            fenced = metric(victim, "fenced_actions_total")  # reachable: its uplink is up
-        finally:
-            net.topo.heal(net.link_of(victim.instance_id, "r"))
-        time.sleep(2.0)
-    gap = check_once(stream)
+    host, victim, survivor, stream, promoted_after, gap, fenced = _cut_under_load(net, "r")
     [initiated, *_] = _failover_events(survivor, host)
     assert initiated["detection_signal"] == "membership", initiated
     wait_for("the cut-off manager lets the host go after the heal",

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from .cluster import http, ownership, wait_for
-from .stream import Stream, check_once
+from .stream import Stream, check_once, wait_effects_after
 from .test_cluster_e2e import lines, metric, register, write_to
 
 HOSTS = 6
@@ -62,7 +62,7 @@ def test_a_killed_owners_hosts_are_taken_over_by_promoting_their_standbys(cluste
         c.kill(victim, signal.SIGKILL)
         _wait_taken_over(survivor, moved)
         took = time.monotonic() - killed_at
-        time.sleep(1.0)  # the stream goes on through the promoted session
+        wait_effects_after(stream, time.time(), 5, "effects through the promoted session")
     gap = check_once(stream)
     _check_promoted(survivor, moved, before)
     print(f"lease {heartbeat or '0.3/1'}s: kill -> {len(moved)} host(s) active on the survivor in "
@@ -203,7 +203,7 @@ def test_sigterm_drains_by_promoting_the_standbys(cluster):
         wait_for("the drain", lambda: all(staying.sessions().get(h, {}).get("role") == "active"
                                           for h in handed), 30, step=0.2)
         assert leaving.proc.wait(20) in (0, -signal.SIGTERM)  # a clean exit (twist re-raises it)
-        time.sleep(1.0)  # the stream goes on through the new owner
+        wait_effects_after(stream, time.time(), 5, "effects through the new owner")
     gap = check_once(stream)
     print(f"SIGTERM drain: {len(stream.posted)} actions at 10/s, each once; longest gap between "
           f"effects {gap:.2f}s; {len(stream.refused)} post(s) answered 409 and sent again")
