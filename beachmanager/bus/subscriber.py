@@ -7,7 +7,7 @@ Topics consumed, each an envelope ``{"type", "payload"}`` from the host's harnes
 * ``beach.manager.health`` -- ``HealthHeartbeat`` (``state_unordered``).
 
 The intermediate-generation names ``controller/ack``, ``state/host`` and ``state/health`` are
-accepted as aliases.  An envelope that does not parse, or whose ``type`` does not match its
+accepted as aliases (:mod:`beachmanager.protocol.legacy_topics`, the one shim).  An envelope that does not parse, or whose ``type`` does not match its
 topic, is dropped, counted (``extension_dropped_total{reason="bad_envelope"|"type_mismatch"}``)
 and warned about once per host and topic.  Listeners (the controller, debug views) register
 with :meth:`ManagerSubscriber.on`.
@@ -22,22 +22,19 @@ from twisted.logger import Logger
 
 from ..protocol import harness
 from ..protocol.extensions import NAMESPACE, TOPIC_ACK, TOPIC_HEALTH, TOPIC_STATE
+from ..protocol.legacy_topics import MANAGER_INBOUND, canonical
 from ..telemetry.logs import fields
 from .bus import BusMessage, HostBus, Subscription
 
 #: namespace -> topic -> logical lane
-SUBSCRIBES = {NAMESPACE: {
-    TOPIC_ACK: "control_ordered",
-    TOPIC_STATE: "state_unordered",
-    TOPIC_HEALTH: "state_unordered",
-    "controller/ack": "control_ordered",
-    "state/host": "state_unordered",
-    "state/health": "state_unordered",
-}}
+_LANES = {TOPIC_ACK: "control_ordered", TOPIC_STATE: "state_unordered",
+          TOPIC_HEALTH: "state_unordered"}
+SUBSCRIBES = {NAMESPACE: {topic: _LANES[canonical(topic)]
+                          for topic in (*_LANES, *MANAGER_INBOUND)}}
 #: topic -> envelope type
-KIND_OF = {TOPIC_ACK: harness.ACK, TOPIC_STATE: harness.STATE, TOPIC_HEALTH: harness.HEALTH,
-           "controller/ack": harness.ACK, "state/host": harness.STATE,
-           "state/health": harness.HEALTH}
+KIND_OF = {topic: {TOPIC_ACK: harness.ACK, TOPIC_STATE: harness.STATE,
+                   TOPIC_HEALTH: harness.HEALTH}[canonical(topic)]
+           for topic in SUBSCRIBES[NAMESPACE]}
 
 Listener = Callable[[str, Any], Any]
 

@@ -8,7 +8,8 @@
 * **Host -> manager**: HEAD hosts also send ``0x44``; a fixed host may send ``0x4A``.
   ``wire.decode_from_host`` accepts both (rule 4).  :func:`encode_from_host` picks the layout
   for a host implementation.
-* ``controller/input`` is a legacy alias for the action topic.  Topics are matched by suffix
+* ``controller/input`` is a legacy alias for the action topic (:mod:`.legacy_topics`, with the
+  other legacy names).  Topics are matched by suffix
   (``.action``, ``.ack``, ``.state``, ``.health``), as the Rust rewrite's ingest does.
 """
 
@@ -19,7 +20,6 @@ from beachmanager.protocol.frames import Extension
 
 __all__ = [
     "ENVELOPE_TYPES",
-    "LEGACY_ACTION_TOPIC",
     "NAMESPACE",
     "TOPIC_ACK",
     "TOPIC_ACTION",
@@ -38,14 +38,13 @@ TOPIC_ACTION = "beach.manager.action"
 TOPIC_ACK = "beach.manager.ack"
 TOPIC_STATE = "beach.manager.state"
 TOPIC_HEALTH = "beach.manager.health"
-#: manager -> harness: which manager is the host's active one, at which ownership epoch
-#: (``{"type": "association", "payload": {"manager_instance_id", "epoch"}}``); a harness
-#: refuses actions of an older epoch.  Consumers that do not know it ignore it.
+#: manager <-> harness: the signed beach association (who manages the host, at which ownership
+#: epoch, its private beach, a bridge token...) and the harness's renewal requests
+#: (:mod:`beachmanager.protocol.association`).  Consumers that do not know it ignore it.
 TOPIC_ASSOCIATION = "beach.manager.association"
 #: manager <-> harness liveness: a ping from each manager session every interval, answered to
 #: that manager only (:mod:`beachmanager.protocol.liveness`).
 TOPIC_HEARTBEAT = "beach.manager.heartbeat"
-LEGACY_ACTION_TOPIC = "controller/input"
 ENVELOPE_TYPES = ("action", "ack", "state", "health")
 _TOPICS = {"action": TOPIC_ACTION, "ack": TOPIC_ACK, "state": TOPIC_STATE, "health": TOPIC_HEALTH}
 
@@ -60,8 +59,9 @@ def topic_for(envelope_type: str) -> str:
 
 def envelope_type_for_topic(topic: str) -> str | None:
     """``action|ack|state|health`` for a topic (suffix match, legacy alias), else ``None``."""
-    if topic == LEGACY_ACTION_TOPIC:
-        return "action"
+    from .legacy_topics import canonical  # the shim imports this module: imported when used
+
+    topic = canonical(topic)
     head, dot, last = topic.rpartition(".")
     if dot and head and last in _TOPICS:
         return last
