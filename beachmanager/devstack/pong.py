@@ -3,9 +3,10 @@
 ``python -m beachmanager.devstack.pong [--seed N] [--fps 10]`` runs the game on the terminal:
 two paddles (``|``), a ball (``o``), and a score line.  The left paddle plays itself; the
 right one is the player's: ``k`` moves it up, ``j`` down.  A rally is the number of returns
-by the right paddle since its last miss; the score line shows it and the best one::
+by the right paddle since its last miss; the score line shows it, the best one, and how many
+keys the game has read (each player action is one key: the count proves none was doubled)::
 
-    PONG left 0 right 0 rally 3 best 7
+    PONG left 0 right 0 rally 3 best 7 keys 42
 
 :class:`Game` is the rules (pure: a seed in, frames out); :class:`PongPlayer` is an agent
 driver (``harness/agent.py``) that reads the target's screen from the states it is sent and
@@ -20,10 +21,11 @@ import re
 import select
 import sys
 import time
+import uuid
 from typing import Any
 
 WIDTH, HEIGHT, PADDLE = 40, 12, 3
-SCORE_RE = re.compile(r"PONG left (\d+) right (\d+) rally (\d+) best (\d+)")
+SCORE_RE = re.compile(r"PONG left (\d+) right (\d+) rally (\d+) best (\d+)(?: keys (\d+))?")
 
 
 class Game:
@@ -33,6 +35,7 @@ class Game:
         self.left = self.right = (height - PADDLE) // 2  # top row of each paddle
         self.score = [0, 0]
         self.rally = self.best = 0
+        self.keys = 0
         self._serve()
 
     def _serve(self) -> None:
@@ -41,6 +44,7 @@ class Game:
         self.dy = self.rng.choice((-0.5, 0.5))
 
     def key(self, ch: str) -> None:
+        self.keys += 1
         if ch == "k":
             self.right = max(0, self.right - 1)
         elif ch == "j":
@@ -82,7 +86,7 @@ class Game:
             rows[self.right + i][self.w - 1] = "|"
         rows[int(round(self.y))][int(self.x)] = "o"
         score = (f"PONG left {self.score[0]} right {self.score[1]} rally {self.rally} "
-                 f"best {self.best}")
+                 f"best {self.best} keys {self.keys}")
         return [score, "-" * self.w, *("".join(r) for r in rows), "-" * self.w]
 
 
@@ -105,29 +109,47 @@ def read_screen(lines: list[str]) -> dict[str, Any] | None:
             paddle_rows.append(r)
     if paddle_rows:
         paddle = (min(paddle_rows), max(paddle_rows))
-    left, right, rally, best = (int(g) for g in score.groups())
+    left, right, rally, best = (int(g) for g in score.groups()[:4])
+    keys = score.group(5)
     return {"ball": ball, "paddle": paddle, "score": (left, right), "rally": rally,
-            "best": best}
+            "best": best, "keys": int(keys) if keys is not None else None}
 
 
 class PongPlayer:
-    """An agent driver: moves the right paddle towards the ball, one key per new screen."""
+    """An agent driver: moves the right paddle towards the ball, one key per new screen (at
+    most *limit* keys; None: no end).  A key whose ack has not come is sent again with its
+    id (:class:`~beachmanager.devstack.agents.Unacked`): the target applies it once."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock, limit: int | None = None) -> None:
+        from .agents import Unacked
+
         self.best = 0
         self.moves = 0
+        self.limit = limit
+        self.unacked = Unacked(clock)
+        self._tag = uuid.uuid4().hex[:8]
         self._last: tuple | None = None
 
     def started(self, agent) -> None:
         pass
 
     def on_ack(self, agent, ack: Any) -> None:
-        pass
+        self.unacked.acked(ack)
+
+    def _press(self, agent, key: str) -> None:
+        aid = f"{self._tag}-pong-{self.moves}"
+        if agent.act([{"id": aid, "action_type": "terminal_write",
+                       "payload": {"bytes": key}}]) is not None:
+            self.unacked.sent(aid, key)
+            self.moves += 1
 
     def on_state(self, agent, state: Any) -> None:
         payload = state.get("payload") if isinstance(state, dict) else None
         lines = payload.get("lines") if isinstance(payload, dict) else None
         if not isinstance(lines, list):
+            return
+        self.unacked.resend_one(agent)
+        if self.limit is not None and self.moves >= self.limit:
             return
         seen = read_screen([str(x) for x in lines])
         if seen is None or seen["ball"] is None or seen["paddle"] is None:
@@ -140,10 +162,10 @@ class PongPlayer:
         row = seen["ball"][0]
         top, bottom = seen["paddle"]
         centre = (top + bottom) / 2
-        if row < centre and agent.type_text("k") is not None:
-            self.moves += 1
-        elif row > centre and agent.type_text("j") is not None:
-            self.moves += 1
+        if row < centre:
+            self._press(agent, "k")
+        elif row > centre:
+            self._press(agent, "j")
 
 
 def main(argv: list[str] | None = None) -> int:
