@@ -153,6 +153,12 @@ def join_code_keys(raw: str):
     return parse_keys(raw)
 
 
+def association_key(raw: str) -> bytes:
+    from .auth.bridge import parse_key  # cryptography only; no reactor
+
+    return parse_key(raw)
+
+
 def _transport_parser(name: str) -> Callable[[str], Any]:
     """A parser from ``beachmanager.transport`` (stdlib-only modules), imported when used."""
 
@@ -264,6 +270,17 @@ SETTINGS += (
     Setting("failover_min_interval", "BEACH_MANAGER_FAILOVER_MIN_INTERVAL", "10",
             "Least seconds a host stays with its owner before a standby may take it over on "
             "the host's report (against flapping).", non_negative_float(3600)),
+    Setting("association_key", "BEACH_MANAGER_ASSOCIATION_KEY", None,
+            "The cluster's association authority: base64 of a 32-byte Ed25519 seed, the same on "
+            "every instance (hosts pin it and refuse associations signed otherwise). Unset: "
+            "one generated per process (one instance only). Required with shared stores in "
+            "production.", association_key),
+    Setting("bridge_token_ttl", "BEACH_MANAGER_BRIDGE_TOKEN_TTL", "900",
+            "Seconds a harness's bridge token lives (the harness asks for a new one at two "
+            "thirds of its life).", positive_float(86_400)),
+    Setting("idle_snapshot_interval_ms", "IDLE_SNAPSHOT_INTERVAL_MS", "30000",
+            "Hint to each harness (in the association): most ms between full state snapshots "
+            "while its screen is idle.", positive_int(86_400_000)),
     Setting("rebalance_batch", "BEACH_MANAGER_REBALANCE_BATCH", "5",
             "Hosts handed at a time to a better-ranked instance that joined; 0 keeps hosts where "
             "they are until their owner leaves.", non_negative_int(1000)),
@@ -451,6 +468,11 @@ def load(cli: Mapping[str, str | None] | None = None,
     if (values.get("dev_road") or values.get("dev_hosts")) and values.get("beach_env") == "production":
         raise ConfigError("--dev-road / --dev-hosts start development peers and are refused when "
                           "BEACH_ENV=production")
+    if values.get("beach_env") == "production" and not values.get("association_key") and (
+            values.get("redis_url") or values.get("database_url")):
+        raise ConfigError("--association-key / BEACH_MANAGER_ASSOCIATION_KEY is required in "
+                          "production with shared stores (every instance must sign associations "
+                          "with the same key)")
     return Config(values)
 
 

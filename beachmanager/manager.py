@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .assign.intake import HostIntake
     from .assign.service import AssignmentService
     from .auth.service import AuthService
+    from .bus.association import AssociationPublisher
     from .controller.agent_gateway import AgentGateway
     from .controller.delivery import Publisher
     from .controller.leases import Leases
@@ -60,6 +61,7 @@ class ManagerParts:
     intake: HostIntake
     session_beaches: SessionBeaches
     http: HttpService
+    associations: AssociationPublisher
     agents: AgentGateway | None = None
     postgres: PostgresService | None = None
     redis: RedisService | None = None
@@ -181,8 +183,9 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     auth = add(AuthService(config, reactor, clock, ctx.metrics))
     leases = Leases(registry.store, clock)
     events = SessionEvents(clock.seconds)
-    hosts = HostManager(ctx, events)
     http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(deps))
+    session_beaches = SessionBeaches(registry.store, clock)
+    hosts = HostManager(ctx, events)
     stores = (redis_stores(redis, config.action_queue_bound) if redis is not None
               else memory_stores(clock, config.action_queue_bound))
     controller = ControllerService(ctx, events=events, publisher=publisher or hosts.publisher,
@@ -194,8 +197,9 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
                               targets=configured_targets(config))
     assign.stop_timeout = config.stop_timeout
     hosts.publisher.deliver_only_while(assign.lease_held)
-    session_beaches = SessionBeaches(registry.store, clock)
-    agents = _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis)
+    associations = _associations(ctx, events, hosts, assign, session_beaches, http)
+    agents = _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis,
+                            associations)
     intake = HostIntake(config.instance_id, clock, registry.store, events, hosts, assign)
     dev_hosts = None
     if config.dev_hosts:
@@ -204,6 +208,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
         # added before the transports: it stops after the manager's transports to its hosts
         dev_hosts = add(DevHosts(ctx, config.dev_hosts, tuple(config.dev_host_command.split()),
                                  store=registry.store, intake=intake, events=events,
+                                 authority=associations.authority.authority.public_key,
                                  depends_on=[p for p in (dev_road, registry, hosts, assign) if p]))
     add(hosts)
     add(controller)
@@ -214,7 +219,8 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     root.parts = ManagerParts(
         events=events, registry=registry, auth=auth, leases=leases, hosts=hosts,
         controller=controller, assign=assign, intake=intake,
-        session_beaches=session_beaches, http=http, agents=agents, postgres=postgres,
+        session_beaches=session_beaches, http=http, associations=associations, agents=agents,
+        postgres=postgres,
         redis=redis, dev_road=dev_road, dev_hosts=dev_hosts)
     parts = root.parts
     deps = root.api = ApiDeps(ctx=ctx, readiness=root.readiness, auth=auth, registry=registry.store,
@@ -224,7 +230,37 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     return root
 
 
-def _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis):
+def _associations(ctx: ManagerContext, events: SessionEvents, hosts: HostManager,
+                  assign: AssignmentService, session_beaches: SessionBeaches,
+                  http: HttpService) -> AssociationPublisher:
+    """The association handshake's sender, with the cluster's signing key: it tells a host's
+    harness again whenever what it says changes (readiness, epoch, standby, private beach)."""
+    from .assign.build import endpoint_of
+    from .auth.bridge import AssociationAuthority
+    from .bus.association import AssociationPublisher
+
+    cfg = ctx.config
+    authority = AssociationAuthority(cfg.association_key)
+    if authority.ephemeral and (cfg.redis_url or cfg.database_url):
+        ManagerService.log.warn(
+            "no BEACH_MANAGER_ASSOCIATION_KEY: this instance signs associations with a key of "
+            "its own ({key_id}); hosts that fail over to or from another instance will refuse "
+            "its associations. Give every instance the same key.",
+            key_id=authority.authority.key_id)
+    associations = AssociationPublisher(
+        ctx.clock, authority, instance_id=cfg.instance_id,
+        manager_url=lambda: endpoint_of(cfg, http), bridge_ttl=cfg.bridge_token_ttl,
+        idle_snapshot_interval_ms=cfg.idle_snapshot_interval_ms, events=events,
+        beaches_of=session_beaches.lookup, epoch_of=hosts.epoch_of, code_hint_of=hosts.code_hint,
+        standby_of=assign.standby_of, send=hosts.send, metrics=ctx.metrics)
+    hosts.add_bus_watcher(associations.watch)
+    hosts.on_epoch_changed(associations.associate)
+    assign.on_standby_changed(associations.associate)
+    session_beaches.on_change(associations.associate)
+    return associations
+
+
+def _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis, associations):
     """Controller agents on the bus: checked like REST calls, sent down the same path."""
     from .api.tenancy import tenant_for
     from .controller.agent_gateway import AgentGateway
@@ -244,6 +280,7 @@ def _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis)
                           authorize=lambda p, scope: auth.authorize(p, scope, "bus:agent"),
                           tenant_of=lambda p, s, w: tenant_for(session_beaches, p, s, w),
                           leases=leases, submit=controller.submit, send=hosts.send,
+                          check_bridge_token=associations.check_bridge_token,
                           metrics=ctx.metrics, relay_factory=relay_factory)
     hosts.add_bus_watcher(agents.watch)
     hosts.subscriber.on("ack", agents.target_ack)

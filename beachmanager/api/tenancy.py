@@ -11,6 +11,7 @@ Unknown sessions are not kept (a session registered elsewhere is found at once).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -37,6 +38,12 @@ class SessionBeaches:
         self.store = store
         self.kept: TtlCache[list[str]] = TtlCache(clock, ttl, bound)
         self._epoch = 0
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call *listener(session_id)* when a session may have joined a private beach through
+        this instance (the association tells its harness)."""
+        self._listeners.append(listener)
 
     async def lookup(self, session_id: str) -> list[str]:
         found = self.kept.get(session_id)
@@ -51,6 +58,8 @@ class SessionBeaches:
     def forget(self, session_id: str) -> None:
         self._epoch += 1
         self.kept.pop(session_id)
+        for listener in list(self._listeners):
+            listener(session_id)
 
 
 def now_ms(clock: IReactorTime) -> int:

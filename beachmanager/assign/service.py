@@ -222,6 +222,9 @@ class AssignmentService(ReadyService):
         self.rebalance_batch = rebalance_batch
         self.standbys = standbys
         self.standby_wanted: frozenset[str] = frozenset()
+        #: host owned here -> the instance that keeps its standby session (None: nobody can)
+        self.standby_for: dict[str, str | None] = {}
+        self._standby_listeners: list[Callable[[str], None]] = []
         self.failover_min_interval = failover_min_interval
         self.failovers = FailoverTracker(clock, metrics, instance_id,
                                          standbys.on_next_delivery if standbys else None)
@@ -354,6 +357,15 @@ class AssignmentService(ReadyService):
     def add_listener(self, gained: Callable[[str], None], lost: Callable[[str], None]) -> None:
         """Call *gained(host)* / *lost(host)* when this instance starts / stops owning a host."""
         self.listeners.append((gained, lost))
+
+    def standby_of(self, host_session_id: str) -> str | None:
+        """The instance keeping a standby session to a host owned here (as of the last check,
+        once per heartbeat interval; None without ``--standby``)."""
+        return self.standby_for.get(host_session_id)
+
+    def on_standby_changed(self, listener: Callable[[str], None]) -> None:
+        """Call *listener(host)* when the standby instance of a host owned here changes."""
+        self._standby_listeners.append(listener)
 
     async def assign(self, host_session_id: str, reason: str = "attach") -> Decision:
         """Place *host_session_id* (sticky).  Raises CapacityExhausted or AssignmentUnavailable."""
@@ -512,6 +524,21 @@ class AssignmentService(ReadyService):
                        host_session_id=host)
         ready = sum(1 for h in held if self.events.is_ready(h, Role.STANDBY))
         self.metrics.standby_ready_hosts.set(ready)
+        self._note_standbys({m.id: m for m in members})
+
+    def _note_standbys(self, members) -> None:
+        """Who stands by for each host owned here; listeners hear of each change."""
+        mine = set(self.owned_hosts())
+        for host in list(self.standby_for):
+            if host not in mine:
+                del self.standby_for[host]
+        for host in mine:
+            now = standby.standby_of(host, self.instance_id, members)
+            if host in self.standby_for and self.standby_for[host] == now:
+                continue
+            self.standby_for[host] = now
+            for listener in list(self._standby_listeners):
+                listener(host)
 
     # -- failover on the host's word -------------------------------------------------------------
     def _owner_silent(self, host: str, owner: str, epoch: int, silent_ms: int | None) -> None:

@@ -4,8 +4,10 @@ Topics published:
 
 * ``beach.manager.action`` -- action envelopes ``{"type": "action", "payload": ActionCommand}``
   for the host's harness (lane ``control_ordered``), stamped with the host's ownership epoch;
-* ``beach.manager.association`` -- the active manager and its epoch (fencing), sent when the
-  active session becomes ready or a standby is promoted.
+* ``beach.manager.association`` -- the signed association (who manages the host, at which
+  epoch, its private beach, a bridge token...), sent by :mod:`.association` when the active
+  session becomes ready or is promoted and when any of it changes; the harness's renewal
+  requests come back on the same topic.
 
 Frames go out as client-layout Extension frames (``0x44``) on the host's ``beach`` channel,
 never to local subscribers.  Whether a host is ready is the session stream's answer

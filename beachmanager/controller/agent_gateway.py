@@ -7,6 +7,9 @@ API checks a request and sends it down the same path:
 * the JWT in the message is verified by the auth service and must carry ``pb:control.write``;
   the target's private beach is found as for ``/sessions/<id>/...`` (a token bound to another
   beach does not see the target);
+* the bridge token in the message must be the cluster's, issued to the agent host the message
+  came from (its association gave it); an agent host linked to a private beach drives hosts
+  of that beach only (``wrong_private_beach``);
 * a lease is taken with :class:`~beachmanager.controller.leases.Leases` (PostgreSQL or its
   twin), actions are checked against the lease and parsed by the REST parser, then submitted
   to the controller (the host's queue: backpressure, expiry, exactly-once all apply);
@@ -33,6 +36,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from .._aio import background
+from ..auth.bridge import BridgeClaims, BridgeTokenError
 from ..auth.principal import AuthFailure, Principal
 from ..bus.bus import BusMessage, HostBus
 from ..protocol import agent as ag
@@ -60,7 +64,8 @@ class AgentGateway(ReadyService):
 
     def __init__(self, clock: IReactorTime, *, authenticate: Authenticate,
                  authorize: Callable[[Principal, str], None], tenant_of: TenantOf,
-                 leases: Leases, submit: Submit, send: Send, metrics=None,
+                 leases: Leases, submit: Submit, send: Send,
+                 check_bridge_token: Callable[[str, str], BridgeClaims], metrics=None,
                  relay_factory: Callable[[], Any] | None = None):
         """*relay_factory* makes the cross-instance relay (``agent_relay.py``) once the
         stores run; without it (one instance) events are forwarded locally only."""
@@ -71,6 +76,7 @@ class AgentGateway(ReadyService):
         self.leases = leases
         self._submit = submit
         self._send = send
+        self._check_bridge = check_bridge_token
         self.metrics = metrics
         #: target -> agent host -> (controller token, lease expiry in ms)
         self.watchers: dict[str, OrderedDict[str, tuple[str, int]]] = {}
@@ -200,10 +206,12 @@ class AgentGateway(ReadyService):
             else:
                 self._inflight.pop(agent, None)
 
-    async def _checked(self, token: str, target: str, beach: str | None,
-                       rid: str) -> tuple[Principal, Tenant]:
+    async def _checked(self, agent: str, r: ag.LeaseRequest | ag.ActionsRequest
+                       ) -> tuple[Principal, Tenant]:
+        target, rid, beach = r.target_session_id, r.request_id, r.private_beach_id
+        beach = self._bridged_beach(agent, r.bridge_token, beach, target, rid)
         try:
-            principal = await self._authenticate(token)
+            principal = await self._authenticate(r.token)
             self._authorize(principal, SCOPE)
             tenant = await self._tenant_of(principal, target, beach)
         except AuthFailure as e:
@@ -216,10 +224,28 @@ class AgentGateway(ReadyService):
                                      target)) from None
         return principal, tenant
 
+    def _bridged_beach(self, agent: str, token: str | None, wanted: str | None, target: str,
+                       rid: str) -> str | None:
+        """The private beach the agent may act in: its bridge token's (if it names one)."""
+        if token is None:
+            raise Refused(ag.Refusal("missing_bridge_token", "agent messages carry the bridge "
+                                     "token of the agent host's association", rid, target))
+        try:
+            claims = self._check_bridge(token, agent)
+        except BridgeTokenError as e:
+            raise Refused(ag.Refusal(e.code, e.message, rid, target)) from None
+        bound = claims.private_beach_id
+        if bound is None:
+            return wanted
+        if wanted not in (None, bound):
+            raise Refused(ag.Refusal("wrong_private_beach", f"this agent's host is linked to "
+                                     f"private beach {bound}; it drives hosts there only",
+                                     rid, target))
+        return bound
+
     async def _lease(self, agent: str, payload: bytes) -> None:
         r = ag.read_lease_request(payload)
-        principal, tenant = await self._checked(r.token, r.target_session_id, r.private_beach_id,
-                                                r.request_id)
+        principal, tenant = await self._checked(agent, r)
         try:
             lease = await self.leases.acquire(tenant, r.target_session_id, principal.account_id,
                                               f"agent {agent}", r.ttl_ms)
@@ -235,7 +261,7 @@ class AgentGateway(ReadyService):
     async def _actions(self, agent: str, payload: bytes) -> None:
         r = ag.read_actions(payload)
         target, rid = r.target_session_id, r.request_id
-        _, tenant = await self._checked(r.token, target, r.private_beach_id, rid)
+        _, tenant = await self._checked(agent, r)
         try:
             lease = await self.leases.check(tenant, target, r.controller_token)
         except LeaseError as e:
@@ -313,7 +339,8 @@ _OUTCOMES = frozenset({"ok", "busy", "bad_message", "too_large", "missing_scope"
                        "malformed_token", "bad_signature", "expired", "unknown_kid",
                        "wrong_private_beach", "session_not_found", "missing_lease", "lease_expired",
                        "lease_revoked", "controller_mismatch", "invalid_action",
-                       "too_many_requests"})
+                       "too_many_requests", "missing_bridge_token", "invalid_bridge_token",
+                       "bridge_token_expired"})
 
 
 def _metric_outcome(code: str) -> str:

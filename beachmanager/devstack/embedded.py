@@ -49,7 +49,8 @@ class DevHosts(ReadyService):
 
     def __init__(self, ctx: ManagerContext, count: int, command: tuple[str, ...], *,
                  store: RegistryStore, intake: HostIntake, events: SessionEvents,
-                 depends_on: Iterable[ReadyService] = ()):
+                 authority: bytes | None = None, depends_on: Iterable[ReadyService] = ()):
+        """*authority*: the manager's association key, which the dev hosts' harnesses trust."""
         super().__init__("dev-hosts", ctx.clock)
         self.ctx = ctx
         self.count = count
@@ -57,6 +58,7 @@ class DevHosts(ReadyService):
         self.store = store
         self.intake = intake
         self.events = events
+        self.authority = authority
         self.depends_on = tuple(depends_on)
         self.started: list[Any] = []
         self.attached: list[str] = []
@@ -73,7 +75,8 @@ class DevHosts(ReadyService):
         env = {"PS1": "$ ", "TERM": "xterm", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                "HOME": os.environ.get("HOME", "/")}
         self.started = await start_hosts(self.ctx.config.road_url, self.count, self.ctx.reactor,
-                                         command=self.command, env=env)
+                                         command=self.command, env=env,
+                                         manager_authority=self.authority)
         tenant = Tenant(DEV_PRIVATE_BEACH)
         for host in self.started:
             await self.store.attach_session(tenant, host.session_id, host.join_code, Op.new(),

@@ -50,13 +50,17 @@ class Agent:
     log = Logger()
 
     def __init__(self, bus, clock, fence: fencing.Fence, settings: AgentSettings, driver: Driver,
-                 events: Callable[[dict[str, Any]], None] | None = None):
+                 events: Callable[[dict[str, Any]], None] | None = None,
+                 bridge_token: Callable[[], str | None] = lambda: None):
+        """*bridge_token* reads the one this host's association gave it (sent with every
+        request: it names this host to the manager)."""
         self.bus = bus
         self.clock = clock
         self.fence = fence
         self.settings = settings
         self.driver = driver
         self._events = events or (lambda e: None)
+        self._bridge_token = bridge_token
         self.controller_token: str | None = None
         self.expires_at_ms = 0
         self._renew_at = 0.0  # two thirds into the lease's life
@@ -88,13 +92,14 @@ class Agent:
             return  # renewed at two thirds of its life
         if self._asked_at is not None and now - self._asked_at < RETRY:
             return
-        if self.fence.peer is None:
-            return  # no active manager yet
+        bridge = self._bridge_token()
+        if self.fence.peer is None or bridge is None:
+            return  # no active manager yet (its association brings the bridge token)
         self._asked_at = now
         rid = f"lease-{next(self._requests)}"
         self._send(ag.TOPIC_LEASE, ag.lease_request(ag.LeaseRequest(
             rid, self.settings.target, self.settings.token, self.settings.private_beach_id,
-            self.settings.ttl_ms)))
+            self.settings.ttl_ms, bridge)))
 
     def _send(self, topic: str, payload: bytes) -> bool:
         peer = self.fence.peer
@@ -116,7 +121,7 @@ class Agent:
         rid = f"act-{next(self._requests)}"
         sent = self._send(ag.TOPIC_ACTIONS, ag.actions_request(ag.ActionsRequest(
             rid, self.settings.target, self.settings.token, token, tuple(commands),
-            self.settings.private_beach_id)))
+            self.settings.private_beach_id, self._bridge_token())))
         if sent:
             self.counts["sent"] += len(commands)
             self._events({"event": "sent", "request_id": rid, "ids": [c["id"] for c in commands]})

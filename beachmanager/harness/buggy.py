@@ -21,6 +21,7 @@ from ..protocol import harness as hj
 from ..protocol import liveness
 from ..protocol.extensions import TOPIC_ASSOCIATION, TOPIC_HEARTBEAT
 from .agent import Agent, AgentSettings, Driver
+from .association import AssociationKeeper
 from .publisher import DEFAULT_HEALTH_INTERVAL, DEFAULT_STATE_INTERVAL, Publisher
 from .subscriber import DEFAULT_DEDUP_SIZE, DEFAULT_MAX_QUEUE, TOPICS, ActionSubscriber
 
@@ -57,7 +58,10 @@ class Harness:
                  health_interval: float = DEFAULT_HEALTH_INTERVAL, dedup_size: int = DEFAULT_DEDUP_SIZE,
                  max_queue: int = DEFAULT_MAX_QUEUE, drop_first_acks: int = 0,
                  agent: AgentSettings | None = None, driver: Driver | None = None,
-                 agent_events: Callable[[dict[str, Any]], None] | None = None):
+                 agent_events: Callable[[dict[str, Any]], None] | None = None,
+                 authority: bytes | None = None, host_session_id: str | None = None):
+        """*authority*: the manager cluster's public key to trust (None: the first that signs
+        a valid association); *host_session_id*: this host's, which associations must name."""
         self.bus = bus
         self.terminal = terminal
         self.clock = clock
@@ -67,8 +71,12 @@ class Harness:
         self.subscriber = ActionSubscriber(clock, write=terminal.write, ack=self._ack,
                                            dedup_size=dedup_size, max_queue=max_queue)
         self.watch = liveness.ActiveWatch()
+        self.association = AssociationKeeper(clock, self.subscriber.fence, bus.send_to,
+                                             authority=authority, host_session_id=host_session_id,
+                                             on_association=self._associated)
         #: agent mode: this host drives another one through its manager (``harness/agent.py``)
-        self.agent = (Agent(bus, clock, self.subscriber.fence, agent, driver, agent_events)
+        self.agent = (Agent(bus, clock, self.subscriber.fence, agent, driver, agent_events,
+                            bridge_token=lambda: self.association.bridge_token)
                       if agent is not None and driver is not None else None)
         self._unsubscribe: list[Callable[[], None]] = []
         self._rejects_reported = 0
@@ -81,7 +89,7 @@ class Harness:
             return
         self.started = True
         self._unsubscribe = [self.bus.subscribe(topic, self.subscriber.handle) for topic in TOPICS]
-        self._unsubscribe.append(self.bus.subscribe(TOPIC_ASSOCIATION, self.subscriber.associate))
+        self._unsubscribe.append(self.bus.subscribe(TOPIC_ASSOCIATION, self.association.handle))
         self._unsubscribe.append(self.bus.subscribe(TOPIC_HEARTBEAT, self._heartbeat))
         self.publisher.start()
         if self.agent is not None:
@@ -94,6 +102,7 @@ class Harness:
         self._unsubscribe = []
         self.publisher.stop()
         self.subscriber.stop()
+        self.association.stop()
         if self.agent is not None:
             self.agent.stop()
 
@@ -102,6 +111,10 @@ class Harness:
             self.acks_to_drop -= 1
             return
         self.publisher.ack(ack)
+
+    def _associated(self, a) -> None:
+        if a.idle_snapshot_interval_ms:
+            self.publisher.idle_snapshot_interval = a.idle_snapshot_interval_ms / 1000
 
     def _heartbeat(self, topic: str, payload: bytes, peer: str | None) -> None:
         if peer is None or liveness.kind_of(payload) != liveness.PING:
@@ -159,5 +172,6 @@ class Harness:
     def status(self) -> dict[str, Any]:
         return {**self.subscriber.status(), "state_sequence": self.publisher.state_sequence,
                 "heartbeats_answered": self.watch.pings, "active_peer": self.watch.active_peer,
+                "association": self.association.status(),
                 **({"agent": self.agent.status()} if self.agent is not None else {}),
                 "published": dict(self.publisher.published)}

@@ -6,7 +6,8 @@ Topics produced (namespace ``manager``):
 * ``beach.manager.state``  -- :class:`StateDiff` with a ``terminal_full`` payload, ``sequence``
   from 1, at most once per ``state_interval`` (100 ms) while the screen changes;
 * ``beach.manager.health`` -- :class:`HealthHeartbeat` every ``health_interval`` (5 s), the
-  first at start.
+  first at start.  With an idle-snapshot hint (from the association), a state goes out with
+  the health when none has for that long (an idle screen still refreshes managers' mirrors).
 
 Every payload is the JSON envelope ``{"type": "ack"|"state"|"health", "payload": ...}``.
 """
@@ -44,6 +45,8 @@ class Publisher:
         self.state_interval = state_interval
         self.health_interval = health_interval
         self.state_sequence = 0
+        #: seconds of idle screen after which a full state is sent anyway (None: never)
+        self.idle_snapshot_interval: float | None = None
         self._last_state_at: float | None = None
         self._state_call = None
         self._health_loop: LoopingCall | None = None
@@ -87,6 +90,9 @@ class Publisher:
             self._publish(TOPIC_HEALTH, self._health())
         except Exception:
             self.log.failure("cannot publish health")
+        idle, last = self.idle_snapshot_interval, self._last_state_at
+        if idle and last is not None and self.clock.seconds() - last >= idle:
+            self.screen_changed()
 
     def start(self) -> None:
         self._health_loop = LoopingCall(self._emit_health)

@@ -3,9 +3,11 @@
 Topics consumed:
 
 * ``beach.manager.action`` -- action envelopes ``{"type": "action", "payload": ActionCommand}``;
-* ``controller/input``     -- legacy alias carrying the same envelope;
-* ``beach.manager.association`` -- the active manager and its ownership epoch
-  (:mod:`beachmanager.protocol.fencing`).
+* ``controller/input``     -- legacy alias carrying the same envelope
+  (:mod:`beachmanager.protocol.legacy_topics`).
+
+The association (who is the active manager, at which epoch) reaches :attr:`fence` through
+:mod:`.association`.
 
 Rules: an unparsable envelope is logged and gets no ack (as beach-buggy); an
 action id seen before is acked again with its first ack and never applied twice
@@ -14,7 +16,7 @@ action id seen before is acked again with its first ack and never applied twice
 is queued for the PTY and acked ``ok`` once written; anything else is
 ``rejected`` with ``error_code`` ``unsupported_action``.  The action queue is
 bounded: a full queue rejects with ``queue_full``.  An action stamped with an epoch older
-than the newest seen (from an association message or a newer action) is refused
+than the newest seen (from a verified association or a newer action) is refused
 ``rejected``/``stale_epoch`` and not remembered, so the current owner's delivery of the same
 id is applied (fencing: a former owner that wakes up applies nothing).  Once the active
 manager's transport is known (the peer its association came over), an action from any other
@@ -32,9 +34,10 @@ from twisted.logger import Logger
 
 from ..protocol import fencing
 from ..protocol import harness as hj
-from ..protocol.extensions import LEGACY_ACTION_TOPIC, TOPIC_ACTION
+from ..protocol.extensions import TOPIC_ACTION
+from ..protocol.legacy_topics import HARNESS_INBOUND, aliases_of
 
-TOPICS = (TOPIC_ACTION, LEGACY_ACTION_TOPIC)
+TOPICS = (TOPIC_ACTION, *aliases_of(TOPIC_ACTION, HARNESS_INBOUND))
 
 TERMINAL_WRITE = "terminal_write"
 ERROR_UNSUPPORTED = "unsupported_action"
@@ -68,18 +71,6 @@ class ActionSubscriber:
     @property
     def queue_depth(self) -> int:
         return len(self.queue)
-
-    def associate(self, topic: str, payload: bytes, peer: str | None = None) -> None:
-        """An association message: the active manager and its epoch."""
-        try:
-            association = fencing.read_association(payload)
-        except fencing.FencingError as e:
-            self.unparsable += 1
-            self.log.warn("dropping an unparsable association: {error}", error=str(e))
-            return
-        if self.fence.associate(association, peer):
-            self.log.info("the active manager is {manager} at epoch {epoch}",
-                          manager=association.manager_instance_id, epoch=association.epoch)
 
     def handle(self, topic: str, payload: bytes, peer: str | None = None) -> None:
         """One bus message on an action topic."""

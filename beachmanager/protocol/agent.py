@@ -8,11 +8,12 @@ design, with who publishes and who subscribes, is ``docs/bus-controllers.md``):
 topic                       direction    envelope ``type`` and payload
 =========================== ============ ===================================================
 ``beach.manager.agent.lease``   agent->mgr   ``lease_request`` {request_id, target_session_id,
-                                             token, private_beach_id?, ttl_ms?}
+                                             token, bridge_token, private_beach_id?, ttl_ms?}
 ``beach.manager.agent.lease``   mgr->agent   ``lease`` {request_id, target_session_id,
                                              controller_token, expires_at_ms}
 ``beach.manager.agent.actions`` agent->mgr   ``actions`` {request_id, target_session_id, token,
-                                             controller_token, private_beach_id?, actions[]}
+                                             bridge_token, controller_token, private_beach_id?,
+                                             actions[]}
 ``beach.manager.agent.acks``    mgr->agent   ``ack`` {target_session_id, ack (ActionAck)}
 ``beach.manager.agent.states``  mgr->agent   ``state`` {target_session_id, state (StateDiff)}
 ``beach.manager.agent.error``   mgr->agent   ``error`` {request_id?, target_session_id?, code,
@@ -20,7 +21,9 @@ topic                       direction    envelope ``type`` and payload
 =========================== ============ ===================================================
 
 ``token`` is a Beach Gate / Clerk JWT, verified like a REST call's bearer token (scope
-``pb:control.write``, the target's private beach); ``controller_token`` is the lease's.  The
+``pb:control.write``, the target's private beach); ``bridge_token`` is the one the agent host's
+own association gave it (it names the agent host and its private beach);
+``controller_token`` is the lease's.  The
 topic names do not end in ``.action|.ack|.state|.health``, so nothing that matches harness
 topics by suffix mistakes them for harness traffic.
 
@@ -69,6 +72,7 @@ class LeaseRequest:
     token: str
     private_beach_id: str | None = None
     ttl_ms: int | None = None
+    bridge_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class ActionsRequest:
     controller_token: str
     actions: tuple[Any, ...]  # raw action objects: validated by the controller's parser
     private_beach_id: str | None = None
+    bridge_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,8 @@ def read_lease_request(data: bytes) -> LeaseRequest:
         raise AgentError("ttl_ms must be a whole number of 1 to 86400000", request_id=rid)
     return LeaseRequest(rid, str(_text(p, "target_session_id", rid=rid)),
                         str(_text(p, "token", MAX_TOKEN, rid)),
-                        _text(p, "private_beach_id", rid=rid, required=False), ttl)
+                        _text(p, "private_beach_id", rid=rid, required=False), ttl,
+                        _text(p, "bridge_token", MAX_TOKEN, rid, required=False))
 
 
 def read_actions(data: bytes) -> ActionsRequest:
@@ -168,18 +174,21 @@ def read_actions(data: bytes) -> ActionsRequest:
     return ActionsRequest(rid, str(_text(p, "target_session_id", rid=rid)),
                           str(_text(p, "token", MAX_TOKEN, rid)),
                           str(_text(p, "controller_token", MAX_TOKEN, rid)), tuple(actions),
-                          _text(p, "private_beach_id", rid=rid, required=False))
+                          _text(p, "private_beach_id", rid=rid, required=False),
+                          _text(p, "bridge_token", MAX_TOKEN, rid, required=False))
 
 
 def lease_request(r: LeaseRequest) -> bytes:
     return _dump("lease_request", {"request_id": r.request_id,
                                    "target_session_id": r.target_session_id, "token": r.token,
+                                   "bridge_token": r.bridge_token,
                                    "private_beach_id": r.private_beach_id, "ttl_ms": r.ttl_ms})
 
 
 def actions_request(r: ActionsRequest) -> bytes:
     return _dump("actions", {"request_id": r.request_id, "target_session_id": r.target_session_id,
-                             "token": r.token, "controller_token": r.controller_token,
+                             "token": r.token, "bridge_token": r.bridge_token,
+                             "controller_token": r.controller_token,
                              "private_beach_id": r.private_beach_id, "actions": list(r.actions)})
 
 

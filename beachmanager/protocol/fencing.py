@@ -1,9 +1,9 @@
-"""Ownership epochs on the bus: the association message, and the harness's fencing rule.
+"""Ownership epochs on the bus: the harness's fencing rule.
 
 Every change of a host's owner bumps its epoch in the assignment store.  The active manager
-tells the host's harness its epoch in an association message (topic
-``beach.manager.association``) and stamps every action envelope with it (``"epoch"``, an
-envelope field that consumers which do not know it ignore).  :class:`Fence` is the
+tells the host's harness its epoch in the signed association message (topic
+``beach.manager.association``, :mod:`.association`) and stamps every action envelope with it
+(``"epoch"``, an envelope field that consumers which do not know it ignore).  :class:`Fence` is the
 harness's side: it keeps the newest epoch it has seen and refuses an action of an older
 one, so a paused or partitioned former owner that wakes up applies nothing.
 
@@ -12,14 +12,9 @@ Sans-I/O: bytes and numbers in, values out.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 #: The ack error code of an action refused for its epoch.
 STALE_EPOCH = "stale_epoch"
-ASSOCIATION = "association"
 MAX_EPOCH = 2**63 - 1
-MAX_BYTES = 4096
 
 
 def stale_message(refused: int, current: int) -> str:
@@ -36,41 +31,6 @@ def refused_epoch(message: str | None) -> int | None:
     return int(word) if word.isdigit() else None
 
 
-class FencingError(ValueError):
-    """An association message that does not have the documented shape."""
-
-
-@dataclass(frozen=True)
-class Association:
-    manager_instance_id: str
-    epoch: int
-
-    def to_json(self) -> bytes:
-        return json.dumps({"type": ASSOCIATION, "payload": {
-            "manager_instance_id": self.manager_instance_id, "epoch": self.epoch}},
-            separators=(",", ":")).encode()
-
-
-def read_association(data: bytes) -> Association:
-    if len(data) > MAX_BYTES:
-        raise FencingError(f"association message of {len(data)} bytes (at most {MAX_BYTES})")
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise FencingError(f"not JSON: {e}") from None
-    if not isinstance(body, dict) or body.get("type") != ASSOCIATION:
-        raise FencingError("not an association envelope")
-    payload = body.get("payload")
-    if not isinstance(payload, dict):
-        raise FencingError("association payload must be an object")
-    manager, epoch = payload.get("manager_instance_id"), payload.get("epoch")
-    if not isinstance(manager, str) or not manager or len(manager) > 256:
-        raise FencingError("manager_instance_id must be a string of 1 to 256 characters")
-    if type(epoch) is not int or not 0 <= epoch <= MAX_EPOCH:
-        raise FencingError(f"epoch must be an unsigned integer, got {epoch!r}")
-    return Association(manager, epoch)
-
-
 class Fence:
     """The newest epoch seen, and the peer (transport) of the manager holding it.
 
@@ -85,12 +45,13 @@ class Fence:
         self.refused = 0
         self.foreign_dropped = 0
 
-    def associate(self, association: Association, peer: str | None = None) -> bool:
-        """True when it is news (a newer epoch, or the first)."""
-        if association.epoch < self.epoch:
+    def associate(self, manager_instance_id: str, epoch: int, peer: str | None = None) -> bool:
+        """A (verified) association: True when it is news (a newer epoch, or the first); an
+        older epoch changes nothing."""
+        if epoch < self.epoch:
             return False
-        news = association.epoch > self.epoch or self.manager is None
-        self.epoch, self.manager = association.epoch, association.manager_instance_id
+        news = epoch > self.epoch or self.manager is None
+        self.epoch, self.manager = epoch, manager_instance_id
         if peer is not None:
             self.peer = peer
         return news
@@ -122,5 +83,4 @@ class Fence:
             self.peer = None
 
 
-__all__ = ["STALE_EPOCH", "Association", "Fence", "FencingError", "read_association",
-           "refused_epoch", "stale_message"]
+__all__ = ["STALE_EPOCH", "Fence", "refused_epoch", "stale_message"]

@@ -94,6 +94,10 @@ class Metrics:
         self.agent_messages_total = Counter(
             "agent_messages_total", "Messages of controller agents on the bus, by outcome (ok, "
             "or the refusal's code)", ["outcome"], registry=r)
+        self.association_total = Counter(
+            "association_total", "Association messages sent to harnesses and renewal requests "
+            "heard from them, by outcome (sent, renewed, or the refusal's code)", ["outcome"],
+            registry=r)
         self.http_fallback_total = Counter(
             "http_fallback_total", "Downgrades to HTTP (kept at zero: the bus has no HTTP fallback)",
             registry=r)

@@ -31,13 +31,13 @@ from ..bus.bus import HostBus, TopicTable
 from ..bus.publisher import PUBLISHES, ManagerPublisher
 from ..bus.subscriber import SUBSCRIBES, ManagerSubscriber
 from ..cache.mirror import TerminalMirror
-from ..protocol import crypto, fencing
+from ..protocol import crypto
 from ..protocol.agent import AGENT_TOPICS
-from ..protocol.extensions import NAMESPACE, TOPIC_ASSOCIATION
+from ..protocol.extensions import NAMESPACE
 from ..service import FatalStartupError, ReadyService
 from ..telemetry.logs import fields
 from . import ice as ice_mod
-from .events import Role, SessionChange, SessionEvents, SessionState
+from .events import Role, SessionEvents, SessionState
 from .liveness import LIVENESS_TOPICS, LivenessKeeper
 from .peer import tune_consent
 from .road import RoadHttp
@@ -80,12 +80,12 @@ class HostManager(ReadyService):
         #: host -> the ownership epoch this instance holds it at (set by the assignment
         #: service; stamped on actions and told to the harness; pruned with the session)
         self.epochs: dict[str, int] = {}
+        self._epoch_listeners: list[Callable[[str], None]] = []
         cfg = ctx.config
         self.liveness = LivenessKeeper(ctx.clock, instance_id=cfg.instance_id,
                                        interval=cfg.liveness_every, timeout=cfg.liveness_timeout,
                                        standby_interval=cfg.liveness_standby_interval,
                                        sessions=lambda: self.machines, epoch_of=self.epoch_of)
-        self._unsubscribe = events.subscribe(self._session_changed)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Deferred:
@@ -225,34 +225,24 @@ class HostManager(ReadyService):
         return bus is not None and bus.publish(NAMESPACE, topic, payload)
 
     def set_epoch(self, host_session_id: str, epoch: int) -> None:
-        """The ownership epoch this instance holds the host at (fencing); the harness is told
-        at once if the host's active session is ready, else when it becomes so."""
+        """The ownership epoch this instance holds the host at (fencing); listeners (the
+        association, which tells the harness once the host is ready here) hear of it."""
         if epoch <= 0 or self.epochs.get(host_session_id) == epoch:
             return
         self.epochs[host_session_id] = epoch
-        if self.events.is_ready(host_session_id):
-            self._associate(host_session_id)
+        for listener in list(self._epoch_listeners):
+            listener(host_session_id)
+
+    def on_epoch_changed(self, listener: Callable[[str], None]) -> None:
+        self._epoch_listeners.append(listener)
 
     def epoch_of(self, host_session_id: str) -> int | None:
         return self.epochs.get(host_session_id)
 
-    def _session_changed(self, change: SessionChange) -> None:
-        host = change.host_session_id
-        if change.ready and change.role is Role.ACTIVE and (
-                change.readiness_changed or change.role_changed):
-            self._associate(host)
-
-    def _associate(self, host_session_id: str) -> None:
-        """Tell the host's harness which manager is active, at which epoch."""
-        epoch = self.epochs.get(host_session_id)
-        bus = self.bus(host_session_id)
-        if epoch is None or bus is None:
-            return
-        payload = fencing.Association(self.ctx.config.instance_id, epoch).to_json()
-        if not bus.publish(NAMESPACE, TOPIC_ASSOCIATION, payload):
-            self.log.warn("could not tell {host_session_id} its epoch {epoch} (the send was "
-                          "refused); the next action carries it", epoch=epoch,
-                          **fields(host_session_id=host_session_id))
+    def code_hint(self, host_session_id: str) -> str | None:
+        """What a harness may be shown of the host's join code (never the code)."""
+        m = self.machines.get(host_session_id)
+        return m.attach_code_hint() if m is not None else None
 
     def promote(self, host_session_id: str) -> bool:
         """Make the host's standby session the active one; False when there is none."""

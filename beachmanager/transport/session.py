@@ -62,6 +62,7 @@ from ..cache.mirror import TerminalMirror
 from ..protocol import attach as am
 from ..protocol import crypto, frames
 from ..protocol import signaling as sig
+from ..protocol.association import attach_code_hint
 from ..protocol.attach import BEACH, HANDSHAKE, HANDSHAKE_GRACE
 from ..protocol.crypto.policy import join_code_present
 from ..protocol.session import FINAL, SessionEvent, SessionState, next_state
@@ -160,6 +161,10 @@ class HostSession:
         self.bus.detach()
         self._apply(SessionEvent.STOP, "detached", removed=True)
         return d if d is not None else succeed(None)
+
+    def attach_code_hint(self) -> str | None:
+        """What a harness may be shown of the join code (never the code)."""
+        return attach_code_hint(self._join_code)
 
     def uses_join_code(self, join_code: str) -> bool:
         return hmac.compare_digest(self._join_code.encode(), join_code.encode())

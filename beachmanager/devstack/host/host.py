@@ -115,6 +115,7 @@ class BeachHost(ReadyService):
         if s.harness:
             self.harness = Harness(self.bus, _HarnessTerminal(self), self.clock, state_interval=s.state_interval,
                                    health_interval=s.health_interval, drop_first_acks=s.drop_first_acks,
+                                   authority=s.manager_authority, host_session_id=self.session_id,
                                    **_agent_mode(s, self.clock))
             self.harness.start()
         reg = await self.road.register(self.session_id, s.join_code)
@@ -338,7 +339,7 @@ def _agent_mode(s: HostSettings, clock) -> dict:
     if s.agent_driver == "pong":
         from ..pong import PongPlayer
 
-        driver: Any = PongPlayer()
+        driver: Any = PongPlayer(clock, s.agent_limit)
     else:
         driver = ScriptDriver(clock, s.agent_script, s.agent_interval)
     return {"agent": AgentSettings(s.agent_target, s.agent_token, s.agent_beach),

@@ -43,6 +43,9 @@ class HostSettings:
     #: Delay that coalesces PTY output into one round of deltas.
     flush_delay: float = 0.01
     harness: bool = True
+    #: The manager cluster's association authority (raw Ed25519 public key) the harness
+    #: trusts; ``None``: the first that signs a valid association (trust on first use).
+    manager_authority: bytes | None = None
     state_interval: float = 0.1
     #: Fault injection for tests: the first N acks of applied actions are dropped (an ack lost
     #: on the wire after the host applied the action; the manager must redeliver and the
@@ -56,6 +59,8 @@ class HostSettings:
     #: ``script`` (type the script's lines) or ``pong`` (play the right paddle of the target)
     agent_driver: str = "script"
     agent_interval: float = 0.1
+    #: the most actions a pong player sends (None: it plays on)
+    agent_limit: int | None = None
     #: a file that gets one JSON line per thing the agent hears (tests and demos read it)
     agent_events: str | None = None
     health_interval: float = 5.0

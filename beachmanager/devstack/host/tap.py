@@ -54,6 +54,9 @@ class Options(usage.Options):
         ["health-interval", None, "5", "Seconds between beach.manager.health messages."],
         ["history", None, "1000", "Rows of scrollback kept in the cache."],
         ["info-file", None, None, "Also write the bootstrap JSON line to this file."],
+        ["manager-authority", None, None, "Base64 Ed25519 public key of the manager cluster whose "
+                                          "associations the harness accepts [env "
+                                          "BEACH_MANAGER_AUTHORITY] [default: the first to sign one]"],
         ["agent-target", None, None, "Agent mode: drive this host session through the manager "
                                      "over the bus (needs --agent-script)."],
         ["agent-token", None, None, "Agent mode: the Beach Gate / Clerk token sent with each "
@@ -64,6 +67,8 @@ class Options(usage.Options):
         ["agent-interval", None, "0.1", "Agent mode: seconds between the script's actions."],
         ["agent-driver", None, "script", "Agent mode: script (type --agent-script's lines) or "
                                          "pong (play the right paddle of a Pong target)."],
+        ["agent-limit", None, None, "Agent mode, pong driver: stop after this many keys "
+                                    "[default: play on]."],
         ["agent-events", None, None, "Agent mode: append what the agent hears (lease, acks, "
                                      "states, errors) to this file, one JSON line each."],
     ]
@@ -115,12 +120,27 @@ class Options(usage.Options):
             candidates_in_offer=bool(self["candidates-in-offer"]), ice_servers=ice,
             overrides=InsecureOverrides.from_environ(env),
             history_limit=int(_number("history", self["history"], int, 0, 1_000_000)),
-            harness=not self["no-harness"],
+            harness=not self["no-harness"], manager_authority=self._authority(env),
             state_interval=_number("state-interval", self["state-interval"]),
             health_interval=_number("health-interval", self["health-interval"]),
             exit_with_command=not self["keep-running"],
             **self._agent(env),
         )
+
+    def _authority(self, env: Mapping[str, str]) -> bytes | None:
+        import base64
+        import binascii
+
+        raw = self["manager-authority"] or env.get("BEACH_MANAGER_AUTHORITY")
+        if not raw:
+            return None
+        try:
+            key = base64.b64decode(raw.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise usage.UsageError("--manager-authority must be base64") from None
+        if len(key) != 32:
+            raise usage.UsageError(f"--manager-authority must decode to 32 bytes, got {len(key)}")
+        return key
 
     def _agent(self, env: Mapping[str, str]) -> dict:
         target = self["agent-target"]
@@ -144,6 +164,8 @@ class Options(usage.Options):
         return {"agent_target": target, "agent_token": token, "agent_beach": self["agent-beach"],
                 "agent_script": lines, "agent_driver": driver,
                 "agent_interval": _number("agent-interval", self["agent-interval"]),
+                "agent_limit": (int(_number("agent-limit", self["agent-limit"], int, 0, 10**9))
+                                if self["agent-limit"] else None),
                 "agent_events": self["agent-events"]}
 
 

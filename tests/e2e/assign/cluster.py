@@ -22,6 +22,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 #: One key for every instance, so join codes stored by one can be read by all.
 JOIN_CODE_KEY = base64.b64encode(b"assign-e2e-join-code-key-32bytes").decode()
+#: One association authority for every instance (hosts accept a failed-over owner's
+#: association), and its public key, which every devstack host is told to trust.
+ASSOCIATION_SEED = b"assign-e2e-association-key-32byt"
+ASSOCIATION_KEY = base64.b64encode(ASSOCIATION_SEED).decode()
+
+
+def association_public_key() -> str:
+    from beachmanager.auth.bridge import AssociationAuthority
+
+    return AssociationAuthority(ASSOCIATION_SEED).public_key_b64
 
 
 def free_port() -> int:
@@ -123,6 +133,7 @@ class Cluster:
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEACH_")}
         env["PYTHONPATH"] = str(ROOT)
+        env["BEACH_MANAGER_AUTHORITY"] = association_public_key()  # devstack hosts pin it
         env.update(extra or {})
         return env
 
@@ -186,6 +197,7 @@ class Cluster:
             "BEACH_ROAD_URL": self.road_url or "http://127.0.0.1:9",
             "BEACH_WEBRTC_DISABLE_STUN": "1",
             "BEACH_MANAGER_JOIN_CODE_KEY": JOIN_CODE_KEY,
+            "BEACH_MANAGER_ASSOCIATION_KEY": ASSOCIATION_KEY,
             "BEACH_MANAGER_STOP_TIMEOUT": "12",
             **({"BEACH_MANAGER_HOSTS_FILE": str(hosts_file)} if hosts_file else {}),
             **env,

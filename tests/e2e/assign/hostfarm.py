@@ -10,7 +10,9 @@ are not flooded.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import os
 import signal
 import sys
 
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     from beachmanager.devstack.host.host import start_host
 
     env = {"PS1": "$ ", "TERM": "xterm", "PATH": "/usr/bin:/bin"}
+    authority = os.environ.get("BEACH_MANAGER_AUTHORITY")  # the cluster's key, as hosts pin it
+    pin = base64.b64decode(authority) if authority else None
     running = []
 
     async def run() -> None:
@@ -44,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                 results = await DeferredList(
                     [start_host(args.road, reactor, command=("/bin/sh",), env=env,
                                 session_id=f"{args.prefix}-{i:04d}",
-                                drop_first_acks=args.drop_first_acks) for i in ids],
+                                drop_first_acks=args.drop_first_acks,
+                                manager_authority=pin) for i in ids],
                     consumeErrors=True)
                 for ok, value in results:
                     if not ok:

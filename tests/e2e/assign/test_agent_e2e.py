@@ -43,9 +43,14 @@ def test_an_agent_takes_a_lease_and_drives_its_target_over_the_bus(cluster):
     out = c.workdir / "target.out"
     tags = [f"AG{i}" for i in range(10)]
     agent, events = start_agent(c, target[0], [f"echo {t} >> {out}" for t in tags])
-    m = c.start_manager("mgr-a", 10, c.hosts_file([target, agent]))
+    # bridge tokens of 3 s: each harness renews its own over the bus at 2 s, and the agent's
+    # requests carry whichever it holds
+    m = c.start_manager("mgr-a", 10, c.hosts_file([target, agent]),
+                        BEACH_MANAGER_BRIDGE_TOKEN_TTL="3")
     c.wait_ready(m)
     wait_for("both hosts ready", lambda: len(ownership([m])["ready"]) == 2, 60, step=0.5)
+    wait_for("both harnesses renewed their bridge tokens",
+             lambda: metric(m, "association_total", outcome="renewed") >= 2, 30, step=0.5)
     m.register(target[0])  # the target belongs to a private beach (the agent's token sees it)
     wait_for("every line typed by the agent applied", lambda: set(lines(out)) == set(tags), 60)
     # every ack back at the agent: each action is finally acked, none can be delivered again
@@ -56,6 +61,7 @@ def test_an_agent_takes_a_lease_and_drives_its_target_over_the_bus(cluster):
     kinds = [e["event"] for e in heard(events)]
     assert "lease" in kinds and "state" in kinds, kinds
     assert metric(m, "agent_messages_total", outcome="ok") >= 1 + len(tags)
+    assert metric(m, "association_total", outcome="invalid_bridge_token") == 0
     print(f"agent: {len(tags)} actions applied once, {kinds.count('ack')} acks and "
           f"{sum(1 for e in heard(events) if e['event'] == 'state')} state samples back over the bus")
 
@@ -233,3 +239,70 @@ def test_an_agent_keeps_driving_when_the_targets_manager_is_killed(cluster):
     wait_for("every line acked at the agent", lambda: acked_lines() == len(tags), 30)
     assert sorted(lines(out)) == sorted(tags)  # none lost, none twice
     print(f"agent under failover: {victim} killed after {len(tags)} lines began; each once")
+
+
+def test_an_agent_keeps_playing_pong_when_the_targets_manager_is_killed(cluster):
+    """Hot failover mid-game: SIGKILL the Pong target's active manager while the agent plays;
+    the standby is promoted, the agent's keys flow again, and the game read each of them
+    exactly once (its key count equals the keys the agent sent, every one acked)."""
+    import signal
+
+    from beachmanager.devstack.pong import read_screen
+
+    from .cluster import http
+
+    c = cluster
+    c.start_road()
+    limit = 120
+    target = start_host_process(c, "pong", f"{sys.executable} -m beachmanager.devstack.pong "
+                                            f"--seed 11 --fps 8")
+    events = c.workdir / "player.events"
+    player = start_host_process(c, "player", "/bin/sh", "--agent-target", target[0],
+                                "--agent-token", "dev", "--agent-driver", "pong",
+                                "--agent-limit", str(limit), "--agent-events", str(events))
+    listing = c.hosts_file([target, player])
+    managers = {x: c.start_manager(x, 10, listing, BEACH_MANAGER_STANDBY="1",
+                                   BEACH_ACTION_CLAIM_TIMEOUT="2") for x in ("mgr-a", "mgr-b")}
+    for m in managers.values():
+        c.wait_ready(m)
+    live = list(managers.values())
+    wait_for("both hosts ready", lambda: len(ownership(live)["ready"]) == 2, 60, step=0.5)
+
+    def standby_ready(host: str) -> bool:
+        owner = ownership(live)["owners"][host]
+        other = managers["mgr-b" if owner == "mgr-a" else "mgr-a"]
+        s = other.sessions().get(host, {})
+        return s.get("role") == "standby" and s.get("status") == "ready"
+
+    wait_for("standbys ready", lambda: standby_ready(target[0]) and standby_ready(player[0]), 60)
+    victim = ownership(live)["owners"][target[0]]
+    survivor = managers["mgr-a" if victim == "mgr-b" else "mgr-b"]
+    survivor.register(target[0])
+
+    def acked() -> set[str]:
+        return {e["ack"]["id"] for e in heard(events)
+                if e["event"] == "ack" and e["ack"]["status"] == "ok"}
+
+    wait_for("the agent playing", lambda: len(acked()) >= 30, 90, step=0.5)
+    c.kill(victim, signal.SIGKILL)
+    at_kill = len(acked())
+    wait_for("keys acked again after the kill", lambda: len(acked()) >= at_kill + 20, 60, step=0.5)
+
+    def sent() -> set[str]:
+        return {i for e in heard(events) if e["event"] == "sent" for i in e["ids"]}
+
+    # the player stops at its limit; every key it sent is finally acked (none can come again)
+    wait_for("every key sent and acked", lambda: len(sent()) == limit and acked() == sent(),
+             90, step=0.5)
+
+    def screen():
+        status, body, _ = http("GET", f"{survivor.url}/debug/hosts/{target[0]}/cache")
+        return read_screen(body.get("rows", [])) if status == 200 else None
+
+    wait_for("the game read every key", lambda: (s := screen()) is not None and s["keys"] == limit,
+             30, step=0.5)
+    assert ownership([survivor])["owners"][target[0]] == survivor.instance_id
+    seen = screen()
+    assert seen["keys"] == limit  # none lost, none twice
+    print(f"pong under failover: {victim} killed after {at_kill} keys acked; {limit} keys each "
+          f"read once; best rally {seen['best']}, score {seen['score']}")

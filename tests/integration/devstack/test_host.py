@@ -200,7 +200,7 @@ async def test_once_a_manager_associates_viewers_get_no_manager_frames_and_canno
     frame, and the action it injects is dropped (counted); the manager's action is applied and
     acked to the manager."""
     from beachmanager.protocol.extensions import TOPIC_ASSOCIATION
-    from beachmanager.protocol.fencing import Association
+    from tests.support.associations import OTHER, signed
 
     host = await hosts(health_interval=0.3)
     manager = await peers(road, host)
@@ -208,9 +208,15 @@ async def test_once_a_manager_associates_viewers_get_no_manager_frames_and_canno
     await manager.wait_frame(frames.Hello)
     await viewer.wait_frame(frames.Hello)
     manager.send_frame(frames.Extension(NAMESPACE, TOPIC_ASSOCIATION,
-                                        Association("mgr-x", 1).to_json()))
+                                        signed("mgr-x", 1, host=host.session_id)))
     harness = host.host.harness
     await eventually(lambda: harness.subscriber.fence.peer is not None, what="the association")
+    # the viewer tries to become the manager: an association signed by another key is refused
+    viewer.send_frame(frames.Extension(NAMESPACE, TOPIC_ASSOCIATION,
+                                       signed("mgr-evil", 9, host=host.session_id, authority=OTHER)))
+    await eventually(lambda: harness.association.pin.counts.get("other_authority") == 1,
+                     what="the forged association refused")
+    assert (harness.subscriber.fence.manager, harness.subscriber.fence.epoch) == ("mgr-x", 1)
     seen_by_viewer = len(viewer.received)
     viewer.send_frame(action_frame("v-1", "echo viewer-$((2*2))\r"))
     body = json.loads(action_frame("m-1", "echo mgr-$((5*5))\r").payload)

@@ -7,6 +7,7 @@ import json
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
+from beachmanager.auth.bridge import AssociationAuthority
 from beachmanager.auth.principal import AuthFailure, Principal
 from beachmanager.bus.bus import BusMessage
 from beachmanager.controller.agent_gateway import MAX_INFLIGHT, AgentGateway
@@ -55,7 +56,10 @@ class Rig:
             if not p.allows(scope):
                 raise AuthFailure("missing_scope", f"needs {scope}", scope=scope)
 
+        self.wanted: list[str | None] = []
+
         async def tenant_of(p, session, wanted):
+            self.wanted.append(wanted)
             return Tenant("pb-1", p.account_id)
 
         async def submit(target, commands, *, controller_token, beach):
@@ -71,7 +75,9 @@ class Rig:
             return True
 
         self.gw = AgentGateway(self.clock, authenticate=authenticate, authorize=authorize,
-                               tenant_of=tenant_of, leases=self.leases, submit=submit, send=send)
+                               tenant_of=tenant_of, leases=self.leases, submit=submit, send=send,
+                               check_bridge_token=lambda token, host: AUTHORITY.check(
+                                   token, host, self.clock.seconds()))
 
     def hear(self, agent, topic, payload):
         self.gw._message(BusMessage(agent, "manager", topic, payload, "control_ordered"))
@@ -80,13 +86,23 @@ class Rig:
         return [p["payload"] for _, t, p in self.sent if t == ag.TOPIC_ERROR]
 
 
-def lease_req(token="jwt", rid="l1"):
-    return ag.lease_request(ag.LeaseRequest(rid, "target", token))
+AUTHORITY = AssociationAuthority(b"\x07" * 32)
 
 
-def actions(ids, token="jwt", rid="a1"):
+def bridge(host="agent-1", beach=None, authority=AUTHORITY, ttl=900.0):
+    """The bridge token an association gave *host* (issued at clock time 0)."""
+    return authority.issue(host, beach, 0.0, ttl, "mgr-a")[0]
+
+
+def lease_req(token="jwt", rid="l1", bridge_token=None, beach=None):
+    return ag.lease_request(ag.LeaseRequest(rid, "target", token, beach,
+                                            bridge_token=bridge_token or bridge()))
+
+
+def actions(ids, token="jwt", rid="a1", agent="agent-1"):
     acts = tuple({"id": i, "action_type": "terminal_write", "payload": {"bytes": "x"}} for i in ids)
-    return ag.actions_request(ag.ActionsRequest(rid, "target", token, "ctl-1", acts))
+    return ag.actions_request(ag.ActionsRequest(rid, "target", token, "ctl-1", acts,
+                                                bridge_token=bridge(agent)))
 
 
 def test_a_lease_then_actions_go_down_the_controllers_path_and_acks_come_back_to_the_sender():
@@ -126,7 +142,8 @@ def test_refusals_name_their_request_with_the_apis_codes():
     r.leases.refuse = None
     r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["dup", "dup"]))
     assert r.errors()[-1]["code"] == "duplicate_action_id"
-    bad = ag.actions_request(ag.ActionsRequest("a9", "target", "jwt", "ctl-1", ({"id": "z"},)))
+    bad = ag.actions_request(ag.ActionsRequest("a9", "target", "jwt", "ctl-1", ({"id": "z"},),
+                                               bridge_token=bridge()))
     r.hear("agent-1", ag.TOPIC_ACTIONS, bad)
     assert r.errors()[-1]["code"] == "invalid_action"
     r.submit_error = QueueFull("target", 500, 500, 1, retry_after=2.0)
@@ -141,9 +158,31 @@ def test_one_agent_cannot_hold_more_than_its_share_of_work():
     r = Rig()
     r.hold = Deferred()
     for i in range(MAX_INFLIGHT + 3):
-        r.hear("greedy", ag.TOPIC_ACTIONS, actions([f"g{i}"], rid=f"r{i}"))
+        r.hear("greedy", ag.TOPIC_ACTIONS, actions([f"g{i}"], rid=f"r{i}", agent="greedy"))
     assert [e["code"] for e in r.errors()] == ["busy"] * 3
-    r.hear("polite", ag.TOPIC_ACTIONS, actions(["p1"]))  # another agent is not affected
+    r.hear("polite", ag.TOPIC_ACTIONS, actions(["p1"], agent="polite"))  # another agent is not affected
     assert len(r.errors()) == 3
     r.hold.callback(None)
     assert len(r.submitted) == MAX_INFLIGHT + 1
+
+
+def test_the_bridge_token_names_the_agent_host_and_binds_it_to_its_private_beach():
+    r = Rig()
+    r.hear("agent-1", ag.TOPIC_LEASE,
+           ag.lease_request(ag.LeaseRequest("l-none", "target", "jwt")))  # no bridge token
+    assert r.errors()[-1]["code"] == "missing_bridge_token"
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-other", bridge_token=bridge("agent-2")))
+    assert r.errors()[-1]["code"] == "invalid_bridge_token"  # another host's token
+    other = AssociationAuthority(b"\x08" * 32)
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-key", bridge_token=bridge(authority=other)))
+    assert r.errors()[-1]["code"] == "invalid_bridge_token"  # not this cluster's
+    r.clock.advance(120)
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-old", bridge_token=bridge(ttl=60)))
+    assert r.errors()[-1]["code"] == "bridge_token_expired"
+    assert not r.leases.acquired and r.wanted == []  # none of them reached auth or tenancy
+    # an agent host linked to a private beach drives hosts of that beach only
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-pb", bridge_token=bridge(beach="pb-9"),
+                                                beach="pb-1"))
+    assert r.errors()[-1]["code"] == "wrong_private_beach"
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-ok", bridge_token=bridge(beach="pb-9")))
+    assert r.wanted == ["pb-9"] and len(r.leases.acquired) == 1

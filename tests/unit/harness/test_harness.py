@@ -10,7 +10,6 @@ from twisted.internet.task import Clock
 from beachmanager.harness.buggy import Harness
 from beachmanager.protocol import harness as hj
 from beachmanager.protocol.extensions import (
-    LEGACY_ACTION_TOPIC,
     TOPIC_ACK,
     TOPIC_ACTION,
     TOPIC_HEALTH,
@@ -100,7 +99,7 @@ def test_terminal_write_acks_ok_after_writing(rig):
 
 def test_legacy_topic_is_an_action_alias(rig):
     clock, bus, term, _ = rig
-    bus.deliver(LEGACY_ACTION_TOPIC, action("legacy-1", payload={"bytes": "x"}))
+    bus.deliver("controller/input", action("legacy-1", payload={"bytes": "x"}))
     clock.advance(0)
     assert term.written == [b"x"] and acks(bus)[0]["status"] == "ok"
 
@@ -221,11 +220,12 @@ def stamped(aid, epoch):
 
 def test_fencing_an_older_epoch_is_refused_not_remembered_and_the_owner_still_applies(rig):
     from beachmanager.protocol.extensions import TOPIC_ASSOCIATION
-    from beachmanager.protocol.fencing import STALE_EPOCH, Association
+    from beachmanager.protocol.fencing import STALE_EPOCH
+    from tests.support.associations import signed
 
     clock, bus, term, h = rig
     bus.deliver(TOPIC_ACTION, action("legacy"))  # unstamped (a manager that does not fence)
-    bus.deliver(TOPIC_ASSOCIATION, Association("mgr-b", 5).to_json())
+    bus.deliver(TOPIC_ASSOCIATION, signed("mgr-b", 5), "peer-b")
     bus.deliver(TOPIC_ACTION, stamped("x-1", 4))  # the former owner, woken up
     clock.advance(0)
     assert [(a["id"], a["status"], a["error_code"]) for a in acks(bus)] == [
@@ -243,25 +243,13 @@ def test_fencing_an_older_epoch_is_refused_not_remembered_and_the_owner_still_ap
     assert h.status()["fenced"] == 2
 
 
-def test_bad_association_messages_are_dropped_with_a_clear_error():
-    from beachmanager.protocol.fencing import Association, FencingError, read_association
-
-    assert read_association(Association("m", 3).to_json()) == Association("m", 3)
-    for bad in (b"nope", b"[]", b'{"type": "ack", "payload": {}}',
-                b'{"type": "association", "payload": {"manager_instance_id": "", "epoch": 1}}',
-                b'{"type": "association", "payload": {"manager_instance_id": "m", "epoch": -1}}',
-                b'{"type": "association", "payload": {"manager_instance_id": "m", "epoch": true}}',
-                b"x" * 5000):
-        with pytest.raises(FencingError):
-            read_association(bad)
-
-
 def test_once_the_active_managers_transport_is_known_other_peers_cannot_drive_the_host(rig):
     from beachmanager.protocol.extensions import TOPIC_ASSOCIATION
-    from beachmanager.protocol.fencing import STALE_EPOCH, Association
+    from beachmanager.protocol.fencing import STALE_EPOCH
+    from tests.support.associations import signed
 
     clock, bus, term, h = rig
-    bus.deliver(TOPIC_ASSOCIATION, Association("mgr-a", 3).to_json(), "peer-a")
+    bus.deliver(TOPIC_ASSOCIATION, signed("mgr-a", 3), "peer-a")
     bus.deliver(TOPIC_ACTION, action("viewer-1"), "peer-viewer")  # unstamped, another peer
     bus.deliver(TOPIC_ACTION, stamped("viewer-2", 3), "peer-viewer")  # a copied epoch
     bus.deliver(TOPIC_ACTION, stamped("old-1", 2), "peer-old")  # the former owner: told why
@@ -271,7 +259,7 @@ def test_once_the_active_managers_transport_is_known_other_peers_cannot_drive_th
     assert term.written == [b"echo hi\r"]
     assert h.status()["foreign_dropped"] == 2
     # a newer owner takes over on its own transport; the old active peer is foreign now
-    bus.deliver(TOPIC_ASSOCIATION, Association("mgr-b", 4).to_json(), "peer-b")
+    bus.deliver(TOPIC_ASSOCIATION, signed("mgr-b", 4), "peer-b")
     bus.deliver(TOPIC_ACTION, stamped("a-2", 3), "peer-a")
     bus.deliver(TOPIC_ACTION, stamped("b-1", 4), "peer-b")
     clock.advance(0)
@@ -281,10 +269,10 @@ def test_once_the_active_managers_transport_is_known_other_peers_cannot_drive_th
 def test_the_harness_answers_each_managers_heartbeat_on_its_own_transport(rig):
     from beachmanager.protocol import liveness as lv
     from beachmanager.protocol.extensions import TOPIC_ASSOCIATION, TOPIC_HEARTBEAT
-    from beachmanager.protocol.fencing import Association
+    from tests.support.associations import signed
 
     clock, bus, term, h = rig
-    bus.deliver(TOPIC_ASSOCIATION, Association("mgr-a", 3).to_json(), "peer-a")
+    bus.deliver(TOPIC_ASSOCIATION, signed("mgr-a", 3), "peer-a")
     bus.deliver(TOPIC_HEARTBEAT, lv.Ping(1, "mgr-a", "active", 3).to_json(), "peer-a")
     clock.advance(1.5)
     bus.deliver(TOPIC_HEARTBEAT, lv.Ping(1, "mgr-b", "standby", 0).to_json(), "peer-b")
@@ -308,11 +296,11 @@ def test_the_harness_answers_each_managers_heartbeat_on_its_own_transport(rig):
 def test_manager_frames_go_only_to_the_managers_once_one_has_associated(rig):
     from beachmanager.protocol import liveness as lv
     from beachmanager.protocol.extensions import TOPIC_ASSOCIATION, TOPIC_HEARTBEAT
-    from beachmanager.protocol.fencing import Association
+    from tests.support.associations import signed
 
     clock, bus, term, h = rig
     assert bus.audience() is None  # no manager yet: every peer (managers that never associate)
-    bus.deliver(TOPIC_ASSOCIATION, Association("mgr-a", 2).to_json(), "peer-a")
+    bus.deliver(TOPIC_ASSOCIATION, signed("mgr-a", 2), "peer-a")
     assert bus.audience() == {"peer-a"}
     bus.deliver(TOPIC_HEARTBEAT, lv.Ping(1, "mgr-b", "standby", 0).to_json(), "peer-b")
     assert bus.audience() == {"peer-a", "peer-b"}  # a standby gets state and health too
