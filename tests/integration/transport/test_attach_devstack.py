@@ -17,7 +17,7 @@ from tests.support.eventually import eventually
 def lost(hosts, host_id):
     """Waits for the host's session to leave READY, from the session stream."""
     return hosts.events.wait_for(lambda c: c.host_session_id == host_id and c.was_ready,
-                                 current=False).addTimeout(5, reactor)
+                                 current=False).addTimeout(20, reactor)  # a bound, not a speed claim
 
 
 def screen(hosts, host_id) -> str:
