@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -48,11 +48,6 @@ def _one_cancellation(failure: Failure) -> Failure:
 def as_future(d: Deferred[T]) -> asyncio.Future[T]:
     """Await a Deferred from asyncio code: ``await as_future(d)``."""
     return d.asFuture(_loop())
-
-
-def from_twisted_coroutine(coro: Coroutine[Any, Any, T]) -> Deferred[T]:
-    """Run a coroutine that awaits only Deferreds (Twisted-style ``async def``)."""
-    return ensureDeferred(coro)
 
 
 def background(d: Deferred[Any], what: str, logger: Logger, **fields: Any) -> Deferred[None]:

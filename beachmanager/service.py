@@ -137,9 +137,6 @@ class OrderedMultiService(MultiService):
 
         return Deferred.fromCoroutine(_stop_in_order())
 
-    def ready_children(self) -> list[ReadyService]:
-        return [c for c in self if isinstance(c, ReadyService)]
-
     def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
         """(all ready, per-child status) over every :class:`ReadyService` child, recursively."""
         report: dict[str, dict[str, Any]] = {}

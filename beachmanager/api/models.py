@@ -27,7 +27,9 @@ REGISTER_REQUEST = {
         "version": {"type": ["string", "null"], "maxLength": 64},
         "viewer_passcode": {"type": ["string", "null"], "minLength": 1, "maxLength": 256,
                             "description": "Stored encrypted, never returned"},
-        "transport_mode": {"type": ["string", "null"], "enum": [*TRANSPORT_MODES, None]},
+        "transport_mode": {"type": ["string", "null"], "enum": [*TRANSPORT_MODES, None],
+                           "description": "Recorded for compatibility, never acted on: hosts are "
+                                          "reached over WebRTC only (no HTTP fallback)"},
     },
 }
 REGISTER_RESPONSE = {

@@ -241,7 +241,6 @@ class AssignmentService(ReadyService):
         self.membership: Membership | None = None
         self.slots: dict[str, Slot] = {}
         self.draining = False
-        self.listeners: list[tuple[Callable[[str], None], Callable[[str], None]]] = []
         self._lock = DeferredLock()
         self._loop: LoopingCall | None = None
         self._ticks = 0
@@ -353,10 +352,6 @@ class AssignmentService(ReadyService):
 
     def handing_over(self) -> list[str]:
         return sorted(h for h, s in self.slots.items() if s.state == HANDING)
-
-    def add_listener(self, gained: Callable[[str], None], lost: Callable[[str], None]) -> None:
-        """Call *gained(host)* / *lost(host)* when this instance starts / stops owning a host."""
-        self.listeners.append((gained, lost))
 
     def standby_of(self, host_session_id: str) -> str | None:
         """The instance keeping a standby session to a host owned here (as of the last check,
@@ -644,8 +639,6 @@ class AssignmentService(ReadyService):
                 if row is not None and row.reason == "failover":
                     self.failovers.completed(host, row.reassigned_from, host in warm, row.epoch)
                 self._start_attach(self.slots[host])
-                for on_gained, _ in self.listeners:
-                    _call_listener(on_gained, host, self.log)
         for slot in list(self.slots.values()):
             if slot.state == HELD and not slot.started:
                 self._start_attach(slot)  # its session could not be started: try again
@@ -684,8 +677,6 @@ class AssignmentService(ReadyService):
 
     def _lose(self, host: str) -> None:
         slot = self.slots[host]
-        for _, on_lost in self.listeners:
-            _call_listener(on_lost, host, self.log)
         if self.draining or host in self._handing_out:
             self._handing_out.discard(host)
             slot.state, slot.since = HANDING, self.clock.seconds()
@@ -855,10 +846,3 @@ class AssignmentService(ReadyService):
         if self.failovers.recent:
             out["failovers"] = list(self.failovers.recent)
         return out
-
-
-def _call_listener(fn: Callable[[str], None], host: str, log: Logger) -> None:
-    try:
-        fn(host)
-    except Exception:
-        log.failure("assignment listener failed for {host_session_id}", host_session_id=host)

@@ -20,7 +20,7 @@ otherwise), so a misbehaving host cannot blow up label cardinality.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,9 +118,6 @@ class HostBus:
     def subscribe(self, namespace: str, topic: str, handler: Handler) -> Subscription:
         self._handlers.setdefault((namespace, topic), []).append(handler)
         return Subscription(self, (namespace, topic), handler)
-
-    def subscribe_many(self, pairs: Iterable[tuple[str, str]], handler: Handler) -> list[Subscription]:
-        return [self.subscribe(ns, topic, handler) for ns, topic in pairs]
 
     # -- outbound ------------------------------------------------------------------------------
     def publish(self, namespace: str, topic: str, payload: bytes) -> bool:

@@ -166,13 +166,6 @@ class AgentGateway(ReadyService):
         if not watchers:
             self.watchers.pop(target, None)
 
-    def forget_agent(self, agent: str) -> None:
-        """The agent's transport is gone: stop forwarding to it."""
-        for target in list(self.watchers):
-            self.watchers[target].pop(agent, None)
-            if not self.watchers[target]:
-                del self.watchers[target]
-
     # -- messages ----------------------------------------------------------------------------
     def _message(self, m: BusMessage) -> None:
         agent = m.host_session_id

@@ -34,6 +34,9 @@ EVENT_TYPES = frozenset({
     "actions_acked", "health_reported", "state_updated", "pairing_added", "pairing_removed",
 })
 HARNESS_TYPES = ("terminal_shim", "cabana_adapter", "remote_widget", "service_proxy", "custom")
+#: The legacy registration's ``transport_mode`` values: accepted and stored for compatibility,
+#: never acted on (every host is reached over its one WebRTC transport; there is no HTTP
+#: fallback to switch to, docs/migration.md).
 TRANSPORT_MODES = ("fast_path", "http_fallback")
 
 

@@ -209,10 +209,6 @@ class SessionEvents:
             out[change.new.value] = out.get(change.new.value, 0) + 1
         return out
 
-    @property
-    def last_seq(self) -> int:
-        return self._seq
-
     def recent(self, count: int = HISTORY) -> list[SessionChange]:
         """The latest *count* changes, oldest first."""
         return list(self._history)[-count:] if count > 0 else []

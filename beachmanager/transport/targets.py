@@ -37,11 +37,6 @@ def parse_target(raw: str) -> HostTarget:
     return HostTarget(session_id, code)
 
 
-def parse_targets(raw: str) -> tuple[HostTarget, ...]:
-    """Several targets separated by commas or whitespace (the environment form)."""
-    return tuple(parse_target(item) for item in re.split(r"[,\s]+", raw.strip()) if item)
-
-
 def parse_hosts_text(text: str, where: str = "hosts file") -> tuple[HostTarget, ...]:
     """One ``SESSION_ID:JOIN_CODE`` per line; blank lines and ``#`` comments ignored."""
     out = []

@@ -95,6 +95,28 @@ def test_manager_url_follows_the_toggle(tmp_path):
     assert bad.returncode == 2 and "legacy or rewrite" in bad.stderr
 
 
+def test_manager_url_defaults_to_the_rewrite(tmp_path):
+    # No BEACH_MANAGER_IMPL in the environment and no .env: the rewrite.
+    none = manager_url({}, tmp_path)
+    assert none.returncode == 0 and none.stdout.strip() == "http://beach-manager-rewrite:8081"
+    # Set but empty, and a .env without the key: the rewrite too.
+    env_file = tmp_path / ".env"
+    env_file.write_text("BEACH_ROAD_URL=http://beach-road:4132\n")
+    assert manager_url({"BEACH_MANAGER_IMPL": "", "ENV_FILE": str(env_file)},
+                       tmp_path).stdout.strip() == "http://beach-manager-rewrite:8081"
+    # The environment wins over .env (the roll-back path: BEACH_MANAGER_IMPL=legacy).
+    env_file.write_text("BEACH_MANAGER_IMPL=rewrite\n")
+    assert manager_url({"BEACH_MANAGER_IMPL": "legacy", "ENV_FILE": str(env_file)},
+                       tmp_path).stdout.strip() == "http://beach-manager:8080"
+
+
+def test_env_example_defaults_to_the_rewrite_and_its_comments_agree():
+    text = (ROOT / ".env.example").read_text()
+    assert re.findall(r"^BEACH_MANAGER_IMPL=(\w+)$", text, re.M) == ["rewrite"]
+    assert "legacy  -> http://beach-manager:8080" in text
+    assert "rewrite -> http://beach-manager-rewrite:8081" in text
+
+
 def test_line_limit_guard_finds_oversized_files(tmp_path):
     import importlib.util
 

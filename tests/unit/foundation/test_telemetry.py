@@ -98,6 +98,13 @@ def test_every_plan_metric_is_exposed_from_the_first_scrape():
     assert "_created" not in text
 
 
+def test_there_is_no_http_fallback_metric():
+    # The bus has no HTTP fallback, so the plan's http_fallback_total could never move.
+    m = Metrics(CollectorRegistry())
+    assert "http_fallback" not in generate_latest(m.registry).decode()
+    assert not hasattr(m, "http_fallback_total") and "http_fallback_total" not in PLAN_METRICS
+
+
 def test_metrics_are_per_registry():
     a, b = Metrics(CollectorRegistry()), Metrics(CollectorRegistry())
     a.transport_reconnect_total.inc()
