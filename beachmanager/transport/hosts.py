@@ -39,7 +39,7 @@ from ..telemetry.logs import fields
 from . import ice as ice_mod
 from .events import Role, SessionEvents, SessionState
 from .liveness import LIVENESS_TOPICS, LivenessKeeper
-from .peer import tune_consent
+from .peer import tune_consent, tune_sctp
 from .road import RoadHttp
 from .session import AttachSettings, HostSession
 from .targets import HostTarget
@@ -105,6 +105,7 @@ class HostManager(ReadyService):
         if ice.host_addresses:
             ice_mod.install_host_address_override(ice.host_addresses)
         tune_consent()
+        tune_sctp()
         overrides = crypto.InsecureOverrides.from_environ(os.environ)
         for line in overrides.messages():
             self.log.critical(line)

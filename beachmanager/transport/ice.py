@@ -181,10 +181,18 @@ class IceSettings:
 # -- start-up checks ---------------------------------------------------------------------
 
 def in_container(environ: Mapping[str, str] | None = None, root: str = "/") -> bool:
-    """A best guess: Docker/Podman marker files, the ``container`` variable, or a cgroup hint."""
+    """A best guess: Docker/Podman marker files, the ``container`` variable, a cgroup hint, or
+    a network namespace other than init's (``ip netns exec``, the smoke stack): anywhere the
+    local addresses may not be the ones hosts can reach."""
     environ = os.environ if environ is None else environ
     if environ.get("container"):
         return True
+    try:
+        own = os.stat(os.path.join(root, "proc/self/ns/net")).st_ino
+        if own != os.stat(os.path.join(root, "proc/1/ns/net")).st_ino:
+            return True
+    except OSError:
+        pass  # no /proc, or init's namespace is not ours to see
     for marker in (".dockerenv", "run/.containerenv"):
         if os.path.exists(os.path.join(root, marker)):
             return True

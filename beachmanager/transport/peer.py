@@ -55,6 +55,23 @@ def tune_consent(interval: float = CONSENT_INTERVAL, failures: int = CONSENT_FAI
     aioice_ice.CONSENT_FAILURES = failures
 
 
+#: aiortc's SCTP keeps RFC 4960's 1 s minimum retransmission timeout (and 3 s before the
+#: first measured round trip).  A lost chunk on an ordered channel then holds every later
+#: message for at least a second, longer than the active bus-heartbeat timeout (1 s), so a
+#: 1 % lossy link looked dead to the liveness keeper (the stack smoke's impaired variant).
+#: WebRTC stacks run with lower minimums; the RTO still follows the measured round trip.
+SCTP_RTO_MIN = 0.25
+SCTP_RTO_INITIAL = 1.0
+
+
+def tune_sctp(rto_min: float = SCTP_RTO_MIN, rto_initial: float = SCTP_RTO_INITIAL) -> None:
+    """Lower aiortc's SCTP retransmission timeouts (module constants, read at run time)."""
+    import aiortc.rtcsctptransport as sctp
+
+    sctp.SCTP_RTO_MIN = rto_min  # type: ignore[assignment]  # declared int
+    sctp.SCTP_RTO_INITIAL = rto_initial
+
+
 class PeerError(Exception):
     """The peer connection cannot proceed; the message says why."""
 
@@ -187,6 +204,21 @@ class AnswerPeer:
     def release_channel(self, label: str) -> None:
         """From now on the channel *label* closing is not the loss of the peer."""
         self._released.add(label)
+
+    def selected_pair(self) -> dict[str, str] | None:
+        """The nominated ICE pair (``address:port typ``, local and remote), for debug routes:
+        which interface the transport really uses.  None before nomination.  It reads aioice
+        internals (no public API exposes the pair), so any surprise there is just None."""
+        try:
+            connection = self.pc.sctp.transport.transport._connection  # type: ignore[union-attr]
+            pair = connection._nominated.get(1)
+            if pair is None:
+                return None
+            local, remote = pair.local_candidate, pair.remote_candidate
+            return {"local": f"{local.host}:{local.port} {local.type}",
+                    "remote": f"{remote.host}:{remote.port} {remote.type}"}
+        except (AttributeError, KeyError, TypeError):
+            return None
 
     # -- sending ------------------------------------------------------------------------------
     def send(self, label: str, data: bytes) -> int:

@@ -777,6 +777,7 @@ class HostSession:
             "last_error": self.last_error,
             "heartbeat": self.mirror.heartbeats.as_dict(),
             "link": a.link.stats() if a and a.link else None,
+            "ice_pair": a.peer.selected_pair() if a and a.peer else None,
             "bus": self.bus.stats(),
         }
         if detail:

@@ -164,7 +164,11 @@ def start_stack(args, stack: Stack) -> tuple[str, str]:
     return host_id, f"http://127.0.0.1:{args.manager_port}"
 
 
-def check(args, manager: str, host_id: str, stack: Stack | None) -> dict:
+def check(args, manager: str, host_id: str, stack: Stack | None, sole_host: bool = True,
+          on_ready=None) -> dict:
+    """The smoke's checks against *manager* for *host_id*.  *sole_host*: the manager holds no
+    other transport (its RTC-ready count must be exactly one); *on_ready* is called with the
+    transport's state once it is ready (extra checks of a caller)."""
     results: dict = {"host_session_id": host_id}
     started = time.monotonic()
     wait_for("the manager's /healthz", lambda: get_text(manager + "/healthz")[0] == 200, 60)
@@ -187,6 +191,10 @@ def check(args, manager: str, host_id: str, stack: Stack | None) -> dict:
     if rtc_ready > args.rtc_slo:
         raise SmokeFailure(f"RTC ready took {rtc_ready:.3f}s, over the {args.rtc_slo:.1f}s SLO")
     transport_id = state["transport_id"]
+    if on_ready is not None:
+        on_ready(state, results)
+    others_before = {t["host_session_id"]: t["transport_id"]
+                     for t in get_json(f"{manager}/debug/transports")[1]["transports"]}
 
     cache_url = f"{manager}/debug/hosts/{host_id}/cache"
     seen: dict[int, float] = {}  # marker number -> latency ms when first seen
@@ -257,9 +265,15 @@ def check(args, manager: str, host_id: str, stack: Stack | None) -> dict:
     _, metrics = get_text(manager + "/metrics")
     results["reconnects"] = metric(metrics, "transport_reconnect_total")
     results["rtc_ready_count"] = metric(metrics, "transport_rtc_ready_seconds_count")
-    if results["reconnects"] not in (0.0, None) or results["rtc_ready_count"] != 1.0:
+    if results["reconnects"] not in (0.0, None) or (sole_host and results["rtc_ready_count"] != 1.0):
         raise SmokeFailure(f"metrics show reconnects: {results['reconnects']} reconnects, "
                            f"{results['rtc_ready_count']} RTC-ready events")
+    others_after = {t["host_session_id"]: t["transport_id"]
+                    for t in get_json(f"{manager}/debug/transports")[1]["transports"]}
+    changed = sorted(h for h, tid in others_before.items() if others_after.get(h) != tid)
+    if changed:
+        raise SmokeFailure(f"transports of {', '.join(changed)} were replaced during the watch")
+    results["transports_held"] = len(others_after)
     results["watched_seconds"] = round(time.monotonic() - watch_start, 1)
     results["total_seconds"] = round(time.monotonic() - started, 1)
     return results

@@ -26,6 +26,7 @@ from ... import __version__, _aio
 from ...harness.buggy import Harness
 from ...protocol import signaling as sig
 from ...service import ReadyService
+from ...transport.peer import tune_sctp
 from ...transport.session_keys import SessionKeyCache
 from .bus import LocalBus
 from .peer import ClientPeer
@@ -108,6 +109,7 @@ class BeachHost(ReadyService):
     async def _start(self) -> None:
         s = self.settings
         self._stopping = False
+        tune_sctp()  # as the manager: a lost chunk must not stall the bus for a second
         argv = list(s.command) if s.command else default_command()
         self.pty = PtyProcess(self.reactor, self.clock, argv, cols=s.cols, rows=s.rows, on_output=self._pty_output,
                               on_exit=self._pty_exit, env=s.env, cwd=s.cwd)

@@ -127,5 +127,9 @@ def test_when_the_standby_is_dead_too_the_next_in_rank_attaches_from_scratch(clu
     wait_for("every action applied", lambda: set(lines(out)) == set(tags), 30)
     wait_for("every action acked", lambda: all_acked(managers[third], host, token, tags), 30)
     assert sorted(lines(out)) == sorted(tags), lines(out)
-    assert metric(managers[third], "failover_total", reason="attached") >= 1
-    print(f"standby dead too: {third} attached {host} from scratch {took:.2f}s after the kills")
+    # Usually a cold attach; but the two leases expire up to a heartbeat apart, and in that
+    # gap the third may become the standby and then be promoted: both are the next in rank
+    # taking over with nothing lost or applied twice, which is what this test is about.
+    how = {r: metric(managers[third], "failover_total", reason=r) for r in ("attached", "promoted")}
+    assert sum(how.values()) >= 1, how
+    print(f"standby dead too: {third} took {host} over ({how}) {took:.2f}s after the kills")

@@ -85,6 +85,17 @@ def test_container_detection(tmp_path):
     assert ice.in_container({}, root=str(tmp_path))
 
 
+def test_a_network_namespace_of_its_own_counts_as_a_container(tmp_path):
+    for who in ("self", "1"):
+        (tmp_path / "proc" / who / "ns").mkdir(parents=True)
+    (tmp_path / "proc/self/ns/net").write_text("")
+    (tmp_path / "proc/1/ns/net").symlink_to(tmp_path / "proc/self/ns/net")
+    assert not ice.in_container({}, root=str(tmp_path))  # init's namespace: the same inode
+    (tmp_path / "proc/1/ns/net").unlink()
+    (tmp_path / "proc/1/ns/net").write_text("")
+    assert ice.in_container({}, root=str(tmp_path))
+
+
 SDP = "\r\n".join([
     "v=0", "m=audio 9 UDP/TLS/RTP/SAVPF 0", "a=mid:a0",
     "m=application 9 UDP/DTLS/SCTP webrtc-datachannel", "a=mid:1",

@@ -1,0 +1,1 @@
+"""The smoke stack: every service in its own network namespace (see scripts/stack)."""
