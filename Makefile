@@ -10,7 +10,7 @@ SOURCES := $(shell find beachmanager twisted -name '*.py' -o -name '*.sql' 2>/de
 HTTP ?= tcp:8081:interface=127.0.0.1
 PYTEST_ARGS ?=
 
-.PHONY: run demo test install lint typecheck check-lines clean smoke
+.PHONY: run demo test install lint typecheck check-lines clean smoke stack-smoke
 
 install: $(PKG_STAMP)
 
@@ -59,6 +59,13 @@ test: install check-lines lint typecheck
 # processes on alternate ports (14132, 18081); see tests/smoke/run_smoke.py.
 smoke: install
 	$(BIN)/python tests/smoke/run_smoke.py
+
+# The connectivity smoke across network namespaces (root): the smoke stack of scripts/stack,
+# then again with host-1 behind an impaired link (50 ms each way, 1 % loss); see
+# tests/smoke/run_stack_smoke.py.  Without namespaces it says why in one line and fails.
+stack-smoke: install
+	$(BIN)/python tests/smoke/run_stack_smoke.py
+	$(BIN)/python tests/smoke/run_stack_smoke.py --impair 'host-1=delay=50ms,loss=1%'
 
 clean:
 	rm -rf $(VENV) build *.egg-info

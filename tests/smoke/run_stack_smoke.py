@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=float(os.environ.get("SMOKE_DURATION", 60)))
     p.add_argument("--rtc-slo", type=float, default=5.0)
-    p.add_argument("--heartbeat-interval", type=float, default=15.0)
+    p.add_argument("--heartbeat-interval", type=float, default=float(topo.SMOKE_HEARTBEAT))
     p.add_argument("--poll", type=float, default=0.1)
     p.add_argument("--impair", default=None, metavar="SERVICE=SPEC")
     p.add_argument("--keep", action="store_true", help="leave the stack up afterwards")

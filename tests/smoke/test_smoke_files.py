@@ -62,7 +62,8 @@ def test_a_changed_description_is_caught(tmp_path):
 
 def test_the_host_shell_prints_markers_the_checker_recognises():
     services = yaml.safe_load((HERE / "docker-compose.smoke.yml").read_text())["services"]
-    compose_cmd = services["host-1"]["command"][-1].replace("$$", "$")
+    cmd = services["host-1"]["command"]
+    compose_cmd = cmd[cmd.index("--command") + 1].replace("$$", "$")
     assert compose_cmd == run_smoke.HOST_SHELL == topo.SMOKE_SHELL
     # Run the shell's loop body once, for real.
     body = "n=1; echo \"SMOKE-$n-$(date +%s%3N)\""

@@ -14,13 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from . import compose, network
 from . import runner as r
+from . import topology as topo
 
 
 def _table(rows: list[dict]) -> str:
@@ -50,6 +54,40 @@ def _impairs(values: list[str]) -> dict[str, str]:
     return out
 
 
+def _pong_screen(st: r.Stack) -> tuple[str | None, list[str]]:
+    """(the manager mirroring the Pong host, its screen rows); (None, []) before one does."""
+    for name in ("manager-1", "manager-2"):
+        url = (f"http://{st.entry(name)['address']}:{topo.MANAGER_PORT}/debug/hosts/"
+               f"{topo.PONG.session_id}/cache")
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                return name, json.loads(resp.read())["rows"]
+        except (OSError, ValueError, KeyError):
+            continue  # owned elsewhere (307), or not mirrored yet
+    return None, []
+
+
+def _pong(st: r.Stack, wait: float) -> int:
+    if "pong" not in st.services:
+        raise r.StackError("the stack runs without Pong (scripts/stack up --pong)")
+    deadline = time.monotonic() + wait
+    while True:
+        owner, rows = _pong_screen(st)
+        score = next((row for row in rows if row.startswith("PONG")), None)
+        played = score is not None and re.search(r"\bkeys [1-9]", score) is not None
+        if played or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if score is None:
+        raise r.StackError("no manager mirrors the Pong host yet")
+    print("\n".join(row for row in rows if row.strip()))
+    r.say(f"the Pong host is mirrored by {owner}: curl -s http://{st.entry(owner)['address']}:"  # type: ignore[arg-type]
+          f"{topo.MANAGER_PORT}/debug/hosts/{topo.PONG.session_id}/cache")
+    if wait and not played:
+        raise r.StackError(f"the agent has not played within {wait:.0f}s: {score}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/stack", description=__doc__.split("\n\n")[0])
     ap.add_argument("--state-dir", type=Path, default=r.STATE_DIR)
@@ -76,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("exec", help="run a command in a service's namespace")
     p.add_argument("service")
     p.add_argument("command", nargs=argparse.REMAINDER)
+    p = sub.add_parser("pong", help="the Pong host's score line, as its manager mirrors it")
+    p.add_argument("--wait", type=float, default=0,
+                   help="wait up to this long for the agent to have played (keys > 0)")
     p = sub.add_parser("compose", help="print (or --write, --check) the compose files")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--write", action="store_true")
@@ -155,6 +196,8 @@ def _run(args) -> int:
         healed = r.heal(st, args.a, args.b)
         r.say("healed: " + (", ".join(f"{a} <-> {b}" for a, b in healed) or "nothing to heal"))
         return 0
+    if args.cmd == "pong":
+        return _pong(st, args.wait)
     if args.cmd == "exec":
         if not args.command:
             raise r.StackError("exec SERVICE COMMAND...")

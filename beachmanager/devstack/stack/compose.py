@@ -106,6 +106,8 @@ def service(target: Target, s: topo.Service) -> dict[str, Any]:
         out["environment"] = dict(s.environment)
     if target.main and s.is_ours:
         out["volumes"] = [f"../logs/{s.name}:/var/log/{s.name}"]
+    if s.aliases:
+        out["networks"] = {"default": {"aliases": list(s.aliases)}}
     if s.oneshot:
         out["restart"] = "no"
     health = _healthcheck(s, user, db)

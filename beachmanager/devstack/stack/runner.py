@@ -129,7 +129,14 @@ def prepare_postgres(work: Path) -> None:
     """initdb as user postgres (it refuses root), the compose image's user and password."""
     user, password, _ = topo.DATABASE
     data, sock = work / "postgres", work / "postgres-socket"
-    owner = pwd.getpwnam("postgres")
+    try:
+        owner = pwd.getpwnam("postgres")
+    except KeyError:
+        raise StackError("no user 'postgres' (Debian: apt-get install postgresql)") from None
+    for parent in [work, *work.parents]:
+        if not os.stat(parent).st_mode & 0o001:
+            raise StackError(f"the state directory {work} must be reachable by user postgres, "
+                             f"but {parent} is not (chmod o+x, or choose BEACH_STACK_DIR)")
     for d in (data, sock):
         d.mkdir(mode=0o700)
         os.chown(d, owner.pw_uid, owner.pw_gid)
@@ -216,7 +223,7 @@ def _exit_status(pid: int) -> int | None:
 
 def hosts_file(t: topo.Topology, root: str) -> str:
     lines = ["127.0.0.1 localhost", f"{root} root"]
-    lines += [f"{t.address(s.name)} {s.name}" for s in t.services]
+    lines += [" ".join((t.address(s.name), s.name, *s.aliases)) for s in t.services]
     return "\n".join(lines) + "\n"
 
 
@@ -367,7 +374,8 @@ def status(st: Stack) -> list[dict[str, Any]]:
             state = "paused"
         else:
             state = "running"
-        rows.append({"service": name, "state": state, "namespace": e["namespace"],
+        rows.append({"service": name, "state": state, "pid": e.get("pid"),
+                     "namespace": e["namespace"],
                      "address": e["address"], "ports": e["ports"], "pids": pids,
                      "command": list(s.command), "environment": dict(s.environment),
                      "depends_on": dict(s.depends_on), "log": e["log"],

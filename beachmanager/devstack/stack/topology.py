@@ -33,6 +33,8 @@ ASSOCIATION_KEY = base64.b64encode(ASSOCIATION_SEED).decode()
 PRIVATE_BEACH = "stack"
 ROAD_PORT, MANAGER_PORT, REDIS_PORT, POSTGRES_PORT = 4132, 8081, 6379, 5432
 DATABASE = ("beach", "beach", "beach_manager")  # user, password, database
+REWRITE_SERVICE = "beach-manager-rewrite"
+SMOKE_HEARTBEAT = 5  # seconds between the smoke hosts' Heartbeat frames
 
 
 def session_id(n: int) -> str:
@@ -75,6 +77,7 @@ class Service:
     profile: str | None = None       # compose profile; the stack starts it with --pong
     oneshot: bool = False            # runs to completion (compose restart: "no")
     entrypoint: tuple[str, ...] = ()  # ours: replaces the image's ``twist`` entry point
+    aliases: tuple[str, ...] = ()     # more names for it on the network
 
     @property
     def is_ours(self) -> bool:
@@ -150,7 +153,8 @@ def _postgres() -> Service:
 
 
 def _manager(name: str, octet: int, instance: str, published: int | None,
-             extra: Mapping[str, str], depends: Mapping[str, str]) -> Service:
+             extra: Mapping[str, str], depends: Mapping[str, str],
+             aliases: tuple[str, ...] = ()) -> Service:
     user, password, db = DATABASE
     env = {
         "BEACH_MANAGER_INSTANCE_ID": instance,
@@ -167,7 +171,7 @@ def _manager(name: str, octet: int, instance: str, published: int | None,
                    published={published: MANAGER_PORT} if published else {},
                    depends_on={"redis": "service_healthy", "postgres": "service_healthy",
                                **depends},
-                   health=Health("http", MANAGER_PORT, "/healthz"))
+                   health=Health("http", MANAGER_PORT, "/healthz"), aliases=aliases)
 
 
 def _host(host: Host, octet: int, command: str, *extra: str,
@@ -215,10 +219,13 @@ def smoke() -> Topology:
                    ports=(ROAD_PORT,), published={14132: ROAD_PORT},
                    health=Health("http", ROAD_PORT, "/health"))
     managers = (
-        _manager("manager-1", 21, "smoke-manager-1", 18081, cluster, {"road": "service_healthy"}),
+        # Also the name scripts/manager-url gives for "rewrite" (PRIVATE_BEACH_MANAGER_URL).
+        _manager("manager-1", 21, "smoke-manager-1", 18081, cluster, {"road": "service_healthy"},
+                 aliases=(REWRITE_SERVICE,)),
         _manager("manager-2", 22, "smoke-manager-2", 18082, cluster, {"road": "service_healthy"}),
     )
-    hosts = tuple(_host(h, 31 + i, SMOKE_SHELL) for i, h in enumerate(HOSTS))
+    hosts = tuple(_host(h, 31 + i, SMOKE_SHELL, "--heartbeat-interval", str(SMOKE_HEARTBEAT))
+                  for i, h in enumerate(HOSTS))
     pong = _host(PONG, 41, "python -m beachmanager.devstack.pong --seed 7", profile="pong")
     agent = _host(AGENT, 42, "/bin/sh", "--agent-target", PONG.session_id, "--agent-token", "dev",
                   "--agent-driver", "pong", profile="pong")
