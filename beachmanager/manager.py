@@ -281,7 +281,8 @@ def _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis,
                           tenant_of=lambda p, s, w: tenant_for(session_beaches, p, s, w),
                           leases=leases, submit=controller.submit, send=hosts.send,
                           check_bridge_token=associations.check_bridge_token,
-                          metrics=ctx.metrics, relay_factory=relay_factory)
+                          metrics=ctx.metrics, relay_factory=relay_factory,
+                          describe=controller.describe)
     hosts.add_bus_watcher(agents.watch)
     hosts.subscriber.on("ack", agents.target_ack)
     hosts.subscriber.on("state", agents.target_state)

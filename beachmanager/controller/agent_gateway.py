@@ -57,6 +57,9 @@ Authenticate = Callable[[str], Awaitable[Principal]]
 TenantOf = Callable[[Principal, str, str | None], Awaitable[Tenant]]
 Submit = Callable[..., Awaitable[Any]]
 Send = Callable[[str, str, bytes], bool]
+#: ``describe(target, action_id)``: the controller's view of one action (``GET
+#: /sessions/:id/actions/:id``), or None.
+Describe = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 
 
 class AgentGateway(ReadyService):
@@ -66,7 +69,8 @@ class AgentGateway(ReadyService):
                  authorize: Callable[[Principal, str], None], tenant_of: TenantOf,
                  leases: Leases, submit: Submit, send: Send,
                  check_bridge_token: Callable[[str, str], BridgeClaims], metrics=None,
-                 relay_factory: Callable[[], Any] | None = None):
+                 relay_factory: Callable[[], Any] | None = None,
+                 describe: Describe | None = None):
         """*relay_factory* makes the cross-instance relay (``agent_relay.py``) once the
         stores run; without it (one instance) events are forwarded locally only."""
         super().__init__("agents", clock)
@@ -75,6 +79,7 @@ class AgentGateway(ReadyService):
         self._tenant_of = tenant_of
         self.leases = leases
         self._submit = submit
+        self._describe = describe
         self._send = send
         self._check_bridge = check_bridge_token
         self.metrics = metrics
@@ -270,8 +275,8 @@ class AgentGateway(ReadyService):
         for action_id in ids:  # before the submit: an ack may come back at once
             self._remember(target, action_id, agent)
         try:
-            await self._submit(target, commands, controller_token=r.controller_token,
-                               beach=tenant.private_beach_id)
+            done = await self._submit(target, commands, controller_token=r.controller_token,
+                                      beach=tenant.private_beach_id)
         except QueueFull as e:
             raise Refused(ag.Refusal("too_many_requests", f"the target's action queue is full "
                                      f"({e.depth} of {e.bound})", rid, target,
@@ -279,6 +284,26 @@ class AgentGateway(ReadyService):
         except QueueUnavailable as e:
             raise Refused(ag.Refusal("queue_unavailable", str(e), rid, target)) from None
         self._watch(target, agent, r.controller_token, lease.expires_at_ms)
+        for action_id in getattr(done, "duplicates", ()):
+            await self._answer_repeat(target, action_id)
+
+    async def _answer_repeat(self, target: str, action_id: str) -> None:
+        """An id sent again (its ack never reached the agent: lost with a failed-over manager,
+        say) whose action already finished: the agent gets that ack now, from the stored
+        view, since no new one will come.  One still in work is acked when it finishes."""
+        view = await self._describe(target, action_id) if self._describe is not None else None
+        if view is None or view.get("status") != "acked":
+            return
+        acked_at = view.get("acked_at_ms")
+        try:
+            status = hj.AckStatus(view.get("ack_status") or "ok")
+        except ValueError:
+            status = hj.AckStatus.OK
+        ack = hj.ActionAck(action_id, status,
+                           hj.Timestamp.from_seconds((acked_at or self._now_ms()) / 1000),
+                           view.get("host_latency_ms"), view.get("error_code"),
+                           view.get("error_message"))
+        self._ack_to_agent(target, hj.to_value(ack))
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _watch(self, target: str, agent: str, token: str, expires_at_ms: int) -> None:

@@ -13,6 +13,7 @@ from beachmanager.bus.bus import BusMessage
 from beachmanager.controller.agent_gateway import MAX_INFLIGHT, AgentGateway
 from beachmanager.controller.leases import LeaseError
 from beachmanager.controller.queue import QueueFull
+from beachmanager.controller.service import Submitted
 from beachmanager.protocol import agent as ag
 from beachmanager.protocol import harness as hj
 from beachmanager.registry.store import Tenant
@@ -62,6 +63,8 @@ class Rig:
             self.wanted.append(wanted)
             return Tenant("pb-1", p.account_id)
 
+        self.done: dict[str, dict] = {}  # action id -> its finished view (a repeat)
+
         async def submit(target, commands, *, controller_token, beach):
             if self.hold is not None:
                 await self.hold
@@ -69,6 +72,12 @@ class Rig:
                 raise self.submit_error
             self.submitted.append((target, commands, {"controller_token": controller_token,
                                                       "beach": beach}))
+            return Submitted([c["id"] for c in commands],
+                             [c["id"] for c in commands if c["id"] not in self.done],
+                             [c["id"] for c in commands if c["id"] in self.done], 0)
+
+        async def describe(target, action_id):
+            return self.done.get(action_id)
 
         def send(host, topic, payload):
             self.sent.append((host, topic, json.loads(payload)))
@@ -77,7 +86,7 @@ class Rig:
         self.gw = AgentGateway(self.clock, authenticate=authenticate, authorize=authorize,
                                tenant_of=tenant_of, leases=self.leases, submit=submit, send=send,
                                check_bridge_token=lambda token, host: AUTHORITY.check(
-                                   token, host, self.clock.seconds()))
+                                   token, host, self.clock.seconds()), describe=describe)
 
     def hear(self, agent, topic, payload):
         self.gw._message(BusMessage(agent, "manager", topic, payload, "control_ordered"))
@@ -186,3 +195,21 @@ def test_the_bridge_token_names_the_agent_host_and_binds_it_to_its_private_beach
     assert r.errors()[-1]["code"] == "wrong_private_beach"
     r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-ok", bridge_token=bridge(beach="pb-9")))
     assert r.wanted == ["pb-9"] and len(r.leases.acquired) == 1
+
+
+def test_an_id_sent_again_after_its_action_finished_gets_that_ack_from_the_stored_view():
+    """The ack of a finished action was lost (its manager died before forwarding it); the
+    agent sends the id again: a duplicate, and no new ack will ever come, so the gateway
+    answers from the controller's view of the action."""
+    r = Rig()
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req())
+    r.done["x1"] = {"action_id": "x1", "status": "acked", "ack_status": "ok",
+                    "acked_at_ms": 1_700_000_000_000}
+    r.done["x3"] = {"action_id": "x3", "status": "delivered"}  # still in work: acked later
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["x1", "x2", "x3"]))
+    acks = [p["payload"]["ack"] for h, t, p in r.sent if t == ag.TOPIC_ACKS]
+    assert [a["id"] for a in acks] == ["x1"] and acks[0]["status"] == "ok"
+    assert acks[0]["applied_at"]["secs_since_epoch"] == 1_700_000_000
+    r.gw.target_ack("target", hj.ActionAck(id="x3", status=hj.AckStatus.OK,
+                                           applied_at=hj.Timestamp(1, 0)))
+    assert [p["payload"]["ack"]["id"] for h, t, p in r.sent if t == ag.TOPIC_ACKS] == ["x1", "x3"]
