@@ -43,6 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import rig
 from attach import Procs, cpu_seconds, free_port, get_json, pct, wait_for
 
 QUIET = ("/bin/sh", "-c", "stty -echo; exec cat > /dev/null")
@@ -159,6 +160,7 @@ async def client(args, url: str, ids: list[str]) -> dict:
 
         n0, cpu0, farm0, t0 = await acks_stored(), cpu_seconds(args.manager_pid), \
             cpu_seconds(args.farm_pid), time.monotonic()
+        client0 = time.process_time()
         if args.profile:
             os.kill(args.manager_pid, signal.SIGUSR1)
         await defer.gatherResults([defer.ensureDeferred(paced(h, i * period / len(hosts)))
@@ -167,6 +169,7 @@ async def client(args, url: str, ids: list[str]) -> dict:
             os.kill(args.manager_pid, signal.SIGUSR2)
         n1, cpu1, farm1, t1 = await acks_stored(), cpu_seconds(args.manager_pid), \
             cpu_seconds(args.farm_pid), time.monotonic()
+        client1 = time.process_time()
         for _ in range(600):
             if await acks_stored() - n0 >= len(sent):
                 break
@@ -181,7 +184,9 @@ async def client(args, url: str, ids: list[str]) -> dict:
                 "max": round(max(lat), 2) if lat else None,
                 "accept_to_ack_ms_p50": round(pct(acked, 50), 2), "ack_p99": round(pct(acked, 99), 2),
                 "manager_cpu_pct_core": round((cpu1 - cpu0) / (t1 - t0) * 100, 1),
-                "farm_cpu_pct_core": round((farm1 - farm0) / (t1 - t0) * 100, 1)}
+                "manager_cpu_us_per_stored": round((cpu1 - cpu0) / max(1.0, n1 - n0) * 1e6, 1),
+                "farm_cpu_pct_core": round((farm1 - farm0) / (t1 - t0) * 100, 1),
+                "client_cpu_pct_core": round((client1 - client0) / (t1 - t0) * 100, 1)}
 
     results = {"latency": [], "throughput": []}
     for size in args.sizes:  # single-action requests, --rate per host
@@ -264,6 +269,14 @@ def main() -> None:
     ap.add_argument("--profile", help="write a cProfile of the manager during the load phases to this file")
     ap.add_argument("--logs", help="copy the processes' logs into this folder")
     # internal: the farm process
+    ap.add_argument("--quick", action="store_true",
+                    help="under two minutes: 1 and 10 hosts, 4 s phases, 1,000 and 2,000 offered")
+    ap.add_argument("--admission-target", type=float, default=None,
+                    help="BEACH_ACTION_ADMISSION_TARGET for the manager (0: no load shedding)")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="do not pin the manager and its load to separate cores")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="skip the bare aiortc echo baseline (bench/rig.py)")
     ap.add_argument("--farm", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--hosts-out", help=argparse.SUPPRESS)
     ap.add_argument("--road-port", type=int, default=0, help=argparse.SUPPRESS)
@@ -271,6 +284,10 @@ def main() -> None:
     if args.farm:
         farm(args)
         return
+    if args.quick:
+        args.sizes, args.duration, args.throughput = "1,10", 4.0, "1000,2000"
+    manager_cpu, load_cpu = (None, None) if args.no_pin else (rig.MANAGER_CPU, rig.LOAD_CPU)
+    rig.pin_self(load_cpu)  # the client, with the farm
     args.sizes = [int(x) for x in args.sizes.split(",") if x]
     args.throughput = [float(x) for x in args.throughput.split(",") if x]
     n = max(args.sizes or [50])
@@ -280,24 +297,32 @@ def main() -> None:
         try:
             road_port = free_port()
             hosts_file = workdir / "hosts.txt"
-            farm_proc = procs.start("farm", [sys.executable, str(Path(__file__).resolve()), "--farm", str(n),
-                                 "--hosts-out", str(hosts_file), "--road-port", str(road_port),
-                                 "--command", args.command])
+            farm_proc = procs.start("farm", rig.pinned(
+                [sys.executable, str(Path(__file__).resolve()), "--farm", str(n),
+                 "--hosts-out", str(hosts_file), "--road-port", str(road_port),
+                 "--command", args.command], load_cpu))
             wait_for(f"{n} hosts", hosts_file.exists, 60 + 2 * n, 0.2)
             ids = [line.split(":", 1)[0] for line in hosts_file.read_text().split()]
             port = free_port()
             env = {"AUTH_BYPASS": "1", "BEACH_ENV": "development",
                    "BEACH_ACTION_INFLIGHT_WINDOW": str(args.window),
                    "BEACH_MANAGER_HTTP_ACCESS_LOG": args.access_log}
+            if args.admission_target is not None:
+                env["BEACH_ACTION_ADMISSION_TARGET"] = str(args.admission_target)
             if args.redis_url:
                 env["REDIS_URL"] = args.redis_url
             if args.database_url:
                 env["DATABASE_URL"] = args.database_url
-            twist = procs.twist
+            def twist(name, argv, env=None):  # the manager, on its own core
+                return procs.start(name, rig.pinned(
+                    [sys.executable, "-m", "twisted", "--log-format=text",
+                     "--reactor=beach-asyncio", *argv], manager_cpu), env)
+
             if args.profile:  # the manager under cProfile (written when it stops)
                 def twist(name, argv, env=None):
-                    return procs.start(name, [sys.executable, str(Path(__file__).resolve()),
-                                              "--profiled-manager", args.profile, *argv], env)
+                    return procs.start(name, rig.pinned(
+                        [sys.executable, str(Path(__file__).resolve()), "--profiled-manager",
+                         args.profile, *argv], manager_cpu), env)
             manager = twist("manager", [
                 "beach-manager", f"--http-endpoint=tcp:{port}:interface=127.0.0.1",
                 f"--road-url=http://127.0.0.1:{road_port}", "--webrtc-disable-stun=1",
@@ -311,19 +336,42 @@ def main() -> None:
             wait_for(f"{n} transports ready", all_ready, 120 + 2 * n, 0.2)
             print(json.dumps({"stores": "redis+postgres" if args.redis_url else "memory",
                               "hosts_ready": n, "command": args.command, "window": args.window,
-                              "access_log": args.access_log}),
+                              "access_log": args.access_log,
+                              "rig": {**rig.describe(), "pinned": manager_cpu is not None}}),
                   flush=True)
             args.manager_pid, args.farm_pid = manager.pid, farm_proc.pid
-            run_client(args, url, ids)
+            results = run_client(args, url, ids)
         finally:
             procs.stop_all()
             if args.logs:
                 import shutil
 
                 shutil.copytree(workdir, args.logs, dirs_exist_ok=True)
+    if not args.no_floor and args.throughput:
+        summary(results, rig.echo_floor(rate=args.throughput[0], size=FLOOR_SIZE, seconds=4))
 
 
-def run_client(args, url: str, ids: list[str]) -> None:
+#: Bytes of a terminal_write action as the bus carries it (envelope, frame, encryption).
+FLOOR_SIZE = 256
+
+
+def summary(results: dict, floor: dict) -> None:
+    """Each throughput phase's manager CPU per stored action, against the echo floor."""
+    print(json.dumps({"phase": "floor", **floor}), flush=True)
+    per = floor["us_per_message"]
+    print(f"{'offered/s':>10} {'stored/s':>9} {'refused':>8} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'mgr us/action':>14} {'x floor':>8} {'farm %':>7} {'client %':>9}")
+    for row in results["throughput"]:
+        us = row["manager_cpu_us_per_stored"]
+        print(f"{row['offered_per_s']:>10} {row['stored_per_s_during_run']:>9} "
+              f"{row['refused']:>8} {row['accept_to_stored_ms_p50']:>8} {row['p99']:>8} "
+              f"{us:>14} {us / per:>8.2f} {row['farm_cpu_pct_core']:>7} "
+              f"{row['client_cpu_pct_core']:>9}", flush=True)
+    print(f"floor: a bare aiortc echo, {floor['size_bytes']} B at {floor['rate_per_s']:.0f}/s: "
+          f"{per} us of the answerer's CPU per message", flush=True)
+
+
+def run_client(args, url: str, ids: list[str]) -> dict:
     from beachmanager import _reactor
 
     _reactor.install()
@@ -343,6 +391,7 @@ def run_client(args, url: str, ids: list[str]) -> None:
     reactor.run()
     if "result" not in out:
         raise SystemExit(1)
+    return out["result"]
 
 
 if __name__ == "__main__":

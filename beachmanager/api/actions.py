@@ -8,7 +8,9 @@
   ``child_not_attached`` / ``child_offline`` from the host's transport (not while this
   instance owns the host in the assignment store and its session is starting: a takeover's
   actions wait in the host's stream for the new owner); 429
-  ``too_many_requests`` with ``Retry-After`` at the queue bound; 503 when the queue's
+  ``too_many_requests`` with ``Retry-After`` at the queue bound, and 429 ``overloaded``
+  (before anything is queued) when this instance is over its admission target
+  (``controller/admission.py``); 503 when the queue's
   store does not answer.  The answer names the accepted ids.
 * ``GET /sessions/:id/actions/:action_id``: queued, delivered, or acked with status and
   latency; 404 ``action_not_found``.
@@ -22,7 +24,7 @@ from ..assign.model import AssignmentUnavailable
 from ..controller.commands import CommandError, parse_command
 from ..controller.leases import LeaseError
 from ..controller.queue import QueueFull, QueueUnavailable
-from ..controller.service import ControllerService
+from ..controller.service import ControllerService, Overloaded
 from ..controller.session_link import NOT_ATTACHED, OFFLINE
 from . import action_models as am
 from .auth_guard import principal_of
@@ -78,6 +80,15 @@ def install(on: Handlers, deps: ApiDeps) -> None:
         raw = body["actions"]
         if not raw:
             raise ApiError(400, "actions must hold at least one action", "empty_actions")
+        controller = controller_of(deps)
+        try:  # before parsing, the lease look-up or a queue write: shed load cheaply
+            controller.admit(session_id, len(raw))
+        except Overloaded as e:
+            retry = e.refusal.retry_after_seconds
+            request.setHeader(b"retry-after", str(retry).encode())
+            raise ApiError(429, f"this manager is over its admission target ({e}); retry after "
+                           f"{retry}s", "overloaded", backlog=e.refusal.backlog,
+                           limit=e.refusal.limit) from None
         try:
             commands = [parse_command(a, i) for i, a in enumerate(raw)]
         except CommandError as e:
@@ -85,7 +96,6 @@ def install(on: Handlers, deps: ApiDeps) -> None:
         ids = [c["id"] for c in commands]
         if len(set(ids)) != len(ids):
             raise ApiError(400, "an action id appears twice in the request", "duplicate_action_id")
-        controller = controller_of(deps)
         token = body["controller_token"]
         try:
             await deps.leases.check(tenant, session_id, token)

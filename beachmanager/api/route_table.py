@@ -118,7 +118,7 @@ ROUTES: tuple[Route, ...] = (
           query={**m.EVENT_QUERY, **m.TENANT_QUERY}, response=m.CONTROLLER_EVENTS, errors=(400, 404, 409, 503), answered_by=ANYWHERE),
     # -- controller actions (api/actions.py) -------------------------------------
     Route("POST", "/sessions/<session_id>/actions", "actions.submit", "pb:control.write",
-          "Queue actions for the host (needs an active lease; 429 with Retry-After at the queue bound)",
+          "Queue actions for the host (needs an active lease; 429 with Retry-After at the queue bound or over the admission target)",
           request=am.ACTIONS_REQUEST, query=m.TENANT_QUERY, response=am.ACTIONS_RESPONSE,
           errors=(400, 404, 409, 413, 415, 429, 503), answered_by=ANYWHERE),
     Route("GET", "/sessions/<session_id>/actions/<action_id>", "actions.get", "pb:control.read",

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from ..service import ReadyService
 from ..telemetry.logs import fields
 from ..transport.events import SessionEvents
+from .admission import Admission, Refusal
 from .deadlines import DeadlineExceeded, Deadlines
 from .delivery import DeliveryEngine, Publisher
 from .ingest import AckWriter, Ingest
@@ -48,12 +49,28 @@ ENQUEUE_TIMEOUT = 5.0
 StoresFactory = Callable[[], tuple[Any, Any]]
 
 
+class Overloaded(Exception):
+    """This instance holds more work than it can finish within the admission target."""
+
+    def __init__(self, refusal: Refusal):
+        super().__init__(f"{refusal.backlog} actions in progress (limit {refusal.limit})")
+        self.refusal = refusal
+
+
+#: Seconds the backlog count is reused (it sums every lane); admissions in between add up.
+BACKLOG_REFRESH = 0.02
+
+
 @dataclass(frozen=True)
 class Submitted:
     action_ids: list[str]
     enqueued: list[str]
     duplicates: list[str]
     queue_depth: int
+
+
+def cfg_target(cfg) -> float:
+    return float(getattr(cfg, "action_admission_target", 0) or 0)
 
 
 def memory_stores(clock, bound: int) -> StoresFactory:
@@ -108,6 +125,8 @@ class ControllerService(ReadyService):
         self.writer: AckWriter | None = None
         self.ingest: Ingest | None = None
         self.lease_watch: LeaseWatch | None = None
+        self.admission: Admission | None = None
+        self._backlog_at, self._backlog = float("-inf"), 0
         self._full_log: dict[str, tuple[float, int]] = {}
         self.deadlines = Deadlines(ctx.clock)  # enqueue timeouts: one timer, not one per request
 
@@ -124,6 +143,10 @@ class ControllerService(ReadyService):
             manager_instance_id=self.instance_id, epoch_of=self.epoch_of)
         self.writer.confirm = self.engine.confirm
         self.ingest = Ingest(self.engine, self.cache, ctx.clock, self.instance_id)
+        if cfg_target(ctx.config) > 0:
+            self.admission = Admission(ctx.clock, self._held, self._finished,
+                                       target=cfg_target(ctx.config),
+                                       floor=ctx.config.action_admission_floor)
         self.writer.start()
         self.engine.start()
         self.deadlines.start()
@@ -157,12 +180,40 @@ class ControllerService(ReadyService):
             out["delivery"] = self.engine.stats()
         if self.writer is not None:
             out["acks"] = self.writer.status()
+        if self.admission is not None:
+            out["admission"] = self.admission.status()
         return out
 
     def transport_state(self, host: str) -> str:
         if self.link is None:
             raise RuntimeError("the controller is not running")
         return self.link.transport_state(host)
+
+    def _held(self) -> int:
+        """Actions this instance holds: waiting, in flight, or finished and not yet stored
+        (summed at most every BACKLOG_REFRESH seconds; admissions in between add up)."""
+        now = self.ctx.clock.seconds()
+        if now - self._backlog_at >= BACKLOG_REFRESH and self.engine is not None:
+            engine, writer = self.engine, self.writer
+            self._backlog = sum(len(x.waiting) + len(x.inflight) for x in engine.lanes.values()) \
+                + (len(writer._held) if writer is not None else 0)
+            self._backlog_at = now
+        return self._backlog
+
+    def _finished(self) -> int:
+        c = self.engine.counters if self.engine is not None else {}
+        return c.get("acked", 0) + c.get("expired", 0) + c.get("preempted", 0)
+
+    def admit(self, host: str, adding: int) -> None:
+        """Refuse (``Overloaded``) new actions for a host delivered from here when this
+        instance is over its admission target; before anything is parsed or written."""
+        if self.admission is None or self.link is None or not self.link.delivers(host):
+            return
+        refusal = self.admission.check(adding)
+        if refusal is not None:
+            self.ctx.metrics.actions_refused_total.labels(reason="overloaded").inc(adding)
+            raise Overloaded(refusal)
+        self._backlog += adding
 
     def _lease_check(self, host: str, action: QueuedAction) -> bool | None:
         return self.lease_watch.check(host, action) if self.lease_watch is not None else None

@@ -72,6 +72,10 @@ class Metrics:
         self.assignment_rebalance_total = Counter(
             "assignment_rebalance_total", "Hosts whose owning manager changed, by reason",
             ["reason"], registry=r)
+        self.actions_refused_total = Counter(
+            "actions_refused_total", "Actions refused before they were queued, by reason "
+            "(overloaded: this instance's backlog was over its admission target)", ["reason"],
+            registry=r)
         self.assignment_refused_total = Counter(
             "assignment_refused_total", "Hosts refused because every serving instance was full",
             registry=r)
