@@ -256,3 +256,50 @@ async def test_cached_lease_and_session_lookups_never_outlive_what_they_cache(st
         assert r.status == 409 and r.error_code == "ambiguous_session"
     finally:
         await mgr.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_over_its_admission_target_the_instance_refuses_before_queueing(stores):
+    """Load shedding: with nothing acked the backlog stands over the limit (floor 4); the next
+    requests get 429 overloaded with Retry-After and leave the queue as it was; once the acks
+    come, actions are accepted again."""
+    mgr, controller, bus = await setup(stores, action_admission_target=0.05,
+                                       action_admission_floor=4)
+    try:
+        host = "host-" + uuid.uuid4().hex[:8]
+        _, token = await session_with_lease(mgr, host)
+        bus.up(host)
+        path = f"/sessions/{host}/actions"
+        n = iter(range(1, 10_000))
+
+        async def post_one():
+            return await mgr.call("POST", path, body={"controller_token": token,
+                                                      "actions": [cmd(next(n))]})
+
+        accepted: list[int] = []
+
+        async def refused():
+            r = await post_one()
+            if r.status == 200:
+                accepted.extend(int(i.split("-")[1]) for i in r.body["enqueued"])
+                return None
+            return r
+
+        r = await eventually(refused, timeout=10, what="a refusal once the backlog stands")
+        assert r.status == 429 and r.error_code == "overloaded", r.body
+        assert int(r.headers.getRawHeaders("retry-after")[0]) >= 1
+        assert r.body["backlog"] >= 4 and r.body["limit"] == 4
+        depth = await controller.queue.depth(host)
+        assert depth == len(accepted)  # the refused action was never queued
+        assert mgr.metrics.registry.get_sample_value(
+            "actions_refused_total", {"reason": "overloaded"}) >= 1
+        for i in accepted:
+            controller.ingest.ack_value(host, ack(i))
+        await eventually(lambda: controller.writer.written == len(accepted), what="acks stored")
+
+        async def admitted():
+            return (await post_one()).status == 200
+
+        await eventually(admitted, timeout=10, what="actions accepted again")
+    finally:
+        await mgr.stop()
