@@ -31,6 +31,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rig
+
 ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -59,9 +62,12 @@ def wait_for(what: str, check, timeout: float, step: float = 0.1):
     raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid) -> float:
+    """utime + stime of *pid* (or the sum over a tuple of pids)."""
+    if isinstance(pid, tuple):
+        return sum(cpu_seconds(p) for p in pid)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def rss_mib(pid: int) -> float:
@@ -117,13 +123,16 @@ def start_road(procs: Procs) -> str:
     return url
 
 
-def start_manager(procs: Procs, road: str, hosts_file: Path | None, name: str):
+def start_manager(procs: Procs, road: str, hosts_file: Path | None, name: str,
+                  cpu: int | None = None):
     port = free_port()
     args = ["beach-manager", f"--http-endpoint=tcp:{port}:interface=127.0.0.1", f"--road-url={road}",
             "--webrtc-disable-stun=1", "--capacity=100000", "--instance-id=bench-manager"]
     if hosts_file is not None:
         args.append(f"--hosts-file={hosts_file}")
-    proc = procs.twist(name, args, {"AUTH_BYPASS": "1", "BEACH_ENV": "development"})
+    proc = procs.start(name, rig.pinned([sys.executable, "-m", "twisted", "--log-format=text",
+                                         "--reactor=beach-asyncio", *args], cpu),
+                       {"AUTH_BYPASS": "1", "BEACH_ENV": "development"})
     url = f"http://127.0.0.1:{port}"
     return proc, url
 
@@ -140,23 +149,43 @@ def idle_manager_rss(workdir: Path) -> float:
         procs.stop_all()
 
 
+class FarmGroup:
+    """Several farm processes read as one: ``pid`` sums their CPU (see :func:`cpu_seconds`)."""
+
+    def __init__(self, procs: list):
+        self.procs = procs
+        self.pid = tuple(p.pid for p in procs)
+
+
 def run_size(n: int, args, workdir: Path, idle_rss: float) -> dict:
     procs = Procs(workdir)
     try:
         road = start_road(procs)
         hosts_file = workdir / f"hosts-{n}.txt"
         hosts_file.unlink(missing_ok=True)
-        farm = procs.start(f"farm-{n}", [sys.executable, str(Path(__file__).resolve()), "--farm", str(n),
-                                         "--road", road, "--hosts-out", str(hosts_file),
-                                         "--heartbeat-interval", str(args.heartbeat_interval),
-                                         "--host-poll-interval", str(args.host_poll_interval)])
-        wait_for(f"{n} hosts in the farm", hosts_file.exists, 60 + 2 * n, 0.2)
+        # several farm processes for many hosts (each is one reactor), on the load core
+        farms_n = max(1, min(args.farms or -(-n // 100), n))
+        parts, farms = [], []
+        for k in range(farms_n):
+            count = n // farms_n + (1 if k < n % farms_n else 0)
+            part = workdir / f"hosts-{n}-{k}.txt"
+            part.unlink(missing_ok=True)
+            parts.append(part)
+            farms.append(procs.start(f"farm-{n}-{k}", rig.pinned(
+                [sys.executable, str(Path(__file__).resolve()), "--farm", str(count),
+                 "--road", road, "--hosts-out", str(part),
+                 "--heartbeat-interval", str(args.heartbeat_interval),
+                 "--host-poll-interval", str(args.host_poll_interval)], args.load_cpu)))
+        wait_for(f"{n} hosts in {farms_n} farm(s)", lambda: all(p.exists() for p in parts),
+                 60 + 2 * n, 0.2)
+        hosts_file.write_text("".join(p.read_text() for p in parts))
         ids = [line.split(":", 1)[0] for line in hosts_file.read_text().split()]
+        farm = FarmGroup(farms)
         started = time.monotonic()
         farm_cpu_start = cpu_seconds(farm.pid)
         road_proc = procs.procs[0]
         road_cpu_start = cpu_seconds(road_proc.pid)
-        proc, url = start_manager(procs, road, hosts_file, f"manager-{n}")
+        proc, url = start_manager(procs, road, hosts_file, f"manager-{n}", args.manager_cpu)
         wait_for("the manager", lambda: urllib.request.urlopen(url + "/healthz").status == 200, 60)
         manager_cpu_start = cpu_seconds(proc.pid)
 
@@ -264,6 +293,12 @@ def main(argv=None) -> int:
     p.add_argument("--heartbeat-interval", type=float, default=15.0, help="the hosts', in seconds")
     p.add_argument("--host-poll-interval", type=float, default=0.25,
                    help="how often the hosts poll Road for our answer (upstream: 0.25 s)")
+    p.add_argument("--farms", type=int, default=0,
+                   help="farm processes (0: one per 100 hosts)")
+    p.add_argument("--quick", action="store_true", help="1, 10 and 50 hosts, 10 s at rest")
+    p.add_argument("--pin", action="store_true",
+                   help="pin the manager to one core and the farms to the other (off: the "
+                        "manager's Argon2id pool may use both cores while hosts attach)")
     p.add_argument("--farm", type=int, help=argparse.SUPPRESS)
     p.add_argument("--road", help=argparse.SUPPRESS)
     p.add_argument("--hosts-out", help=argparse.SUPPRESS)
@@ -273,6 +308,11 @@ def main(argv=None) -> int:
              args.host_poll_interval)
         return 0
 
+    if args.quick:
+        args.sizes, args.rest, args.settle = "1,10,50", 10.0, 3.0
+    args.manager_cpu, args.load_cpu = (rig.MANAGER_CPU, rig.LOAD_CPU) if args.pin else (None,
+                                                                                      None)
+    rig.pin_self(args.load_cpu)
     workdir = Path(tempfile.mkdtemp(prefix="beach-bench-attach-"))
     print(f"# logs in {workdir}; {os.cpu_count()} CPUs", flush=True)
     idle = idle_manager_rss(workdir)

@@ -88,6 +88,9 @@ class HostBus:
     """The manager's bus end for one host; the transport attaches a sender when ready."""
 
     log = Logger()
+    #: A debug line per frame in and out; off: at thousands of frames a second, building and
+    #: filtering those events cost more than the bus itself (the counters and metrics stay).
+    trace_frames = False
 
     def __init__(self, host_session_id: str, table: TopicTable, metrics=None,
                  manager_instance_id: str | None = None):
@@ -103,6 +106,9 @@ class HostBus:
         self.received_frames = 0
         self.received_bytes = 0
         self.dropped: dict[str, int] = {}
+        #: (namespace, topic) -> the byte counters' children (``labels()`` is not free)
+        self._sent_counter: dict[tuple[str, str], Any] = {}
+        self._received_counter: dict[tuple[str, str], Any] = {}
 
     # -- wiring ------------------------------------------------------------------------------
     def attach(self, sender: Sender) -> None:
@@ -134,11 +140,17 @@ class HostBus:
         self.sent_frames += 1
         self.sent_bytes += len(payload)
         if self.metrics is not None:
-            ns_l, topic_l = self.table.metric_topic(namespace, topic)
-            self.metrics.extension_sent_bytes_total.labels(namespace=ns_l, topic=topic_l).inc(len(payload))
-        self.log.debug("bus frame out {namespace}/{topic}: {size} bytes, lane {lane}",
-                       namespace=namespace, topic=topic, size=len(payload), lane=lane,
-                       direction="out", **self._fields())
+            counter = self._sent_counter.get((namespace, topic))
+            if counter is None:
+                ns_l, topic_l = self.table.metric_topic(namespace, topic)
+                counter = self.metrics.extension_sent_bytes_total.labels(namespace=ns_l,
+                                                                        topic=topic_l)
+                self._sent_counter[(namespace, topic)] = counter
+            counter.inc(len(payload))
+        if self.trace_frames:
+            self.log.debug("bus frame out {namespace}/{topic}: {size} bytes, lane {lane}",
+                           namespace=namespace, topic=topic, size=len(payload), lane=lane,
+                           direction="out", **self._fields())
         return True
 
     # -- inbound -------------------------------------------------------------------------------
@@ -147,13 +159,19 @@ class HostBus:
         lane = self.table.lane(namespace, topic)
         self.received_frames += 1
         self.received_bytes += len(payload)
-        ns_l, topic_l = self.table.metric_topic(namespace, topic)
         if self.metrics is not None:
-            self.metrics.extension_received_bytes_total.labels(namespace=ns_l, topic=topic_l).inc(
-                len(payload))
-        self.log.debug("bus frame in {namespace}/{topic}: {size} bytes, lane {lane}",
-                       namespace=namespace, topic=topic, size=len(payload), lane=lane or "unknown",
-                       direction="in", **self._fields())
+            counter = self._received_counter.get((namespace, topic)) if lane else None
+            if counter is None:
+                ns_l, topic_l = self.table.metric_topic(namespace, topic)
+                counter = self.metrics.extension_received_bytes_total.labels(namespace=ns_l,
+                                                                            topic=topic_l)
+                if lane:  # known topics only: the map stays as small as the topic table
+                    self._received_counter[(namespace, topic)] = counter
+            counter.inc(len(payload))
+        if self.trace_frames:
+            self.log.debug("bus frame in {namespace}/{topic}: {size} bytes, lane {lane}",
+                           namespace=namespace, topic=topic, size=len(payload),
+                           lane=lane or "unknown", direction="in", **self._fields())
         if lane is None:
             reason = "unknown_topic" if self.table.knows_namespace(namespace) else "unknown_namespace"
             self.count_drop(namespace, topic, reason)

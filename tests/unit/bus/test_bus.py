@@ -105,6 +105,7 @@ def test_a_failing_handler_does_not_stop_the_others(metrics, logged):
 
 def test_frames_are_traced_at_debug_with_size_and_lane_but_no_payload(metrics, logged):
     bus = HostBus("h1", TABLE, metrics)
+    bus.trace_frames = True  # off by default: not a per-frame cost on the hot path
     bus.attach(lambda *a: True)
     bus.publish("manager", "beach.manager.action", b"secret-bytes")
     bus.subscribe("manager", "beach.manager.ack", lambda m: None)
@@ -115,3 +116,18 @@ def test_frames_are_traced_at_debug_with_size_and_lane_but_no_payload(metrics, l
         ("out", 12, "control_ordered"), ("in", 10, "control_ordered")]
     assert not any(b"secret" in repr(v).encode() for t in traces for v in t.values()
                    if not callable(v))
+
+
+def test_frames_are_not_traced_by_default_and_still_counted(metrics, logged):
+    bus = HostBus("h1", TABLE, metrics)
+    bus.attach(lambda *a: True)
+    for _ in range(3):
+        bus.publish("manager", "beach.manager.action", b"1234")
+    bus.subscribe("manager", "beach.manager.ack", lambda m: None)
+    bus.deliver("manager", "beach.manager.ack", b"12")
+    assert not [e for e in logged if "bus frame" in e.get("log_format", "")]
+    reg = metrics.registry
+    assert reg.get_sample_value("extension_sent_bytes_total",
+                                {"namespace": "manager", "topic": "beach.manager.action"}) == 12
+    assert reg.get_sample_value("extension_received_bytes_total",
+                                {"namespace": "manager", "topic": "beach.manager.ack"}) == 2
