@@ -53,6 +53,7 @@ typecheck: install
 	$(BIN)/mypy
 
 test: install check-lines lint typecheck
+	@scripts/install-test-tools
 	@scripts/check-system test
 	$(BIN)/pytest $(PYTEST_ARGS)
 

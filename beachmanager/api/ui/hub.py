@@ -5,8 +5,8 @@ to the controller's final acks; each marks the view dirty.  A dirty view is rebu
 once per :data:`COALESCE` seconds, whatever the rate of changes, and only one build runs at
 a time.  While a stream is open the view is also rebuilt every :data:`REFRESH` seconds, for
 what has no event here: the shared store's members, owners and moves (read at most once per
-refresh), queue depths, and the terminal mirrors that streams follow.  A stream is sent a
-frame only when its content changed.
+refresh, or sooner for a host new here), queue depths, and the terminal mirrors that
+streams follow.  A stream is sent a frame only when its content changed.
 
 Bounds: at most :data:`MAX_STREAMS` open streams (one more is answered 503); per stream at
 most the connection's write buffer plus one pending frame per kind (:mod:`.sse`); a stream
@@ -165,12 +165,24 @@ class ConsoleHub(ReadyService):
             self._dirty = False
             self.poke()
 
+    def _cluster_stale(self, local: dict[str, Any]) -> bool:
+        """Read the store again once per refresh, or sooner (at most once per coalescing
+        window) when this instance holds a host the last read did not list (a new attach)."""
+        age = self.clock.seconds() - self._cluster_at
+        if self._cluster is None or age >= self.refresh * 0.9:
+            return True
+        listed = {h["host_session_id"] for h in self._cluster.get("hosts", [])}
+        return (age >= self.coalesce and not self._cluster.get("truncated")
+                and not listed.issuperset(local["hosts"]))
+
     async def _build_and_send(self) -> None:
         src = self.source
-        if self._cluster is None or self.clock.seconds() - self._cluster_at >= self.refresh * 0.9:
+        local = local_part(src, self.last_acks)
+        if self._cluster_stale(local):
             self._cluster = await cluster_part(src)
             self._cluster_at = self.clock.seconds()
-        view = merge(src, self._cluster, local_part(src, self.last_acks))
+            local = local_part(src, self.last_acks)
+        view = merge(src, self._cluster or {}, local)
         self.builds += 1
         at_ms = round(self.clock.seconds() * 1000)
         body = encode(view)
