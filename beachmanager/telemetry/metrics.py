@@ -123,6 +123,8 @@ class Metrics:
             self.actions_acked_total.labels(status=status)
         self.extension_sent_bytes_total.labels(namespace="manager", topic="beach.manager.action")
         self.extension_dropped_total.labels(namespace="manager", topic="unknown", reason="unknown_topic")
+        for how in ("promoted", "attached"):
+            self.failover_total.labels(reason=how)
         self.assignment_rebalance_total.labels(reason="failover")
         self.assignment_rebalance_total.labels(reason="drain")
 
