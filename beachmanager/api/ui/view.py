@@ -145,7 +145,7 @@ def merge(src: ConsoleSource, cluster: dict[str, Any], local: dict[str, Any]) ->
         "failovers": cluster.get("recent_failovers", []),
         "changes": local["changes"],
         "cluster_error": cluster.get("error"),
-        "here": me,
+        "this_instance": me,
     }
 
 

@@ -57,7 +57,7 @@ async def test_the_stream_needs_the_scope_and_pushes_the_session_stream_live(man
         assert reader.headers["content-type"] == "text/event-stream; charset=utf-8"
         await eventually(reader.views, timeout=10, what="the first view")
         first = reader.views()[0]
-        assert first["here"] == manager.ctx.config.instance_id
+        assert first["this_instance"] == manager.ctx.config.instance_id
         assert [m["id"] for m in first["members"]] == [manager.ctx.config.instance_id]
         # a session change (the hub follows the session stream): a new view, no reload
         manager.parts.events.publish("h-live-1", SessionState.ATTACHING)

@@ -88,7 +88,7 @@ def test_changes_are_coalesced_and_a_repeat_is_not_sent():
     clock.advance(0)
     assert len(req.frames()) == 1 and hub.builds == 1
     first = req.frames()[0]["data"]
-    assert first["hosts"] == [] and first["cluster_error"] and first["here"] == hub.source.ctx.config.instance_id
+    assert first["hosts"] == [] and first["cluster_error"] and first["this_instance"] == hub.source.ctx.config.instance_id
     for i in range(100):  # a burst of changes: one build per coalescing window, not 100
         events.publish(f"h-{i}", SessionState.ATTACHING)
     clock.advance(0.05)

@@ -94,8 +94,8 @@
   function renderMembers() {
     const body = $("members").tBodies[0];
     const members = view.members || [];
-    body.replaceChildren(...members.map((m) => el("tr", {"data-member": m.id, class: m.id === view.here ? "mine" : null},
-      el("td", {class: "mono"}, m.id + (m.id === view.here ? " (this one)" : "")),
+    body.replaceChildren(...members.map((m) => el("tr", {"data-member": m.id, class: m.id === view.this_instance ? "mine" : null},
+      el("td", {class: "mono"}, m.id + (m.id === view.this_instance ? " (this one)" : "")),
       el("td", {}, m.state),
       el("td", {}, el("span", {class: "badge " + (m.live ? "p-ok" : "p-failed")}, m.live ? "live" : "dead")),
       el("td", {class: "num"}, m.load + " / " + m.capacity),
@@ -167,7 +167,7 @@
 
   function updateRow(tr, h) {
     tr.dataset.status = hostStatus(h);
-    tr.className = h.owner && h.owner === view.here ? "mine" : "";
+    tr.className = h.owner && h.owner === view.this_instance ? "mine" : "";
     if (h.host_session_id === selected) tr.setAttribute("aria-current", "true");
     else tr.removeAttribute("aria-current");
     const cells = hostCells(h);
