@@ -2,8 +2,8 @@
 
 :func:`cluster_part` reads the shared assignment store (members, owners, moves; the body of
 ``/debug/assignments``); :func:`local_part` reads this instance's memory only (transports,
-queues, last acks, the session stream's recent changes); :func:`merge` joins them into one
-row per host.  :func:`host_detail` is one host's phase timeline and mirrored terminal.
+queues, last acks, the session stream's recent changes, refusal counts); :func:`merge` joins
+them into one row per host.  :func:`host_detail` is one host's phase timeline and mirrored terminal.
 
 Bounds: at most :data:`HOSTS_IN_VIEW` host rows (``truncated`` says when more exist),
 :data:`CHANGES_IN_VIEW` session changes, the store's 50 latest moves, and a terminal of at
@@ -111,6 +111,24 @@ def instance_part(src: ConsoleSource) -> dict[str, Any]:
             "stores": cfg.stores}
 
 
+def refusals(src: ConsoleSource) -> dict[str, int]:
+    """What this instance refused since it started (non-zero counts only): hosts refused at
+    capacity, actions refused for a stale epoch, requests refused by reason."""
+    registry = src.ctx.metrics.registry
+    out: dict[str, int] = {}
+    for name, label in (("assignment_refused_total", "hosts refused (every instance full)"),
+                        ("fenced_actions_total", "actions fenced (stale epoch)")):
+        value = registry.get_sample_value(name) or 0
+        if value:
+            out[label] = int(value)
+    for metric in registry.collect():
+        if metric.name == "auth_failure":
+            for sample in metric.samples:
+                if sample.name == "auth_failure_total" and sample.value:
+                    out[f"requests refused: {sample.labels['reason']}"] = int(sample.value)
+    return out
+
+
 def merge(src: ConsoleSource, cluster: dict[str, Any], local: dict[str, Any]) -> dict[str, Any]:
     """One row per host: the owner's record from the store beside this instance's session."""
     me = src.ctx.config.instance_id
@@ -144,6 +162,7 @@ def merge(src: ConsoleSource, cluster: dict[str, Any], local: dict[str, Any]) ->
         "moves": cluster.get("recent_moves", []),
         "failovers": cluster.get("recent_failovers", []),
         "changes": local["changes"],
+        "refusals": refusals(src),
         "cluster_error": cluster.get("error"),
         "this_instance": me,
     }

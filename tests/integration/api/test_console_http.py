@@ -59,6 +59,8 @@ async def test_the_stream_needs_the_scope_and_pushes_the_session_stream_live(man
         first = reader.views()[0]
         assert first["this_instance"] == manager.ctx.config.instance_id
         assert [m["id"] for m in first["members"]] == [manager.ctx.config.instance_id]
+        assert first["refusals"] == {"requests refused: missing_token": 1,
+                                     "requests refused: missing_scope": 1}  # the two above
         # a session change (the hub follows the session stream): a new view, no reload
         manager.parts.events.publish("h-live-1", SessionState.ATTACHING)
         await eventually(lambda: any(v["counts"].get("attaching") == 1 for v in reader.views()),

@@ -194,6 +194,8 @@
       clock(c.at_ms) + " " + short(c.host_session_id) + " " + (c.old || "new") + " \u2192 " + c.new
       + (c.role !== "active" ? " (" + c.role + ")" : "") + (c.reason ? " \u2014 " + c.reason : "")
       + (c.removed ? " (no longer managed here)" : "")), "no changes yet");
+    fill($("refusals"), Object.entries(view.refusals || {}), ([what, n]) => el("li", {}, what + ": " + n),
+      "none");
   }
 
   // -- one host ------------------------------------------------------------------------------
@@ -210,6 +212,11 @@
     }
     msg.hidden = detail.here;
     setText(msg, detail.here ? "" : detail.message);
+    const owner = !detail.here && view && (view.members || []).find((m) => m.id === detail.owner && m.live);
+    $("detail-elsewhere").hidden = !(owner && owner.endpoint);
+    if (owner && owner.endpoint) {
+      $("detail-owner-link").href = owner.endpoint + "/ui/#host=" + encodeURIComponent(selected);
+    }
     const d = detail;
     const items = d.here ? [
       ["Status", d.status + (d.role !== "active" ? " (" + d.role + ")" : "")],
