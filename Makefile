@@ -6,7 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS_STAMP := $(VENV)/.deps-installed
 PKG_STAMP  := $(VENV)/.pkg-installed
-SOURCES := $(shell find beachmanager twisted -name '*.py' -o -name '*.sql' 2>/dev/null)
+SOURCES := $(shell find beachmanager twisted -name '*.py' -o -name '*.sql' 2>/dev/null) \
+           $(wildcard beachmanager/api/ui/static/*)
 HTTP ?= tcp:8081:interface=127.0.0.1
 PYTEST_ARGS ?=
 
@@ -52,6 +53,7 @@ typecheck: install
 	$(BIN)/mypy
 
 test: install check-lines lint typecheck
+	@scripts/install-test-tools
 	@scripts/check-system test
 	$(BIN)/pytest $(PYTEST_ARGS)
 

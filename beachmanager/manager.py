@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .api.deps import ApiDeps
     from .api.http_service import HttpService
     from .api.tenancy import SessionBeaches
+    from .api.ui.hub import ConsoleHub
     from .assign.intake import HostIntake
     from .assign.service import AssignmentService
     from .auth.service import AuthService
@@ -63,6 +64,7 @@ class ManagerParts:
     http: HttpService
     associations: AssociationPublisher
     agents: AgentGateway | None = None
+    console: ConsoleHub | None = None
     postgres: PostgresService | None = None
     redis: RedisService | None = None
     dev_road: RoadService | None = None
@@ -151,6 +153,8 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     from .api.deps import ApiDeps
     from .api.http_service import HttpService
     from .api.tenancy import SessionBeaches
+    from .api.ui.hub import ConsoleHub
+    from .api.ui.view import ConsoleSource
     from .assign.build import build_assignment
     from .assign.intake import HostIntake
     from .auth.service import AuthService
@@ -215,18 +219,20 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     add(assign)  # after hosts and controller: on SIGTERM it hands hosts over before they stop
     add(agents)  # after the stores (its relay reads Redis)
     add(LoopLagMonitor(clock, ctx.metrics.reactor_lag_seconds))
+    # just before the HTTP API: it stops right after it, closing the console's open streams
+    console = add(ConsoleHub(ConsoleSource(ctx, events, hosts, controller, assign), clock))
     add(http)
     root.parts = ManagerParts(
         events=events, registry=registry, auth=auth, leases=leases, hosts=hosts,
         controller=controller, assign=assign, intake=intake,
         session_beaches=session_beaches, http=http, associations=associations, agents=agents,
-        postgres=postgres,
+        postgres=postgres, console=console,
         redis=redis, dev_road=dev_road, dev_hosts=dev_hosts)
     parts = root.parts
     deps = root.api = ApiDeps(ctx=ctx, readiness=root.readiness, auth=auth, registry=registry.store,
                    leases=leases, session_beaches=parts.session_beaches, hosts=hosts,
                    events=events, controller=controller, assign=assign, intake=intake,
-                   stores=parts.stores)
+                   console=console, stores=parts.stores)
     return root
 
 

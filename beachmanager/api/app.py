@@ -10,10 +10,11 @@ from . import actions, assignments, debug_transports, health, leases, openapi, s
 from .deps import ApiDeps
 from .handlers import Handlers
 from .route_table import ROUTES
+from .ui import routes as ui
 
 #: Route modules; each has ``install(on, deps)`` and names its handlers with ``@on(endpoint)``.
 #: Their methods, paths, scopes and placement come from ``api.route_table``.
-ROUTE_MODULES = [health, openapi, sessions, leases, debug_transports, actions, assignments]
+ROUTE_MODULES = [health, openapi, sessions, leases, debug_transports, actions, assignments, ui]
 
 
 def build_app(deps: ApiDeps):

@@ -53,6 +53,43 @@ def _query_int(request, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+async def cluster_view(svc: AssignmentService, limit: int = DEFAULT_LIMIT, mine: bool = False,
+                       read: int = MAX_LIMIT + 1) -> dict:
+    """The body of ``GET /debug/assignments`` (also the operator console's cluster part):
+    *read* ownership rows are read, *limit* listed.  Raises AssignmentUnavailable."""
+    members = await svc.members()
+    rows = await svc.ownerships(read)
+    moves = await svc.recent_moves(RECENT_MOVES)
+    if mine:
+        rows = [r for r in rows if r.owner == svc.instance_id]
+    by_id = {m.id: m for m in members}
+    hosts = []
+    for r in rows[:limit]:
+        item = r.as_json()
+        if svc.standbys is not None:  # hot failover: who keeps this host's standby session
+            item["standby"] = standby_of(r.host_session_id, r.owner, by_id)
+        local = svc.slot_view(r.host_session_id)
+        if local is not None:
+            item["local"] = local
+        hosts.append(item)
+    me = svc.membership
+    return {
+        "instance_id": svc.instance_id,
+        "state": me.state if me else None,
+        "capacity": svc.capacity,
+        "owned": len(svc.owned_hosts()),
+        "handing_over": svc.handing_over(),
+        "standby_for": sorted(svc.standby_wanted),  # (hot failover: --standby)
+        "store": svc.store.name if svc.store is not None else None,
+        "members": [m.as_json() for m in members],
+        "hosts": hosts,
+        "hosts_total": len(rows),
+        "truncated": len(rows) > limit,
+        "recent_moves": [m.as_json() for m in moves],
+        "recent_failovers": list(svc.failovers.recent),
+    }
+
+
 def install(on: Handlers, deps: ApiDeps) -> None:
     @on("debug.assignments")
     @json_handler
@@ -61,39 +98,9 @@ def install(on: Handlers, deps: ApiDeps) -> None:
         limit = _query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         mine = _query_int(request, "mine", 0, 0, 1)
         try:
-            members = await svc.members()
-            rows = await svc.ownerships(MAX_LIMIT + 1)
-            moves = await svc.recent_moves(RECENT_MOVES)
+            return 200, await cluster_view(svc, limit, bool(mine))
         except AssignmentUnavailable as e:
             raise ApiError(503, str(e), "assignment_unavailable") from None
-        if mine:
-            rows = [r for r in rows if r.owner == svc.instance_id]
-        by_id = {m.id: m for m in members}
-        hosts = []
-        for r in rows[:limit]:
-            item = r.as_json()
-            if svc.standbys is not None:  # hot failover: who keeps this host's standby session
-                item["standby"] = standby_of(r.host_session_id, r.owner, by_id)
-            local = svc.slot_view(r.host_session_id)
-            if local is not None:
-                item["local"] = local
-            hosts.append(item)
-        me = svc.membership
-        return 200, {
-            "instance_id": svc.instance_id,
-            "state": me.state if me else None,
-            "capacity": svc.capacity,
-            "owned": len(svc.owned_hosts()),
-            "handing_over": svc.handing_over(),
-            "standby_for": sorted(svc.standby_wanted),  # (hot failover: --standby)
-            "store": svc.store.name,
-            "members": [m.as_json() for m in members],
-            "hosts": hosts,
-            "hosts_total": len(rows),
-            "truncated": len(rows) > limit,
-            "recent_moves": [m.as_json() for m in moves],
-            "recent_failovers": list(svc.failovers.recent),
-        }
 
     @on("debug.assignment")
     @json_handler

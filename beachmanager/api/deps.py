@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..transport.events import SessionEvents
     from ..transport.hosts import HostManager
     from .tenancy import SessionBeaches
+    from .ui.hub import ConsoleHub
 
 
 @dataclass(frozen=True)
@@ -40,5 +41,7 @@ class ApiDeps:
     controller: ControllerService | None = None
     assign: AssignmentService | None = None
     intake: HostIntake | None = None
+    #: The operator console's live feed (``/ui/stream``).
+    console: ConsoleHub | None = None
     #: ``{name: status}`` of each store connection (``/debug/info``).
     stores: Callable[[], dict[str, Any]] = dict

@@ -94,6 +94,19 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/debug/assignments/<host_session_id>", "debug.assignment", SCOPE_MANAGER_DEBUG,
           "One host's owner and that owner's endpoint", response={"type": "object"},
           errors=(400, 404, 503), answered_by=ANYWHERE),
+    # -- the operator console (api/ui) --------------------------------------------
+    Route("GET", "/ui/", "ui.page", SCOPE_MANAGER_DEBUG,
+          "The operator console: a live status page (HTML; no build step, nothing fetched "
+          "from elsewhere)", content_type="text/html"),
+    Route("GET", "/ui/static/<name>", "ui.asset", SCOPE_MANAGER_DEBUG,
+          "The console's script, styles and icon (shipped in the package)",
+          content_type="text/plain", errors=(404,)),
+    Route("GET", "/ui/stream", "ui.stream", SCOPE_MANAGER_DEBUG,
+          "The console's live feed (server-sent events: `view` frames; with ?host, `host` "
+          "frames of that host's timeline and terminal; once=1 ends after the first)", query={
+              "host": {"type": "string", "minLength": 1, "maxLength": 256},
+              "once": {"type": "integer", "enum": [0, 1]}},
+          content_type="text/event-stream", errors=(400, 503)),
     # -- sessions ---------------------------------------------------------------
     Route("POST", "/sessions/register", "sessions.register", "pb:sessions.register",
           "Register a host session (harness); revokes other leases and issues a registration lease",

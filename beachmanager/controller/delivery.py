@@ -463,6 +463,8 @@ class DeliveryEngine:
             lane.written.discard(old_id)
         key = status if status in ("expired", "preempted") else "acked"
         self.counters[key] += 1
+        if self.metrics is not None:
+            self.metrics.actions_acked_total.labels(status=status).inc()
         self._emit(final)
 
     def _emit(self, final: FinalAck) -> None:
@@ -506,13 +508,18 @@ class DeliveryEngine:
                 "waiting": sum(len(x.waiting) for x in self.lanes.values()), **self.counters}
 
     def _gauges(self) -> None:
-        """``acks_pending`` and ``actions_inflight``, refreshed every tick (not per action)."""
+        """``acks_pending``, ``actions_inflight`` and ``action_queue_depth_max``, refreshed every
+        tick (not per action)."""
         if self.metrics is None:
             return
-        inflight = sum(len(x.inflight) for x in self.lanes.values())
-        waiting = sum(len(x.waiting) for x in self.lanes.values())
+        inflight = waiting = deepest = 0
+        for x in self.lanes.values():
+            inflight += len(x.inflight)
+            waiting += len(x.waiting)
+            deepest = max(deepest, len(x.inflight) + len(x.waiting))
         self.metrics.acks_pending.set(inflight)
         self.metrics.actions_inflight.set(inflight + waiting)
+        self.metrics.action_queue_depth_max.set(deepest)
 
     def _fields(self, host: str) -> dict[str, Any]:
         return fields(host_session_id=host, manager_instance_id=self.manager_instance_id)

@@ -31,7 +31,7 @@ from ..telemetry.logs import fields
 from ..transport.events import SessionEvents
 from .admission import Admission, Refusal
 from .deadlines import DeadlineExceeded, Deadlines
-from .delivery import DeliveryEngine, Publisher
+from .delivery import DeliveryEngine, FinalAck, Publisher
 from .ingest import AckWriter, Ingest
 from .lease_watch import LeaseWatch
 from .queue import NewAction, QueuedAction, QueueFull, QueueUnavailable
@@ -129,6 +129,8 @@ class ControllerService(ReadyService):
         self._backlog_at, self._backlog = float("-inf"), 0
         self._full_log: dict[str, tuple[float, int]] = {}
         self.deadlines = Deadlines(ctx.clock)  # enqueue timeouts: one timer, not one per request
+        self._final_watchers: list[Callable[[FinalAck], object]] = []
+        ctx.metrics.action_queue_bound.set(cfg.action_queue_bound)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -139,7 +141,7 @@ class ControllerService(ReadyService):
         self.engine = DeliveryEngine(
             self.queue, self.publisher, ctx.clock, consumer=self.instance_id,
             window=self.window, ack_timeout=self.ack_timeout, claim_timeout=self.claim_timeout,
-            on_final=self.writer.submit, lease_check=self._lease_check, metrics=ctx.metrics,
+            on_final=self._on_final, lease_check=self._lease_check, metrics=ctx.metrics,
             manager_instance_id=self.instance_id, epoch_of=self.epoch_of)
         self.writer.confirm = self.engine.confirm
         self.ingest = Ingest(self.engine, self.cache, ctx.clock, self.instance_id)
@@ -214,6 +216,20 @@ class ControllerService(ReadyService):
             self.ctx.metrics.actions_refused_total.labels(reason="overloaded").inc(adding)
             raise Overloaded(refusal)
         self._backlog += adding
+
+    def watch_finals(self, fn: Callable[[FinalAck], object]) -> None:
+        """Call ``fn(final)`` for every action this instance finishes (acked, expired,
+        preempted), after it is handed to the ack writer; *fn* must not block."""
+        self._final_watchers.append(fn)
+
+    def _on_final(self, final: FinalAck) -> None:
+        if self.writer is not None:  # (always: set in start, before the engine exists)
+            self.writer.submit(final)
+        for fn in self._final_watchers:
+            try:
+                fn(final)
+            except Exception:
+                self.log.failure("final-ack watcher {fn!r} failed", fn=fn)
 
     def _lease_check(self, host: str, action: QueuedAction) -> bool | None:
         return self.lease_watch.check(host, action) if self.lease_watch is not None else None

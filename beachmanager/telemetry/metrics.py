@@ -58,6 +58,14 @@ class Metrics:
             "acks_pending", "Delivered actions waiting for their ack", registry=r)
         self.actions_inflight = Gauge(
             "actions_inflight", "Actions queued or delivered and not yet finally acked", registry=r)
+        self.actions_acked_total = Counter(
+            "actions_acked_total", "Actions finished, by final status (ok, rejected, expired, "
+            "preempted)", ["status"], registry=r)
+        self.action_queue_depth_max = Gauge(
+            "action_queue_depth_max", "Actions queued or delivered for the deepest host lane "
+            "of this instance", registry=r)
+        self.action_queue_bound = Gauge(
+            "action_queue_bound", "The per-host action queue bound (429 beyond it)", registry=r)
         self.extension_sent_bytes_total = Counter(
             "extension_sent_bytes_total", "Extension payload bytes published, by topic",
             ["namespace", "topic"], registry=r)
@@ -115,8 +123,12 @@ class Metrics:
             self.auth_failure_total.labels(reason=reason)
         for phase in ("attach", "offer", "answer", "ice", "dc_open", "handshake", "ready"):
             self.attach_failure_total.labels(phase=phase)
+        for status in ("ok", "rejected", "expired", "preempted"):
+            self.actions_acked_total.labels(status=status)
         self.extension_sent_bytes_total.labels(namespace="manager", topic="beach.manager.action")
         self.extension_dropped_total.labels(namespace="manager", topic="unknown", reason="unknown_topic")
+        for how in ("promoted", "attached"):
+            self.failover_total.labels(reason=how)
         self.assignment_rebalance_total.labels(reason="failover")
         self.assignment_rebalance_total.labels(reason="drain")
 

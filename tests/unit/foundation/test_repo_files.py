@@ -134,3 +134,27 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert readme.index("make run") < readme.index("make test") < readme.index("## Configuration")
+
+
+def test_the_console_assets_are_package_data_and_the_regular_install_ships_them(tmp_path):
+    import fnmatch
+    import sys
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    patterns = [p.strip() for p in cfg["options.package_data"]["beachmanager.api.ui"].split(",")]
+    static = ROOT / "beachmanager" / "api" / "ui" / "static"
+    files = sorted(p.name for p in static.iterdir())
+    assert "index.html" in files and "console.js" in files
+    for name in files:
+        assert any(fnmatch.fnmatch(f"static/{name}", p) for p in patterns), f"{name} is not package data"
+    # the package as `make install` installs it (not this checkout): run from elsewhere
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-c", "import beachmanager.api.ui as u, pathlib; "
+                          "print(pathlib.Path(u.__file__).parent)"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    installed = pathlib.Path(run.stdout.strip())
+    assert "site-packages" in installed.parts, f"{installed}: not a regular install (make install)"
+    missing = [n for n in files if not (installed / "static" / n).is_file()]
+    assert missing == [], f"the installed package lacks {missing}: run make install"
