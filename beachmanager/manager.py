@@ -147,6 +147,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
                   on_fatal=None, publisher: Publisher | None = None) -> ManagerService:
     """The manager for *config*.  *publisher* replaces the controller's bus end (default: the
     hosts service's publisher); tests of the HTTP surface hand in a recording one."""
+    from .api.access import BeachAccess, MemberRoles
     from .api.app import build_site
     from .api.deps import ApiDeps
     from .api.http_service import HttpService
@@ -185,6 +186,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     events = SessionEvents(clock.seconds)
     http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(deps))
     session_beaches = SessionBeaches(registry.store, clock)
+    access = BeachAccess(auth, session_beaches, MemberRoles(registry.store, clock))
     hosts = HostManager(ctx, events)
     stores = (redis_stores(redis, config.action_queue_bound) if redis is not None
               else memory_stores(clock, config.action_queue_bound))
@@ -198,8 +200,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     assign.stop_timeout = config.stop_timeout
     hosts.publisher.deliver_only_while(assign.lease_held)
     associations = _associations(ctx, events, hosts, assign, session_beaches, http)
-    agents = _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis,
-                            associations)
+    agents = _agent_gateway(ctx, auth, leases, access, controller, hosts, redis, associations)
     intake = HostIntake(config.instance_id, clock, registry.store, events, hosts, assign)
     dev_hosts = None
     if config.dev_hosts:
@@ -224,7 +225,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
         redis=redis, dev_road=dev_road, dev_hosts=dev_hosts)
     parts = root.parts
     deps = root.api = ApiDeps(ctx=ctx, readiness=root.readiness, auth=auth, registry=registry.store,
-                   leases=leases, session_beaches=parts.session_beaches, hosts=hosts,
+                   leases=leases, session_beaches=parts.session_beaches, access=access, hosts=hosts,
                    events=events, controller=controller, assign=assign, intake=intake,
                    stores=parts.stores)
     return root
@@ -260,9 +261,10 @@ def _associations(ctx: ManagerContext, events: SessionEvents, hosts: HostManager
     return associations
 
 
-def _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis, associations):
-    """Controller agents on the bus: checked like REST calls, sent down the same path."""
-    from .api.tenancy import tenant_for
+def _agent_gateway(ctx, auth, leases, access, controller, hosts, redis, associations):
+    """Controller agents on the bus: checked like REST calls (membership included), sent down
+    the same path."""
+    from .api.route_table import CONTRIBUTOR
     from .controller.agent_gateway import AgentGateway
 
     def authenticate(token: str):
@@ -278,7 +280,8 @@ def _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis,
 
     agents = AgentGateway(ctx.clock, authenticate=authenticate,
                           authorize=lambda p, scope: auth.authorize(p, scope, "bus:agent"),
-                          tenant_of=lambda p, s, w: tenant_for(session_beaches, p, s, w),
+                          tenant_of=lambda p, s, w: access.in_session(p, s, w, CONTRIBUTOR,
+                                                                      "bus:agent"),
                           leases=leases, submit=controller.submit, send=hosts.send,
                           check_bridge_token=associations.check_bridge_token,
                           metrics=ctx.metrics, relay_factory=relay_factory)

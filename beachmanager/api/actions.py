@@ -25,13 +25,12 @@ from ..controller.queue import QueueFull, QueueUnavailable
 from ..controller.service import ControllerService
 from ..controller.session_link import NOT_ATTACHED, OFFLINE
 from . import action_models as am
-from .auth_guard import principal_of
+from .auth_guard import tenant_of
 from .deps import ApiDeps
 from .errors import ApiError, json_handler
 from .handlers import Handlers
 from .routing import OWNED_BY
 from .schema import read_json
-from .tenancy import session_tenant
 
 MAX_BODY = 2 * 1024 * 1024
 #: The host is this instance's in the assignment store and its session is starting.
@@ -72,8 +71,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
     @on("actions.submit")
     @json_handler
     async def submit(request, session_id):
-        principal = principal_of(request)
-        tenant = await session_tenant(deps, request, principal, session_id)
+        tenant = tenant_of(request)
         body = read_json(request, am.ACTIONS_REQUEST_SHALLOW, max_bytes=MAX_BODY)
         raw = body["actions"]
         if not raw:
@@ -114,8 +112,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
     @on("actions.get")
     @json_handler
     async def get_action(request, session_id, action_id):
-        principal = principal_of(request)
-        await session_tenant(deps, request, principal, session_id)
+        tenant_of(request)  # the guard checked the caller's membership
         if not action_id or len(action_id) > 128:
             raise ApiError(400, "action id must have 1 to 128 characters", "invalid_id")
         view = await controller_of(deps).describe(session_id, action_id)
@@ -126,13 +123,11 @@ def install(on: Handlers, deps: ApiDeps) -> None:
     @on("actions.state")
     @json_handler
     async def get_state(request, session_id):
-        principal = principal_of(request)
-        await session_tenant(deps, request, principal, session_id)
+        tenant_of(request)  # the guard checked the caller's membership
         return 200, await controller_of(deps).snapshot(session_id, "state")
 
     @on("actions.health")
     @json_handler
     async def get_health(request, session_id):
-        principal = principal_of(request)
-        await session_tenant(deps, request, principal, session_id)
+        tenant_of(request)  # the guard checked the caller's membership
         return 200, await controller_of(deps).snapshot(session_id, "health")

@@ -3,8 +3,9 @@
 :func:`guarded_app` makes the Klein app; its ``execute_endpoint`` (the single point
 every matched request passes) looks up the matched rule in
 :mod:`~beachmanager.api.route_table`, authenticates the bearer token, checks the
-route's scope and, for routes naming a private beach, that the token may use it,
-before the handler runs; a read that the host's owner answers is redirected there
+route's scope and resolves the private beach the request acts in (the row's ``beach``:
+path, body, the session's, the host's), checking membership there (:mod:`.access`), before
+the handler runs, which reads it with :func:`tenant_of`; a read that the host's owner answers is redirected there
 (:mod:`.routing`).  Routes missing from the table are refused.  Unmatched
 paths and methods get JSON 404/405 answers.
 
@@ -22,10 +23,15 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ..auth.principal import AuthFailure, Principal
 from ..auth.service import AuthService
-from .errors import error_response
+from ..registry.store import Tenant
+from . import route_table as rt
+from .access import BeachAccess
+from .errors import ApiError, error_response
 from .responses import error_body
 from .route_table import lookup
 from .routing import OwnerRedirect
+from .schema import query_arg, read_json
+from .tenancy import TenancyError
 
 
 def principal_of(request) -> Principal:
@@ -33,12 +39,21 @@ def principal_of(request) -> Principal:
     return request.beach_principal
 
 
+def tenant_of(request) -> Tenant:
+    """The tenant a guarded request acts in (rows with a private beach; set by the guard)."""
+    tenant = request.beach_tenant
+    if tenant is None:
+        raise ApiError(500, "this route names no private beach", "internal_error")
+    return tenant
+
+
 class GuardedKlein(Klein):
     log = Logger()
 
-    def __init__(self, auth: AuthService, redirect: OwnerRedirect | None = None):
+    def __init__(self, auth: AuthService, access: BeachAccess, redirect: OwnerRedirect | None = None):
         super().__init__()
         self.auth = auth
+        self.access = access
         self.redirect = redirect
 
         @self.handle_errors(NotFound)
@@ -72,10 +87,12 @@ class GuardedKlein(Klein):
                 raise auth.refuse(AuthFailure("missing_scope", "this route is not in the route table",
                                               kid=principal.kid, authority=principal.authority), route)
             auth.authorize(principal, row.scope, route)
-            if "private_beach_id" in kwargs:
-                auth.check_beach(principal, kwargs["private_beach_id"], route)
+            request.beach_tenant = await self._tenant(row, principal, request, kwargs, route)
         except AuthFailure as e:
             return error_response(request, e)
+        except TenancyError as e:
+            message = e.message.replace("with private_beach_id", "with ?private_beach_id=")
+            return error_response(request, ApiError(e.status, message, e.code, **e.extra))
         except Exception as e:  # fail closed
             return error_response(request, e)
         if principal.authority == "bypass":
@@ -91,5 +108,33 @@ class GuardedKlein(Klein):
         return result
 
 
-def guarded_app(auth: AuthService, redirect: OwnerRedirect | None = None) -> GuardedKlein:
-    return GuardedKlein(auth, redirect)
+    async def _tenant(self, row: rt.Route, principal: Principal, request, kwargs,
+                      route: str) -> Tenant | None:
+        """The private beach of the request, checked (see :mod:`.access`)."""
+        access, source = self.access, row.beach
+        if source == rt.PATH:
+            return await access.in_beach(principal, kwargs["private_beach_id"], row.role, route)
+        if source == rt.BODY:
+            body = read_json(request, row.request or {"type": "object"})
+            return await access.in_beach(principal, body["private_beach_id"], row.role, route)
+        if source == rt.SESSION:
+            return await access.in_session(principal, kwargs["session_id"],
+                                           query_arg(request, "private_beach_id"), row.role, route)
+        if source == rt.HOST:
+            assert row.host_param is not None
+            return await access.of_host(principal, kwargs[row.host_param], row.role, route)
+        if source == rt.NEW:  # the handler creates it; a bound token creates its own only
+            body = read_json(request, row.request or {"type": "object"})
+            wanted = body.get("id") or principal.private_beach_id
+            if wanted is not None:
+                self.auth.check_beach(principal, wanted, route)
+            return None
+        if source == rt.MANAGER:
+            return None
+        raise AuthFailure("missing_scope", "this route does not say which private beach it acts in",
+                          kid=principal.kid, authority=principal.authority)
+
+
+def guarded_app(auth: AuthService, access: BeachAccess,
+                redirect: OwnerRedirect | None = None) -> GuardedKlein:
+    return GuardedKlein(auth, access, redirect)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..registry.store import RegistryStore
     from ..transport.events import SessionEvents
     from ..transport.hosts import HostManager
+    from .access import BeachAccess
     from .tenancy import SessionBeaches
 
 
@@ -35,6 +36,8 @@ class ApiDeps:
     registry: RegistryStore
     leases: Leases
     session_beaches: SessionBeaches
+    #: The membership check (the guard's and the agent gateway's).
+    access: BeachAccess
     hosts: HostManager | None = None
     events: SessionEvents | None = None
     controller: ControllerService | None = None

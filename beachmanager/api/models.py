@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..registry.members import ROLES, STATUSES
 from ..registry.store import EVENT_TYPES, HARNESS_TYPES, TRANSPORT_MODES
 from .schema import id_schema
 
@@ -120,6 +121,42 @@ TENANT_QUERY: dict[str, dict[str, Any]] = {
     "private_beach_id": {**PRIVATE_BEACH_ID,
                          "description": "Needed only when the session belongs to several private beaches"},
 }
+
+BEACH_CREATE_REQUEST = {
+    "type": "object",
+    "properties": {
+        "id": {**PRIVATE_BEACH_ID, "description": "The new beach's id (default: a new UUID; a token "
+                                                  "bound to a beach creates that one)"},
+        "name": {**SHORT_TEXT, "type": ["string", "null"]},
+    },
+}
+BEACH = {
+    "type": "object",
+    "properties": {"id": PRIVATE_BEACH_ID, "name": {"type": ["string", "null"]},
+                   "owner_account_id": {"type": ["string", "null"]},
+                   "created_at_ms": {"type": "integer"}},
+}
+MEMBER_REQUEST = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {"role": {"type": "string", "enum": list(ROLES)},
+                   "status": {"type": "string", "enum": list(STATUSES), "description": "Default active"}},
+}
+MEMBER = {
+    "type": "object",
+    "properties": {"private_beach_id": PRIVATE_BEACH_ID, "account_id": ACCOUNT_ID,
+                   "role": {"type": "string", "enum": list(ROLES)},
+                   "status": {"type": "string", "enum": list(STATUSES)},
+                   "invited_by_account_id": {"type": ["string", "null"]},
+                   "created_at_ms": {"type": "integer"}, "updated_at_ms": {"type": "integer"}},
+}
+MEMBER_LIST = {
+    "type": "object",
+    "properties": {"private_beach_id": PRIVATE_BEACH_ID,
+                   "owner_account_id": {"type": ["string", "null"]},
+                   "members": {"type": "array", "items": MEMBER}},
+}
+MEMBER_REMOVED = {"type": "object", "properties": {"removed": {"type": "boolean"}}}
 
 ERROR = {
     "type": "object",

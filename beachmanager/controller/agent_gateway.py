@@ -330,7 +330,8 @@ class Refused(Exception):
 #: outcomes with a metric label of their own (others count as "refused")
 _OUTCOMES = frozenset({"ok", "busy", "bad_message", "too_large", "missing_scope", "missing_token",
                        "malformed_token", "bad_signature", "expired", "unknown_kid",
-                       "wrong_private_beach", "session_not_found", "missing_lease", "lease_expired",
+                       "wrong_private_beach", "not_a_member", "insufficient_role",
+                       "session_not_found", "missing_lease", "lease_expired",
                        "lease_revoked", "controller_mismatch", "invalid_action",
                        "too_many_requests", "missing_bridge_token", "invalid_bridge_token",
                        "bridge_token_expired"})
