@@ -186,3 +186,46 @@ def test_the_bridge_token_names_the_agent_host_and_binds_it_to_its_private_beach
     assert r.errors()[-1]["code"] == "wrong_private_beach"
     r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-ok", bridge_token=bridge(beach="pb-9")))
     assert r.wanted == ["pb-9"] and len(r.leases.acquired) == 1
+
+
+def test_an_agent_acts_only_where_its_account_is_a_contributor():
+    """The bus takes the REST path's membership check (api/access.py), not a fake."""
+    from prometheus_client import CollectorRegistry
+
+    from beachmanager import config
+    from beachmanager.api.access import BeachAccess, MemberRoles
+    from beachmanager.api.tenancy import SessionBeaches
+    from beachmanager.auth.service import AuthService
+    from beachmanager.registry.join_codes import JoinCodeCipher, JoinCodeKeys
+    from beachmanager.registry.memory import MemoryStore
+    from beachmanager.registry.store import Op, SessionRegistration
+    from beachmanager.telemetry.metrics import Metrics
+
+    r = Rig()
+    store = MemoryStore(JoinCodeCipher(JoinCodeKeys.generate()))
+    store.create_beach(Tenant("pb-1", "acct-owner"), None, 0)
+    store.register_session(Tenant("pb-1", "acct-owner"), SessionRegistration("target"), Op.new(), 0)
+    metrics = Metrics(CollectorRegistry())
+    auth = AuthService(config.defaults(), None, r.clock, metrics, fetch=lambda url: None)
+    access = BeachAccess(auth, SessionBeaches(store, r.clock), MemberRoles(store, r.clock))
+    r.gw._tenant_of = lambda p, s, w: access.in_session(p, s, w, "contributor", "bus:agent")
+
+    def refused(reason):
+        return metrics.registry.get_sample_value("auth_failure_total", {"reason": reason})
+
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-stranger"))
+    assert (r.errors()[-1]["code"], r.errors()[-1]["request_id"]) == ("not_a_member", "l-stranger")
+    assert refused("not_a_member") == 1 and not r.leases.acquired
+    store.put_member(Tenant("pb-1", "acct-owner"), "acct-1", "viewer", "active", 1)
+    access.roles.forget("pb-1", "acct-1")
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-viewer"))
+    assert r.errors()[-1]["code"] == "insufficient_role" and refused("insufficient_role") == 1
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["v1"]))
+    assert r.errors()[-1]["code"] == "insufficient_role" and not r.submitted
+    store.put_member(Tenant("pb-1", "acct-owner"), "acct-1", "contributor", "active", 2)
+    access.roles.forget("pb-1", "acct-1")
+    errors = len(r.errors())
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-member"))
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["c1"]))
+    assert len(r.errors()) == errors and [c["id"] for c in r.submitted[0][1]] == ["c1"]
+    assert r.leases.acquired[0][0] == Tenant("pb-1", "acct-1")
