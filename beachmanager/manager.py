@@ -157,6 +157,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     from .auth.service import AuthService
     from .controller.leases import Leases
     from .controller.service import ControllerService, memory_stores, redis_stores
+    from .ratelimit import RateLimits
     from .registry.service import build_registry
     from .telemetry.loop_lag import LoopLagMonitor
     from .transport.hosts import HostManager
@@ -187,6 +188,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(deps))
     session_beaches = SessionBeaches(registry.store, clock)
     access = BeachAccess(auth, session_beaches, MemberRoles(registry.store, clock))
+    limits = RateLimits(clock, config, ctx.metrics)
     hosts = HostManager(ctx, events)
     stores = (redis_stores(redis, config.action_queue_bound) if redis is not None
               else memory_stores(clock, config.action_queue_bound))
@@ -200,7 +202,8 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     assign.stop_timeout = config.stop_timeout
     hosts.publisher.deliver_only_while(assign.lease_held)
     associations = _associations(ctx, events, hosts, assign, session_beaches, http)
-    agents = _agent_gateway(ctx, auth, leases, access, controller, hosts, redis, associations)
+    agents = _agent_gateway(ctx, auth, leases, access, limits, controller, hosts, redis,
+                            associations)
     intake = HostIntake(config.instance_id, clock, registry.store, events, hosts, assign)
     dev_hosts = None
     if config.dev_hosts:
@@ -225,7 +228,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
         redis=redis, dev_road=dev_road, dev_hosts=dev_hosts)
     parts = root.parts
     deps = root.api = ApiDeps(ctx=ctx, readiness=root.readiness, auth=auth, registry=registry.store,
-                   leases=leases, session_beaches=parts.session_beaches, access=access, hosts=hosts,
+                   leases=leases, session_beaches=parts.session_beaches, access=access, limits=limits, hosts=hosts,
                    events=events, controller=controller, assign=assign, intake=intake,
                    stores=parts.stores)
     return root
@@ -261,7 +264,7 @@ def _associations(ctx: ManagerContext, events: SessionEvents, hosts: HostManager
     return associations
 
 
-def _agent_gateway(ctx, auth, leases, access, controller, hosts, redis, associations):
+def _agent_gateway(ctx, auth, leases, access, limits, controller, hosts, redis, associations):
     """Controller agents on the bus: checked like REST calls (membership included), sent down
     the same path."""
     from .api.route_table import CONTRIBUTOR
@@ -284,7 +287,7 @@ def _agent_gateway(ctx, auth, leases, access, controller, hosts, redis, associat
                                                                       "bus:agent"),
                           leases=leases, submit=controller.submit, send=hosts.send,
                           check_bridge_token=associations.check_bridge_token,
-                          metrics=ctx.metrics, relay_factory=relay_factory)
+                          metrics=ctx.metrics, relay_factory=relay_factory, limits=limits)
     hosts.add_bus_watcher(agents.watch)
     hosts.subscriber.on("ack", agents.target_ack)
     hosts.subscriber.on("state", agents.target_state)

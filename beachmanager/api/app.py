@@ -29,7 +29,7 @@ def build_app(deps: ApiDeps):
     if missing or unrouted:
         raise RuntimeError(f"route table and handlers disagree: no handler for {missing}, "
                            f"no row for {unrouted}")
-    app = guarded_app(deps.auth, deps.access, OwnerRedirect(deps.assign))
+    app = guarded_app(deps.auth, deps.access, deps.limits, OwnerRedirect(deps.assign))
     for row in ROUTES:
         app.route(row.path, methods=[row.method], endpoint=row.endpoint)(on[row.endpoint])
     return app

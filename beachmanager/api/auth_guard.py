@@ -23,6 +23,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from ..auth.principal import AuthFailure, Principal
 from ..auth.service import AuthService
+from ..ratelimit import RateLimited, RateLimits
 from ..registry.store import Tenant
 from . import route_table as rt
 from .access import BeachAccess
@@ -50,10 +51,12 @@ def tenant_of(request) -> Tenant:
 class GuardedKlein(Klein):
     log = Logger()
 
-    def __init__(self, auth: AuthService, access: BeachAccess, redirect: OwnerRedirect | None = None):
+    def __init__(self, auth: AuthService, access: BeachAccess, limits: RateLimits,
+                 redirect: OwnerRedirect | None = None):
         super().__init__()
         self.auth = auth
         self.access = access
+        self.limits = limits
         self.redirect = redirect
 
         @self.handle_errors(NotFound)
@@ -79,15 +82,28 @@ class GuardedKlein(Klein):
         return ensureDeferred(self._guarded(row, route, endpoint, request, args, kwargs))
 
     async def _guarded(self, row, route: str, endpoint: str, request, args, kwargs):
-        auth = self.auth
+        auth, limits = self.auth, self.limits
+        address = client_address(request)
         try:
-            principal = await auth.authenticate(request.getHeader(b"authorization"), route)
+            limits.before_auth(address)
+            try:
+                principal = await auth.authenticate(request.getHeader(b"authorization"), route)
+            except AuthFailure as e:
+                if e.status == 401:  # a missing or bad token: the address's budget pays
+                    limits.auth_failed(address)
+                raise
             if row is None:  # even a wildcard token (or the dev bypass) may not call it
                 self.log.error("route {route} is not in the route table: refused", route=route)
                 raise auth.refuse(AuthFailure("missing_scope", "this route is not in the route table",
                                               kid=principal.kid, authority=principal.authority), route)
             auth.authorize(principal, row.scope, route)
-            request.beach_tenant = await self._tenant(row, principal, request, kwargs, route)
+            tenant = request.beach_tenant = await self._tenant(row, principal, request, kwargs, route)
+            if row.method in WRITES:
+                limits.write(principal, tenant.private_beach_id if tenant is not None else None)
+        except RateLimited as e:
+            request.setHeader(b"retry-after", str(e.retry_after).encode())
+            return error_response(request, ApiError(429, str(e), "rate_limited", limit=e.limit,
+                                                    retry_after_seconds=e.retry_after))
         except AuthFailure as e:
             return error_response(request, e)
         except TenancyError as e:
@@ -131,10 +147,21 @@ class GuardedKlein(Klein):
             return None
         if source == rt.MANAGER:
             return None
-        raise AuthFailure("missing_scope", "this route does not say which private beach it acts in",
-                          kid=principal.kid, authority=principal.authority)
+        raise self.auth.refuse(AuthFailure("missing_scope", "this route does not say which private "
+                                           "beach it acts in", kid=principal.kid,
+                                           authority=principal.authority), route)
 
 
-def guarded_app(auth: AuthService, access: BeachAccess,
+def guarded_app(auth: AuthService, access: BeachAccess, limits: RateLimits,
                 redirect: OwnerRedirect | None = None) -> GuardedKlein:
-    return GuardedKlein(auth, access, redirect)
+    return GuardedKlein(auth, access, limits, redirect)
+
+
+#: The methods of the write paths (rate-limited per account and per private beach).
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def client_address(request) -> str:
+    """The peer's address (the proxy's, behind one: its clients share a failure budget)."""
+    peer = request.getClientAddress()
+    return str(getattr(peer, "host", None) or "local")

@@ -44,7 +44,7 @@ def _operation(route: Route) -> dict[str, Any]:
         op["x-required-scope"] = route.scope
         if route.beach not in (None, "manager"):
             op["x-beach-membership"] = {"beach": route.beach, "role": route.role}
-        errors |= {401, 403}
+        errors |= {401, 403, 429}  # 429: the token buckets (beachmanager/ratelimit.py)
     for status in sorted(errors):
         responses[str(status)] = {"description": ERROR_WORDS.get(status, "error"),
                                   "content": {"application/json": {"schema": m.ERROR}}}

@@ -229,3 +229,21 @@ def test_an_agent_acts_only_where_its_account_is_a_contributor():
     r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["c1"]))
     assert len(r.errors()) == errors and [c["id"] for c in r.submitted[0][1]] == ["c1"]
     assert r.leases.acquired[0][0] == Tenant("pb-1", "acct-1")
+
+
+def test_agent_messages_spend_the_accounts_write_budget():
+    from beachmanager import config
+    from beachmanager.ratelimit import RateLimits
+
+    r = Rig()
+    r.gw.limits = RateLimits(r.clock, config.defaults(rate_limit_account=1.0,
+                                                     rate_limit_account_burst=2))
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l1"))
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["z1"]))
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["z2"], rid="a-over"))
+    error = r.errors()[-1]
+    assert (error["code"], error["request_id"]) == ("rate_limited", "a-over")
+    assert error["retry_after_seconds"] == 1 and len(r.submitted) == 1
+    r.clock.advance(1)
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["z3"]))
+    assert len(r.submitted) == 2
