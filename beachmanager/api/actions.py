@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 from ..assign.model import AssignmentUnavailable
-from ..controller.commands import CommandError, parse_command
+from ..controller.commands import CommandError, parse_command, whole_times
 from ..controller.leases import LeaseError
 from ..controller.queue import QueueFull, QueueUnavailable
 from ..controller.service import ControllerService
@@ -77,7 +77,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
         if not raw:
             raise ApiError(400, "actions must hold at least one action", "empty_actions")
         try:
-            commands = [parse_command(a, i) for i, a in enumerate(raw)]
+            commands = [parse_command(whole_times(a), i) for i, a in enumerate(raw)]
         except CommandError as e:
             raise ApiError(400, str(e), "invalid_action") from None
         ids = [c["id"] for c in commands]

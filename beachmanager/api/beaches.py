@@ -20,9 +20,7 @@ from .tenancy import now_ms
 
 
 def _account(account_id: str) -> str:
-    validate(m.ACCOUNT_ID, account_id, "account id")
-    if "/" in account_id or not account_id.isprintable():
-        raise ApiError(400, "account id must be printable, without '/'", "invalid_id")
+    validate(m.ACCOUNT_PATH, account_id, "account id")
     return account_id
 
 

@@ -39,7 +39,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
         event_type = query_arg(request, "event_type")
         if event_type is not None:
             validate(m.EVENT_QUERY["event_type"], event_type, "query parameter event_type")
-        since_ms = query_int(request, "since_ms", None, 0, 2**53)
+        since_ms = query_int(request, "since_ms", None, 0, m.MAX_TIME_MS)
         limit = query_int(request, "limit", 200, 1, 1000)
         found = await deps.registry.controller_events(tenant, session_id, event_type, since_ms, limit)
         return 200, [e.as_json() for e in found]

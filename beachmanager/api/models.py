@@ -11,8 +11,12 @@ from .schema import id_schema
 SESSION_ID = id_schema("Host session id (Beach Road session id)")
 PRIVATE_BEACH_ID = id_schema("Private beach id")
 ACCOUNT_ID = {"type": "string", "minLength": 1, "maxLength": 128, "description": "Account id"}
+#: An account id in a path: no '/' and no control characters.
+ACCOUNT_PATH = {**ACCOUNT_ID, "pattern": "^[^/\u0000-\u001f\u007f-\u009f]{1,128}$"}
 SHORT_TEXT = {"type": "string", "maxLength": 256}
 MAX_TTL_MS = 86_400_000
+#: The last millisecond of year 9999 (a timestamp PostgreSQL and Python both hold).
+MAX_TIME_MS = 253_402_300_799_999
 
 REGISTER_REQUEST = {
     "type": "object",
@@ -114,7 +118,7 @@ CONTROLLER_EVENT = {
 CONTROLLER_EVENTS = {"type": "array", "items": CONTROLLER_EVENT}
 EVENT_QUERY: dict[str, dict[str, Any]] = {
     "event_type": {"type": "string", "enum": sorted(EVENT_TYPES)},
-    "since_ms": {"type": "integer", "minimum": 0, "maximum": 2**53},
+    "since_ms": {"type": "integer", "minimum": 0, "maximum": MAX_TIME_MS},
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "Default 200"},
 }
 TENANT_QUERY: dict[str, dict[str, Any]] = {

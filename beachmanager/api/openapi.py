@@ -13,7 +13,7 @@ from .route_table import ROUTES, Route
 
 PATH_SCHEMAS: dict[str, dict[str, Any]] = {
     "session_id": m.SESSION_ID, "host_session_id": m.SESSION_ID,
-    "private_beach_id": m.PRIVATE_BEACH_ID, "account_id": m.ACCOUNT_ID,
+    "private_beach_id": m.PRIVATE_BEACH_ID, "account_id": m.ACCOUNT_PATH,
     "action_id": {"type": "string", "minLength": 1, "maxLength": 128},
 }
 
@@ -44,7 +44,9 @@ def _operation(route: Route) -> dict[str, Any]:
         op["x-required-scope"] = route.scope
         if route.beach not in (None, "manager"):
             op["x-beach-membership"] = {"beach": route.beach, "role": route.role}
-        errors |= {401, 403, 429}  # 429: the token buckets (beachmanager/ratelimit.py)
+        # any guarded request: a bad id (400), no or a bad token (401), scope or membership (403),
+        # the token buckets (429), a key set or the registry out of reach (503)
+        errors |= {400, 401, 403, 429, 503}
     for status in sorted(errors):
         responses[str(status)] = {"description": ERROR_WORDS.get(status, "error"),
                                   "content": {"application/json": {"schema": m.ERROR}}}

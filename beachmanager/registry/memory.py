@@ -123,8 +123,9 @@ class MemoryStore:
         s = row.session
         live = [lease for lease in self._leases.values()
                 if (lease.private_beach_id, lease.host_session_id) == (s.private_beach_id, s.host_session_id)
-                and lease.revoked_at_ms is None and lease.controller_account_id == account
-                and lease.reason == reason]
+                and lease.revoked_at_ms is None
+                and (lease.controller_account_id or "") == (account or "")
+                and (lease.reason or "") == (reason or "")]  # as the database's unique index
         current = live[0] if live else None
         if current is not None and current.expires_at_ms > now_ms:
             lease = dataclasses.replace(current, issued_at_ms=now_ms, expires_at_ms=now_ms + ttl_ms)
