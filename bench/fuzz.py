@@ -30,7 +30,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from beachmanager.protocol import agent, association, envelope, framing, harness, liveness, signaling, wire
+from beachmanager.protocol import (
+    agent,
+    association,
+    envelope,
+    framing,
+    harness,
+    liveness,
+    signaling,
+    wire,
+)
 from beachmanager.protocol.channel import Inbound
 from beachmanager.protocol.framing import FramingError, MacConfig, Reassembler
 
