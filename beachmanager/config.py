@@ -235,6 +235,31 @@ SETTINGS: tuple[Setting, ...] = (
             "means DATABASE_URL.", url("postgres", "postgresql")),
 )
 
+# -- rate limits (beachmanager/ratelimit.py): token buckets on the write paths and bad tokens
+SETTINGS += (
+    Setting("rate_limit_account", "BEACH_MANAGER_RATE_LIMIT_ACCOUNT", "20",
+            "Writes per second per account (REST POST/PUT/DELETE and agent bus messages); 0: off.",
+            non_negative_float(100_000)),
+    Setting("rate_limit_account_burst", "BEACH_MANAGER_RATE_LIMIT_ACCOUNT_BURST", "40",
+            "Writes an account may make at once before the per-second rate applies.",
+            positive_int(1_000_000)),
+    Setting("rate_limit_beach", "BEACH_MANAGER_RATE_LIMIT_BEACH", "100",
+            "Writes per second per private beach, all its accounts together; 0: off.",
+            non_negative_float(100_000)),
+    Setting("rate_limit_beach_burst", "BEACH_MANAGER_RATE_LIMIT_BEACH_BURST", "200",
+            "Writes a private beach may take at once before the per-second rate applies.",
+            positive_int(1_000_000)),
+    Setting("rate_limit_failures", "BEACH_MANAGER_RATE_LIMIT_FAILURES", "10",
+            "Requests with a missing or bad token per second per client address (then 429 "
+            "before the token is checked); 0: off.", non_negative_float(100_000)),
+    Setting("rate_limit_failures_burst", "BEACH_MANAGER_RATE_LIMIT_FAILURES_BURST", "100",
+            "Failed tokens an address may send at once before the per-second rate applies.",
+            positive_int(1_000_000)),
+    Setting("rate_limit_keys", "BEACH_MANAGER_RATE_LIMIT_KEYS", "10000",
+            "Most accounts, beaches and addresses each limiter remembers (least recently used "
+            "dropped first).", positive_int(10_000_000)),
+)
+
 # -- assignment (beachmanager/assign): membership heartbeats and host placement
 SETTINGS += (
     Setting("public_url", "BEACH_MANAGER_PUBLIC_URL", None,

@@ -149,6 +149,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
                   on_fatal=None, publisher: Publisher | None = None) -> ManagerService:
     """The manager for *config*.  *publisher* replaces the controller's bus end (default: the
     hosts service's publisher); tests of the HTTP surface hand in a recording one."""
+    from .api.access import BeachAccess, MemberRoles
     from .api.app import build_site
     from .api.deps import ApiDeps
     from .api.http_service import HttpService
@@ -160,6 +161,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     from .auth.service import AuthService
     from .controller.leases import Leases
     from .controller.service import ControllerService, memory_stores, redis_stores
+    from .ratelimit import RateLimits
     from .registry.service import build_registry
     from .telemetry.loop_lag import LoopLagMonitor
     from .transport.hosts import HostManager
@@ -189,6 +191,8 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     events = SessionEvents(clock.seconds)
     http = HttpService(reactor, clock, config.http_endpoint, lambda: build_site(deps))
     session_beaches = SessionBeaches(registry.store, clock)
+    access = BeachAccess(auth, session_beaches, MemberRoles(registry.store, clock))
+    limits = RateLimits(clock, config, ctx.metrics)
     hosts = HostManager(ctx, events)
     stores = (redis_stores(redis, config.action_queue_bound) if redis is not None
               else memory_stores(clock, config.action_queue_bound))
@@ -202,7 +206,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
     assign.stop_timeout = config.stop_timeout
     hosts.publisher.deliver_only_while(assign.lease_held)
     associations = _associations(ctx, events, hosts, assign, session_beaches, http)
-    agents = _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis,
+    agents = _agent_gateway(ctx, auth, leases, access, limits, controller, hosts, redis,
                             associations)
     intake = HostIntake(config.instance_id, clock, registry.store, events, hosts, assign)
     dev_hosts = None
@@ -230,7 +234,7 @@ def build_manager(config: Config, reactor, clock=None, metrics: Metrics | None =
         redis=redis, dev_road=dev_road, dev_hosts=dev_hosts)
     parts = root.parts
     deps = root.api = ApiDeps(ctx=ctx, readiness=root.readiness, auth=auth, registry=registry.store,
-                   leases=leases, session_beaches=parts.session_beaches, hosts=hosts,
+                   leases=leases, session_beaches=parts.session_beaches, access=access, limits=limits, hosts=hosts,
                    events=events, controller=controller, assign=assign, intake=intake,
                    console=console, stores=parts.stores)
     return root
@@ -266,9 +270,10 @@ def _associations(ctx: ManagerContext, events: SessionEvents, hosts: HostManager
     return associations
 
 
-def _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis, associations):
-    """Controller agents on the bus: checked like REST calls, sent down the same path."""
-    from .api.tenancy import tenant_for
+def _agent_gateway(ctx, auth, leases, access, limits, controller, hosts, redis, associations):
+    """Controller agents on the bus: checked like REST calls (membership included), sent down
+    the same path."""
+    from .api.route_table import CONTRIBUTOR
     from .controller.agent_gateway import AgentGateway
 
     def authenticate(token: str):
@@ -284,10 +289,11 @@ def _agent_gateway(ctx, auth, leases, session_beaches, controller, hosts, redis,
 
     agents = AgentGateway(ctx.clock, authenticate=authenticate,
                           authorize=lambda p, scope: auth.authorize(p, scope, "bus:agent"),
-                          tenant_of=lambda p, s, w: tenant_for(session_beaches, p, s, w),
+                          tenant_of=lambda p, s, w: access.in_session(p, s, w, CONTRIBUTOR,
+                                                                      "bus:agent"),
                           leases=leases, submit=controller.submit, send=hosts.send,
                           check_bridge_token=associations.check_bridge_token,
-                          metrics=ctx.metrics, relay_factory=relay_factory,
+                          metrics=ctx.metrics, relay_factory=relay_factory, limits=limits,
                           describe=controller.describe)
     hosts.add_bus_watcher(agents.watch)
     hosts.subscriber.on("ack", agents.target_ack)

@@ -132,8 +132,11 @@ async def bench_http(n: int) -> None:
     gate = Issuer("ec", GATE_ISSUER, GATE_AUDIENCE)
     jwks = JwksServer(reactor, {"gate": gate})
     jwks.start()
+    # acct-1 owns pb-1 (membership is checked, its role kept briefly); the write buckets are
+    # off: this measures the guarded path, not the limits
     m = await start_manager(beach_gate_jwks_url=jwks.url("gate"), beach_gate_issuer=GATE_ISSUER,
-                            beach_gate_audience=GATE_AUDIENCE)
+                            beach_gate_audience=GATE_AUDIENCE, owners={"pb-1": "acct-1"},
+                            rate_limit_account=0, rate_limit_beach=0)
     try:
         token = gate.token(exp=int(time.time()) + 3600)
         r = await m.call("POST", "/sessions/register", token=token,

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..controller.commands import ACTION_ID_PATTERN
+
 MAX_ACTIONS = 500
 
+_SECS = {"type": "integer", "minimum": 0, "maximum": 2**62}
+_NANOS = {"type": "integer", "minimum": 0, "maximum": 999_999_999}
 SYSTEM_TIME = {"type": ["object", "array", "null"],
-               "description": "serde SystemTime {secs_since_epoch, nanos_since_epoch}, [secs, nanos] or null"}
+               "description": "serde SystemTime {secs_since_epoch, nanos_since_epoch}, [secs, nanos] or null",
+               "anyOf": [{"type": "object", "required": ["secs_since_epoch", "nanos_since_epoch"],
+                          "additionalProperties": False,
+                          "properties": {"secs_since_epoch": _SECS, "nanos_since_epoch": _NANOS}},
+                         {"type": "array", "minItems": 2, "maxItems": 2,
+                          "prefixItems": [_SECS, _NANOS], "items": False},
+                         {"type": "null"}]}
 
 ACTION_COMMAND: dict[str, Any] = {
     "type": "object",
     "required": ["id", "action_type"],
     "properties": {
-        "id": {"type": "string", "minLength": 1, "maxLength": 128,
+        "id": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": ACTION_ID_PATTERN,
                "description": "Unique per host; resubmitting an id is idempotent"},
         "action_type": {"type": "string", "minLength": 1, "maxLength": 64,
                         "description": "e.g. terminal_write"},
@@ -28,7 +38,8 @@ ACTIONS_REQUEST: dict[str, Any] = {
     "properties": {
         "controller_token": {"type": "string", "minLength": 1, "maxLength": 128,
                              "description": "Token of an active controller lease on this session"},
-        "actions": {"type": "array", "maxItems": MAX_ACTIONS, "items": ACTION_COMMAND},
+        "actions": {"type": "array", "minItems": 1, "maxItems": MAX_ACTIONS, "items": ACTION_COMMAND,
+                    "description": "At least one (an empty list is 400 empty_actions)"},
     },
 }
 

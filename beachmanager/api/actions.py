@@ -21,19 +21,18 @@
 from __future__ import annotations
 
 from ..assign.model import AssignmentUnavailable
-from ..controller.commands import CommandError, parse_command
+from ..controller.commands import CommandError, parse_command, whole_times
 from ..controller.leases import LeaseError
 from ..controller.queue import QueueFull, QueueUnavailable
 from ..controller.service import ControllerService, Overloaded
 from ..controller.session_link import NOT_ATTACHED, OFFLINE
 from . import action_models as am
-from .auth_guard import principal_of
+from .auth_guard import tenant_of
 from .deps import ApiDeps
 from .errors import ApiError, json_handler
 from .handlers import Handlers
 from .routing import OWNED_BY
 from .schema import read_json
-from .tenancy import session_tenant
 
 MAX_BODY = 2 * 1024 * 1024
 #: The host is this instance's in the assignment store and its session is starting.
@@ -74,8 +73,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
     @on("actions.submit")
     @json_handler
     async def submit(request, session_id):
-        principal = principal_of(request)
-        tenant = await session_tenant(deps, request, principal, session_id)
+        tenant = tenant_of(request)
         body = read_json(request, am.ACTIONS_REQUEST_SHALLOW, max_bytes=MAX_BODY)
         raw = body["actions"]
         if not raw:
@@ -90,7 +88,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
                            f"{retry}s", "overloaded", backlog=e.refusal.backlog,
                            limit=e.refusal.limit) from None
         try:
-            commands = [parse_command(a, i) for i, a in enumerate(raw)]
+            commands = [parse_command(whole_times(a), i) for i, a in enumerate(raw)]
         except CommandError as e:
             raise ApiError(400, str(e), "invalid_action") from None
         ids = [c["id"] for c in commands]
@@ -124,8 +122,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
     @on("actions.get")
     @json_handler
     async def get_action(request, session_id, action_id):
-        principal = principal_of(request)
-        await session_tenant(deps, request, principal, session_id)
+        tenant_of(request)  # the guard checked the caller's membership
         if not action_id or len(action_id) > 128:
             raise ApiError(400, "action id must have 1 to 128 characters", "invalid_id")
         view = await controller_of(deps).describe(session_id, action_id)
@@ -136,13 +133,11 @@ def install(on: Handlers, deps: ApiDeps) -> None:
     @on("actions.state")
     @json_handler
     async def get_state(request, session_id):
-        principal = principal_of(request)
-        await session_tenant(deps, request, principal, session_id)
+        tenant_of(request)  # the guard checked the caller's membership
         return 200, await controller_of(deps).snapshot(session_id, "state")
 
     @on("actions.health")
     @json_handler
     async def get_health(request, session_id):
-        principal = principal_of(request)
-        await session_tenant(deps, request, principal, session_id)
+        tenant_of(request)  # the guard checked the caller's membership
         return 200, await controller_of(deps).snapshot(session_id, "health")

@@ -6,7 +6,7 @@ must never load before ``--reactor=beach-asyncio`` has done its work.
 
 from __future__ import annotations
 
-from . import actions, assignments, debug_transports, health, leases, openapi, sessions
+from . import actions, assignments, beaches, debug_transports, health, leases, openapi, sessions
 from .deps import ApiDeps
 from .handlers import Handlers
 from .route_table import ROUTES
@@ -14,7 +14,8 @@ from .ui import routes as ui
 
 #: Route modules; each has ``install(on, deps)`` and names its handlers with ``@on(endpoint)``.
 #: Their methods, paths, scopes and placement come from ``api.route_table``.
-ROUTE_MODULES = [health, openapi, sessions, leases, debug_transports, actions, assignments, ui]
+ROUTE_MODULES = [health, openapi, sessions, beaches, leases, debug_transports, actions, assignments,
+                 ui]
 
 
 def build_app(deps: ApiDeps):
@@ -30,7 +31,7 @@ def build_app(deps: ApiDeps):
     if missing or unrouted:
         raise RuntimeError(f"route table and handlers disagree: no handler for {missing}, "
                            f"no row for {unrouted}")
-    app = guarded_app(deps.auth, OwnerRedirect(deps.assign))
+    app = guarded_app(deps.auth, deps.access, deps.limits, OwnerRedirect(deps.assign))
     for row in ROUTES:
         app.route(row.path, methods=[row.method], endpoint=row.endpoint)(on[row.endpoint])
     return app

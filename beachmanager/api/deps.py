@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from ..context import ManagerContext
     from ..controller.leases import Leases
     from ..controller.service import ControllerService
+    from ..ratelimit import RateLimits
     from ..registry.store import RegistryStore
     from ..transport.events import SessionEvents
     from ..transport.hosts import HostManager
+    from .access import BeachAccess
     from .tenancy import SessionBeaches
     from .ui.hub import ConsoleHub
 
@@ -36,6 +38,10 @@ class ApiDeps:
     registry: RegistryStore
     leases: Leases
     session_beaches: SessionBeaches
+    #: The membership check (the guard's and the agent gateway's).
+    access: BeachAccess
+    #: Token buckets of the write paths and of bad tokens (the guard's and the gateway's).
+    limits: RateLimits
     hosts: HostManager | None = None
     events: SessionEvents | None = None
     controller: ControllerService | None = None

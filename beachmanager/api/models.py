@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..registry.members import ROLES, STATUSES
 from ..registry.store import EVENT_TYPES, HARNESS_TYPES, TRANSPORT_MODES
 from .schema import id_schema
 
 SESSION_ID = id_schema("Host session id (Beach Road session id)")
 PRIVATE_BEACH_ID = id_schema("Private beach id")
 ACCOUNT_ID = {"type": "string", "minLength": 1, "maxLength": 128, "description": "Account id"}
+#: An account id in a path: no '/' and no control characters.
+ACCOUNT_PATH = {**ACCOUNT_ID, "pattern": "^[^/\u0000-\u001f\u007f-\u009f]{1,128}$"}
 SHORT_TEXT = {"type": "string", "maxLength": 256}
 MAX_TTL_MS = 86_400_000
+#: The last millisecond of year 9999 (a timestamp PostgreSQL and Python both hold).
+MAX_TIME_MS = 253_402_300_799_999
 
 REGISTER_REQUEST = {
     "type": "object",
@@ -113,13 +118,49 @@ CONTROLLER_EVENT = {
 CONTROLLER_EVENTS = {"type": "array", "items": CONTROLLER_EVENT}
 EVENT_QUERY: dict[str, dict[str, Any]] = {
     "event_type": {"type": "string", "enum": sorted(EVENT_TYPES)},
-    "since_ms": {"type": "integer", "minimum": 0, "maximum": 2**53},
+    "since_ms": {"type": "integer", "minimum": 0, "maximum": MAX_TIME_MS},
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "Default 200"},
 }
 TENANT_QUERY: dict[str, dict[str, Any]] = {
     "private_beach_id": {**PRIVATE_BEACH_ID,
                          "description": "Needed only when the session belongs to several private beaches"},
 }
+
+BEACH_CREATE_REQUEST = {
+    "type": "object",
+    "properties": {
+        "id": {**PRIVATE_BEACH_ID, "description": "The new beach's id (default: a new UUID; a token "
+                                                  "bound to a beach creates that one)"},
+        "name": {**SHORT_TEXT, "type": ["string", "null"]},
+    },
+}
+BEACH = {
+    "type": "object",
+    "properties": {"id": PRIVATE_BEACH_ID, "name": {"type": ["string", "null"]},
+                   "owner_account_id": {"type": ["string", "null"]},
+                   "created_at_ms": {"type": "integer"}},
+}
+MEMBER_REQUEST = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {"role": {"type": "string", "enum": list(ROLES)},
+                   "status": {"type": "string", "enum": list(STATUSES), "description": "Default active"}},
+}
+MEMBER = {
+    "type": "object",
+    "properties": {"private_beach_id": PRIVATE_BEACH_ID, "account_id": ACCOUNT_ID,
+                   "role": {"type": "string", "enum": list(ROLES)},
+                   "status": {"type": "string", "enum": list(STATUSES)},
+                   "invited_by_account_id": {"type": ["string", "null"]},
+                   "created_at_ms": {"type": "integer"}, "updated_at_ms": {"type": "integer"}},
+}
+MEMBER_LIST = {
+    "type": "object",
+    "properties": {"private_beach_id": PRIVATE_BEACH_ID,
+                   "owner_account_id": {"type": ["string", "null"]},
+                   "members": {"type": "array", "items": MEMBER}},
+}
+MEMBER_REMOVED = {"type": "object", "properties": {"removed": {"type": "boolean"}}}
 
 ERROR = {
     "type": "object",

@@ -11,12 +11,17 @@ from .handlers import Handlers
 from .responses import json_body
 from .route_table import ROUTES, Route
 
+PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "session_id": m.SESSION_ID, "host_session_id": m.SESSION_ID,
+    "private_beach_id": m.PRIVATE_BEACH_ID, "account_id": m.ACCOUNT_PATH,
+    "action_id": {"type": "string", "minLength": 1, "maxLength": 128},
+}
+
 
 def _operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": route.summary,
                           "operationId": f"{route.method.lower()}{route.openapi_path}".replace("/", "_")}
-    params = [{"name": p, "in": "path", "required": True, "schema": m.SESSION_ID if p == "session_id"
-               else m.PRIVATE_BEACH_ID if p == "private_beach_id" else {"type": "string"}}
+    params = [{"name": p, "in": "path", "required": True, "schema": PATH_SCHEMAS.get(p, {"type": "string"})}
               for p in route.path_params]
     params += [{"name": name, "in": "query", "required": False, "schema": schema}
                for name, schema in route.query.items()]
@@ -30,14 +35,18 @@ def _operation(route: Route) -> dict[str, Any]:
         ok["content"] = {"application/json": {"schema": route.response or {"type": "object"}}}
     else:
         ok["content"] = {route.content_type: {"schema": {"type": "string"}}}
-    responses: dict[str, Any] = {"200": ok}
+    responses: dict[str, Any] = {str(route.status): ok}
     errors = set(route.errors)
     if route.public:
         op["security"] = []
     else:
         op["security"] = [{"bearer": [route.scope]}]
         op["x-required-scope"] = route.scope
-        errors |= {401, 403}
+        if route.beach not in (None, "manager"):
+            op["x-beach-membership"] = {"beach": route.beach, "role": route.role}
+        # any guarded request: a bad id (400), no or a bad token (401), scope or membership (403),
+        # the token buckets (429), a key set or the registry out of reach (503)
+        errors |= {400, 401, 403, 429, 503}
     for status in sorted(errors):
         responses[str(status)] = {"description": ERROR_WORDS.get(status, "error"),
                                   "content": {"application/json": {"schema": m.ERROR}}}

@@ -3,14 +3,16 @@
 The same schema dicts validate requests and describe them in ``/openapi.json``, so the
 document cannot drift from what the server accepts.  Supported keywords: ``type`` (one
 or a list), ``properties``, ``required``, ``items``, ``maxItems``, ``minLength``,
-``maxLength``, ``pattern``, ``enum``, ``minimum``, ``maximum``, ``format: uuid``;
-``description`` is documentation only.  Unknown properties are accepted and ignored
+``maxLength``, ``pattern`` (anchored with ``^...$``: JSON Schema searches), ``enum``, ``minimum``, ``maximum``, ``format: uuid``;
+``description``, ``anyOf`` and ``additionalProperties`` are documentation only (a parser
+behind the route enforces them).  Unknown properties are accepted and ignored
 (legacy clients send extra fields).  Every problem raises :class:`ApiError` 4xx.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from typing import Any
@@ -19,7 +21,7 @@ from .errors import ApiError
 
 MAX_BODY_BYTES = 64 * 1024
 #: Identifiers in paths and bodies (session ids, private beach ids): no slashes, no "..".
-ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"  # anchored: JSON Schema patterns search
 _ID_RE = re.compile(ID_PATTERN)
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
 
@@ -42,10 +44,15 @@ def _describe(kinds: list[str]) -> str:
     return " or ".join(words[k] for k in kinds)
 
 
-def validate(schema: dict[str, Any], value: Any, where: str = "body") -> None:
+def validate(schema: dict[str, Any], value: Any, where: str = "body") -> Any:
+    """Check *value* against *schema*; returns it with whole floats (``5.0``) made ints where
+    the schema wants an integer (JSON Schema counts them as integers).  Raises 400."""
     kinds = schema.get("type")
     if kinds is not None:
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+        if ("integer" in kinds and "number" not in kinds and isinstance(value, float)
+                and math.isfinite(value) and value.is_integer()):
+            value = int(value)
         if not any(_type_ok(value, k) for k in kinds):
             raise ApiError(400, f"{where} must be {_describe(kinds)}", "invalid_body")
     if "enum" in schema and value not in schema["enum"]:
@@ -70,16 +77,19 @@ def validate(schema: dict[str, Any], value: Any, where: str = "body") -> None:
     if isinstance(value, list):
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             raise ApiError(400, f"{where} must have at most {schema['maxItems']} items", "invalid_body")
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            raise ApiError(400, f"{where} must have at least {schema['minItems']} items", "invalid_body")
         if "items" in schema:
-            for i, item in enumerate(value):
-                validate(schema["items"], item, f"{where}[{i}]")
+            value = [validate(schema["items"], item, f"{where}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, dict):
         for name in schema.get("required", ()):
             if name not in value or value[name] is None:
                 raise ApiError(400, f"{where} needs field '{name}'", "invalid_body")
         for name, sub in schema.get("properties", {}).items():
             if name in value:
-                validate(sub, value[name], f"'{name}'" if where == "body" else f"{where}.{name}")
+                value[name] = validate(sub, value[name],
+                                       f"'{name}'" if where == "body" else f"{where}.{name}")
+    return value
 
 
 def _reject_constant(name: str) -> Any:
@@ -89,9 +99,38 @@ def _reject_constant(name: str) -> Any:
 def parse_json(raw: bytes) -> Any:
     """Strict JSON (UTF-8, no NaN/Infinity, bounded nesting); raises :class:`ApiError` 400."""
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ApiError(400, "the body is not valid JSON", "malformed_json") from None
+    if not _storable(value):
+        raise ApiError(400, "the body holds a NUL character or an unpaired surrogate (\\u0000, "
+                       "\\ud800...), which no text field can store", "malformed_json")
+    return value
+
+
+def _storable(value: Any) -> bool:
+    """No string (key or value) holds NUL or an unpaired surrogate: PostgreSQL text and UTF-8
+    cannot carry them (iterative: nesting depth is json's own bound)."""
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str):
+            if "\x00" in v or not _utf8(v):
+                return False
+        elif isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+    return True
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_json(request, schema: dict[str, Any], max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
@@ -114,9 +153,7 @@ def read_json(request, schema: dict[str, Any], max_bytes: int = MAX_BODY_BYTES) 
         if schema.get("required"):
             raise ApiError(400, "a JSON body is required", "invalid_body")
         return {}
-    value = parse_json(raw)
-    validate(schema, value)
-    return value
+    return validate(schema, parse_json(raw))
 
 
 def path_id(value: str, what: str) -> str:

@@ -21,16 +21,15 @@ from ..registry.store import (
     Op,
     Session,
     SessionRegistration,
-    Tenant,
 )
 from . import models as m
-from .auth_guard import principal_of
+from .auth_guard import principal_of, tenant_of
 from .deps import ApiDeps
 from .errors import ApiError, json_handler
 from .handlers import Handlers
 from .road_verify import RoadError, RoadTimeout, RoadVerifier
 from .schema import read_json
-from .tenancy import beach_tenant, now_ms
+from .tenancy import now_ms
 
 log = Logger(namespace="beachmanager.api.sessions")
 
@@ -63,16 +62,13 @@ def install(on: Handlers, deps: ApiDeps) -> None:
     @on("sessions.register")
     @json_handler
     async def register(request):
-        principal = principal_of(request)
         body = read_json(request, m.REGISTER_REQUEST)
-        pb = body["private_beach_id"]
-        deps.auth.check_beach(principal, pb, "POST /sessions/register")
+        tenant = tenant_of(request)  # the body's private beach, checked by the guard
         reg = SessionRegistration(
             host_session_id=body["session_id"], harness_type=body.get("harness_type"),
             capabilities=tuple(body.get("capabilities") or ()), location_hint=body.get("location_hint"),
             metadata=body.get("metadata"), version=body.get("version"),
             transport_mode=body.get("transport_mode"), viewer_passcode=body.get("viewer_passcode"))
-        tenant = Tenant(pb, principal.account_id)
         try:
             result = await store.register_session(tenant, reg, Op.new(), now_ms(ctx.clock),
                                                   DEFAULT_LEASE_TTL_MS)
@@ -87,7 +83,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
     @json_handler
     async def list_sessions(request, private_beach_id):
         principal = principal_of(request)
-        tenant = beach_tenant(principal, private_beach_id)
+        tenant = tenant_of(request)
         sessions = await store.list_sessions(tenant)
         leases: dict[str, Lease] = {}
         for lease in await store.live_leases(tenant, now_ms(ctx.clock)):  # newest expiry first
@@ -98,8 +94,7 @@ def install(on: Handlers, deps: ApiDeps) -> None:
     @on("sessions.attach_by_code")
     @json_handler
     async def attach_by_code(request, private_beach_id):
-        principal = principal_of(request)
-        tenant = beach_tenant(principal, private_beach_id)
+        tenant = tenant_of(request)
         body = read_json(request, m.ATTACH_BY_CODE_REQUEST)
         session_id, code = body["session_id"], body["code"]
         try:

@@ -25,6 +25,8 @@ REASONS = {
     "jwks_unavailable": 503,     # the key set could not be fetched and no key matched
     "missing_scope": 403,
     "wrong_private_beach": 403,  # token is bound to another private beach
+    "not_a_member": 403,         # the account has no role in the private beach it names
+    "insufficient_role": 403,    # it has one, too low for the action (viewer < contributor...)
 }
 
 #: Longest token accepted (Gate tokens are well under 2 KiB).

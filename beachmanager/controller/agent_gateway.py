@@ -42,6 +42,7 @@ from ..bus.bus import BusMessage, HostBus
 from ..protocol import agent as ag
 from ..protocol import harness as hj
 from ..protocol.extensions import NAMESPACE
+from ..ratelimit import RateLimited, RateLimits
 from ..registry.store import SessionNotFound, Tenant
 from ..service import ReadyService
 from .commands import CommandError, parse_command
@@ -70,7 +71,7 @@ class AgentGateway(ReadyService):
                  leases: Leases, submit: Submit, send: Send,
                  check_bridge_token: Callable[[str, str], BridgeClaims], metrics=None,
                  relay_factory: Callable[[], Any] | None = None,
-                 describe: Describe | None = None):
+                 describe: Describe | None = None, limits: RateLimits | None = None):
         """*relay_factory* makes the cross-instance relay (``agent_relay.py``) once the
         stores run; without it (one instance) events are forwarded locally only."""
         super().__init__("agents", clock)
@@ -82,6 +83,7 @@ class AgentGateway(ReadyService):
         self._describe = describe
         self._send = send
         self._check_bridge = check_bridge_token
+        self.limits = limits
         self.metrics = metrics
         #: target -> agent host -> (controller token, lease expiry in ms)
         self.watchers: dict[str, OrderedDict[str, tuple[str, int]]] = {}
@@ -208,10 +210,23 @@ class AgentGateway(ReadyService):
                        ) -> tuple[Principal, Tenant]:
         target, rid, beach = r.target_session_id, r.request_id, r.private_beach_id
         beach = self._bridged_beach(agent, r.bridge_token, beach, target, rid)
+        limits, who = self.limits, f"bus:{agent}"  # an agent's bad tokens spend its host's budget
         try:
-            principal = await self._authenticate(r.token)
+            if limits is not None:
+                limits.before_auth(who)
+            try:
+                principal = await self._authenticate(r.token)
+            except AuthFailure as e:
+                if limits is not None and e.status == 401:
+                    limits.auth_failed(who)
+                raise
             self._authorize(principal, SCOPE)
             tenant = await self._tenant_of(principal, target, beach)
+            if limits is not None:
+                limits.write(principal, tenant.private_beach_id)
+        except RateLimited as e:
+            raise Refused(ag.Refusal("rate_limited", str(e), rid, target,
+                                     {"retry_after_seconds": e.retry_after})) from None
         except AuthFailure as e:
             raise Refused(ag.Refusal(e.reason, str(e), rid, target)) from None
         except Exception as e:  # the API's refusals (invalid id, unknown session...)
@@ -355,9 +370,10 @@ class Refused(Exception):
 #: outcomes with a metric label of their own (others count as "refused")
 _OUTCOMES = frozenset({"ok", "busy", "bad_message", "too_large", "missing_scope", "missing_token",
                        "malformed_token", "bad_signature", "expired", "unknown_kid",
-                       "wrong_private_beach", "session_not_found", "missing_lease", "lease_expired",
+                       "wrong_private_beach", "not_a_member", "insufficient_role",
+                       "session_not_found", "missing_lease", "lease_expired",
                        "lease_revoked", "controller_mismatch", "invalid_action",
-                       "too_many_requests", "missing_bridge_token", "invalid_bridge_token",
+                       "too_many_requests", "rate_limited", "missing_bridge_token", "invalid_bridge_token",
                        "bridge_token_expired"})
 
 

@@ -12,6 +12,8 @@ typed, decoded once by :mod:`beachmanager.protocol.harness` in the bus subscribe
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from ..protocol import harness
@@ -43,6 +45,27 @@ def parse_system_time(value: Any, what: str) -> float | None:
                            f"[secs, nanos] or null ({e})") from None
 
 
+#: C0 and C1 control characters (never in an action id: it reaches logs).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+ACTION_ID_PATTERN = "^[^\u0000-\u001f\u007f-\u009f]{1,128}$"
+
+
+def whole_times(raw: Any) -> Any:
+    """An action with whole-number floats in its ``expires_at`` made ints (``5.0`` is an
+    integer to JSON Schema; the harness codec, like serde, takes ints only)."""
+    if isinstance(raw, dict):
+        t = raw.get("expires_at")
+        if isinstance(t, dict):
+            raw["expires_at"] = {k: _whole(v) for k, v in t.items()}
+        elif isinstance(t, list):
+            raw["expires_at"] = [_whole(v) for v in t]
+    return raw
+
+
+def _whole(v: Any) -> Any:
+    return int(v) if isinstance(v, float) and math.isfinite(v) and v.is_integer() else v
+
+
 def parse_command(raw: Any, index: int = 0) -> dict[str, Any]:
     """One submitted ActionCommand, read by the harness codec (the one schema, the host's
     own) within this API's limits; returned in its wire form
@@ -53,8 +76,8 @@ def parse_command(raw: Any, index: int = 0) -> dict[str, Any]:
     action_id = raw.get("id")
     if not isinstance(action_id, str) or not action_id or len(action_id) > MAX_ACTION_ID_LEN:
         raise CommandError(f"{where}.id must be a string of 1 to {MAX_ACTION_ID_LEN} characters")
-    if not action_id.isprintable():
-        raise CommandError(f"{where}.id must be printable")
+    if _CONTROL.search(action_id):
+        raise CommandError(f"{where}.id must hold no control characters")
     action_type = raw.get("action_type")
     if not isinstance(action_type, str) or not action_type or len(action_type) > MAX_TYPE_LEN:
         raise CommandError(f"{where}.action_type must be a string of 1 to {MAX_TYPE_LEN} characters")

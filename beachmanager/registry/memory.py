@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from twisted.internet.defer import Deferred, fail, maybeDeferred
 
 from .join_codes import JoinCodeCipher
+from .members import ACTIVE, OWNER, Beach, BeachExists, Member
 from .repository import outcomes
 from .store import (
     MAX_ACTION_BATCH,
@@ -59,6 +60,8 @@ class MemoryStore:
     def __init__(self, cipher: JoinCodeCipher):
         self.cipher = cipher
         self._beaches: set[str] = set()
+        self._beach_rows: dict[str, Beach] = {}  # created by create_beach (owner, name)
+        self._members: dict[tuple[str, str], Member] = {}
         self._sessions: dict[tuple[str, str], _SessionRow] = {}
         self._leases: dict[str, Lease] = {}
 
@@ -120,8 +123,9 @@ class MemoryStore:
         s = row.session
         live = [lease for lease in self._leases.values()
                 if (lease.private_beach_id, lease.host_session_id) == (s.private_beach_id, s.host_session_id)
-                and lease.revoked_at_ms is None and lease.controller_account_id == account
-                and lease.reason == reason]
+                and lease.revoked_at_ms is None
+                and (lease.controller_account_id or "") == (account or "")
+                and (lease.reason or "") == (reason or "")]  # as the database's unique index
         current = live[0] if live else None
         if current is not None and current.expires_at_ms > now_ms:
             lease = dataclasses.replace(current, issued_at_ms=now_ms, expires_at_ms=now_ms + ttl_ms)
@@ -296,3 +300,59 @@ class MemoryStore:
             return outcomes(records, known, inserted)
 
         return self._run(run)
+
+    # -- membership ----------------------------------------------------------
+    def create_beach(self, tenant: Tenant, name: str | None, now_ms: int) -> Deferred[Beach]:
+        def run() -> Beach:
+            pb = tenant.private_beach_id
+            if pb in self._beaches:
+                raise BeachExists(pb)
+            self._beaches.add(pb)
+            beach = self._beach_rows[pb] = Beach(pb, name, tenant.account_id, tenant.account_id, now_ms)
+            return beach
+
+        return self._run(run)
+
+    def get_beach(self, tenant: Tenant) -> Deferred[Beach | None]:
+        def run() -> Beach | None:
+            pb = tenant.private_beach_id
+            if pb not in self._beaches:
+                return None
+            return self._beach_rows.get(pb) or Beach(pb, None, None, None, 0)
+
+        return self._run(run)
+
+    def member_role(self, tenant: Tenant) -> Deferred[str | None]:
+        def run() -> str | None:
+            pb, account = tenant.private_beach_id, tenant.account_id
+            if pb not in self._beaches:
+                return None
+            beach = self._beach_rows.get(pb)
+            if beach is not None and account is not None and beach.owner_account_id == account:
+                return OWNER
+            member = self._members.get((pb, account or ""))
+            return member.role if member is not None and member.status == ACTIVE else None
+
+        return self._run(run)
+
+    def list_members(self, tenant: Tenant) -> Deferred[list[Member]]:
+        pb = tenant.private_beach_id
+        return self._run(lambda: [m for (b, _), m in sorted(self._members.items()) if b == pb])
+
+    def put_member(self, tenant: Tenant, account_id: str, role: str, status: str,
+                   now_ms: int) -> Deferred[Member]:
+        def run() -> Member:
+            pb = tenant.private_beach_id
+            self._beaches.add(pb)
+            old = self._members.get((pb, account_id))
+            member = Member(pb, account_id, role, status,
+                            old.invited_by_account_id if old else tenant.account_id,
+                            old.created_at_ms if old else now_ms, now_ms)
+            self._members[(pb, account_id)] = member
+            return member
+
+        return self._run(run)
+
+    def remove_member(self, tenant: Tenant, account_id: str) -> Deferred[bool]:
+        return self._run(lambda: self._members.pop((tenant.private_beach_id, account_id), None)
+                         is not None)

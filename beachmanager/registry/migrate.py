@@ -1,7 +1,8 @@
 """Schema migrations (yoyo-migrations, SQL files in ``migrations/``) and the service's database role.
 
-Migrations run at start-up with the ``DATABASE_URL`` user, which must be allowed to
-create schemas and roles (the owner).  Every pooled connection then switches to
+Migrations run at start-up with the ``DATABASE_MIGRATE_URL`` user (else ``DATABASE_URL``'s),
+which must be allowed to create schemas and roles (the owner); ``DATABASE_URL`` itself should be
+a least-privilege login (:mod:`.roles`).  Every pooled connection then switches to
 :data:`APP_ROLE`, which owns nothing, so row-level security applies to all the
 service's queries.  yoyo is synchronous: :func:`migrate_in_thread` runs it in the
 reactor's thread pool; its lock table keeps concurrent managers from racing.
@@ -24,6 +25,28 @@ SCHEMA = "beach_manager"
 
 
 
+#: Whether the login may migrate: a superuser, the schema's owner, or (no schema yet) one
+#: that may create schemas in the database.
+_MAY_MIGRATE = """
+SELECT r.rolsuper
+    OR EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = %(schema)s
+               AND pg_has_role(current_user, n.nspowner, 'USAGE'))
+    OR (NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s)
+        AND has_database_privilege(current_database(), 'CREATE')), current_user
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+class MigrationRefused(RuntimeError):
+    """The migrating login may not change the schema (a least-privilege DATABASE_URL)."""
+
+    def __init__(self, cause: Exception | str):
+        text = str(cause).strip()
+        first = text.splitlines()[0] if text else type(cause).__name__
+        super().__init__(f"schema migrations need the schema owner ({first}): give the owner's URL "
+                         f"in DATABASE_MIGRATE_URL")
+
+
 def migrations_path() -> str:
     return str(resources.files(__package__).joinpath("migrations"))
 
@@ -36,15 +59,26 @@ def yoyo_url(url: str) -> str:
 
 def apply_migrations(url: str) -> list[str]:
     """Bring the database at *url* to the newest schema; the ids applied now (blocking)."""
+    import psycopg
     from yoyo import get_backend, read_migrations
 
-    backend = get_backend(yoyo_url(url))
+    with psycopg.connect(url, connect_timeout=10) as conn:  # fail fast, not on yoyo's lock
+        row = conn.execute(_MAY_MIGRATE, {"schema": SCHEMA}).fetchone()
+    if not (row and row[0]):
+        raise MigrationRefused(f"{row[1] if row else 'the login'} neither owns schema {SCHEMA} "
+                               f"nor may create it")
+    try:
+        backend = get_backend(yoyo_url(url))
+    except psycopg.errors.InsufficientPrivilege as e:
+        raise MigrationRefused(e) from None
     try:
         migrations = read_migrations(migrations_path())
         with backend.lock(timeout=60):
             todo = backend.to_apply(migrations)
             backend.apply_migrations(todo)
         return [m.id for m in todo]
+    except psycopg.errors.InsufficientPrivilege as e:
+        raise MigrationRefused(e) from None
     finally:
         backend.connection.close()
 

@@ -19,8 +19,10 @@ from twisted.logger import Logger
 
 from .._aio import as_deferred
 from ..retry import backoff, retrying
+from . import members_sql as msql
 from . import repository as repo
 from .join_codes import JoinCodeCipher
+from .members import Beach, Member
 from .store import (
     DEFAULT_LEASE_TTL_MS,
     MAX_ACTION_BATCH,
@@ -198,6 +200,26 @@ class PostgresStore:
         if len(records) > MAX_ACTION_BATCH:
             return fail(ValueError(f"at most {MAX_ACTION_BATCH} action records per call, got {len(records)}"))
         return self._tx("record_actions", tenant, repo.record_actions, tenant, records, pipelined=True)
+
+    # -- membership ----------------------------------------------------------
+    def create_beach(self, tenant: Tenant, name: str | None, now_ms: int) -> Deferred[Beach]:
+        return self._tx("create_beach", tenant, msql.create_beach, tenant, name, now_ms)
+
+    def get_beach(self, tenant: Tenant) -> Deferred[Beach | None]:
+        return self._tx("get_beach", tenant, msql.get_beach, tenant)
+
+    def member_role(self, tenant: Tenant) -> Deferred[str | None]:
+        return self._tx("member_role", tenant, msql.member_role, tenant, pipelined=True)
+
+    def list_members(self, tenant: Tenant) -> Deferred[list[Member]]:
+        return self._tx("list_members", tenant, msql.list_members, tenant)
+
+    def put_member(self, tenant: Tenant, account_id: str, role: str, status: str,
+                   now_ms: int) -> Deferred[Member]:
+        return self._tx("put_member", tenant, msql.put_member, tenant, account_id, role, status, now_ms)
+
+    def remove_member(self, tenant: Tenant, account_id: str) -> Deferred[bool]:
+        return self._tx("remove_member", tenant, msql.remove_member, tenant, account_id)
 
 
 def _first_line(e: Exception) -> str:

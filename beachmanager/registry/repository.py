@@ -241,11 +241,14 @@ async def revoke_for_register(conn, tenant: Tenant, host_session_id: str, now_ms
 
 async def acquire_lease(conn, tenant: Tenant, host_session_id: str, account: str | None,
                         reason: str | None, ttl_ms: int, op: Op, now_ms: int) -> Lease:
-    """Renew or issue; the caller holds the session row lock (serialises acquires per session)."""
+    """Renew or issue; the caller holds the session row lock (serialises acquires per session).
+    The natural key compares as the unique index does: NULL and '' are the same account or
+    reason (else an acquire with reason '' after one with none would hit the index)."""
     cur = await conn.execute(
         f"""SELECT {_LEASE_COLS} FROM {S}.controller_lease
             WHERE private_beach_id = %s AND host_session_id = %s AND revoked_at IS NULL
-              AND controller_account_id IS NOT DISTINCT FROM %s AND reason IS NOT DISTINCT FROM %s""",
+              AND coalesce(controller_account_id, '') = coalesce(%s::text, '')
+              AND coalesce(reason, '') = coalesce(%s::text, '')""",
         (tenant.private_beach_id, host_session_id, account, reason))
     row = await cur.fetchone()
     current = _lease(row) if row else None

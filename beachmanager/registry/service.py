@@ -16,6 +16,7 @@ from ..service import FatalStartupError, ReadyService
 from .join_codes import JoinCodeCipher, JoinCodeKeys
 from .memory import MemoryStore
 from .migrate import APP_ROLE
+from .roles import LOGIN_QUERY, login_problems, refusal
 
 
 class RegistryService(ReadyService):
@@ -46,14 +47,12 @@ class RegistryService(ReadyService):
             raise FatalStartupError(
                 f"registry queries run as {role!r} (superuser={superuser}, bypassrls={bypass}); "
                 f"they must run as {APP_ROLE!r} so that row-level security applies")
-        if session_super:
-            # SET ROLE applies RLS to every query, but a superuser session could leave the role.
-            advice = (f"DATABASE_URL logs in as superuser {session_user!r}: queries run as {APP_ROLE} "
-                      f"(row-level security applies) but the session could RESET ROLE; log in as a role "
-                      f"that is a member of {APP_ROLE} and give the owner's URL in DATABASE_MIGRATE_URL")
+        name, problems = login_problems(await as_deferred(_login_of(self.postgres.pool)))
+        if problems:
+            line = refusal(name, problems)
             if self.production:
-                raise FatalStartupError(advice)
-            self.log.warn("{advice}", advice=advice)
+                raise FatalStartupError(line)
+            self.log.warn("{advice} (refused when BEACH_ENV=production)", advice=line)
         self.log.info("registry on PostgreSQL: session user {session_user}, queries as {role} "
                       "(row-level security applies)", session_user=session_user, role=role)
 
@@ -67,6 +66,13 @@ async def _role_of(pool) -> tuple[str, bool, bool, str, bool]:
         cur = await conn.execute(
             "SELECT c.rolname, c.rolsuper, c.rolbypassrls, s.rolname, s.rolsuper "
             "FROM pg_roles c, pg_roles s WHERE c.rolname = current_user AND s.rolname = session_user")
+        return await cur.fetchone()
+
+
+async def _login_of(pool) -> tuple:
+    """The session's login, as :data:`~beachmanager.registry.roles.LOGIN_QUERY` describes it."""
+    async with pool.connection(timeout=5) as conn:
+        cur = await conn.execute(LOGIN_QUERY, {"app": APP_ROLE})
         return await cur.fetchone()
 
 

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
 
+from .members import Beach, Member
+
 #: Legacy default and minimum lease length.
 DEFAULT_LEASE_TTL_MS = 30_000
 MIN_LEASE_TTL_MS = 1_000
@@ -261,3 +263,25 @@ class RegistryStore(Protocol):
         A record of a session the tenant does not hold is :attr:`ActionLogged.NO_SESSION`
         and written nowhere, so one such record cannot make the batch fail for ever.
         More than :data:`MAX_ACTION_BATCH` records fail with :class:`ValueError`."""
+
+    # -- membership (registry/members.py) -------------------------------------
+    def create_beach(self, tenant: Tenant, name: str | None, now_ms: int) -> Deferred[Beach]:
+        """Create the tenant's private beach owned by ``tenant.account_id``; raises
+        :class:`~beachmanager.registry.members.BeachExists` when the id is taken."""
+
+    def get_beach(self, tenant: Tenant) -> Deferred[Beach | None]:
+        ...
+
+    def member_role(self, tenant: Tenant) -> Deferred[str | None]:
+        """The role ``tenant.account_id`` acts with in the beach: ``owner`` for its owner, the
+        role of an active membership, else None (no beach, no membership, not active)."""
+
+    def list_members(self, tenant: Tenant) -> Deferred[list[Member]]:
+        """Memberships of the beach, by account id."""
+
+    def put_member(self, tenant: Tenant, account_id: str, role: str, status: str,
+                   now_ms: int) -> Deferred[Member]:
+        """Upsert a membership (the beach is created, owner-less, when it does not exist)."""
+
+    def remove_member(self, tenant: Tenant, account_id: str) -> Deferred[bool]:
+        """Delete a membership; False when there was none."""

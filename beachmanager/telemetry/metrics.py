@@ -111,6 +111,9 @@ class Metrics:
             "association_total", "Association messages sent to harnesses and renewal requests "
             "heard from them, by outcome (sent, renewed, or the refusal's code)", ["outcome"],
             registry=r)
+        self.rate_limited_total = Counter(
+            "rate_limited_total", "Requests refused with 429 by a token bucket, by limit (account, "
+            "beach, address)", ["limit"], registry=r)
         self.action_latency_seconds = Histogram(
             "action_latency_seconds", "Action accepted to final ack stored",
             buckets=LATENCY_BUCKETS, registry=r)

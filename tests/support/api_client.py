@@ -13,6 +13,7 @@ from twisted.internet.defer import ensureDeferred
 
 from beachmanager import config
 from beachmanager.manager import build_manager
+from beachmanager.registry.store import Tenant
 from beachmanager.telemetry.metrics import Metrics
 
 
@@ -67,8 +68,10 @@ class Running:
         await self.root.stopService()
 
 
-async def start_manager(publisher: Any = None, **overrides: Any) -> Running:
-    """A whole manager on a free port; *publisher* replaces the controller's bus end."""
+async def start_manager(publisher: Any = None, owners: dict[str, str] | None = None,
+                        **overrides: Any) -> Running:
+    """A whole manager on a free port; *publisher* replaces the controller's bus end;
+    *owners*: ``{private beach: account}``, beaches created (in its registry) with that owner."""
     cfg = config.defaults(http_endpoint="tcp:0:interface=127.0.0.1", **overrides)
     metrics = Metrics(CollectorRegistry())
     fatal: list[int] = []
@@ -81,6 +84,8 @@ async def start_manager(publisher: Any = None, **overrides: Any) -> Running:
     except BaseException:
         await root.stopService()
         raise
+    for beach, account in (owners or {}).items():
+        await root.parts.registry.store.create_beach(Tenant(beach, account), None, 0)
     host, port = root.parts.http.address()
     return Running(root, f"http://{host}:{port}", metrics)
 

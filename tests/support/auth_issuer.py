@@ -25,7 +25,7 @@ GATE_AUDIENCE = "private-beach-manager"
 CLERK_ISSUER = "https://clerk.example"
 CLERK_AUDIENCE = "beach-clerk"
 ALL_SCOPES = ("pb:sessions.register pb:sessions.read pb:sessions.write pb:control.write "
-              "pb:control.read pb:manager.read pb:manager.debug")
+              "pb:control.read pb:manager.read pb:manager.debug pb:beaches.read pb:beaches.write")
 
 
 def b64url(data: bytes) -> str:

@@ -60,6 +60,38 @@ def temporary_database(server_url: str = MACHINE_PG) -> Iterator[str]:
         _psql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def with_user(url: str, user: str, password: str | None = None) -> str:
+    """*url* logging in as *user* (the same server and database)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    auth = user + (f":{password}" if password is not None else "")
+    return parts._replace(netloc=f"{auth}@{host}").geturl()
+
+
+@contextlib.contextmanager
+def least_privilege_login(owner_url: str) -> Iterator[str]:
+    """A unique least-privilege login (registry/roles.py) on *owner_url*'s cluster; yields the
+    URL logging in as it.  Roles are cluster-wide: this one is dropped afterwards."""
+    from beachmanager.registry.roles import login_role_script
+
+    name = "beach_login_" + uuid.uuid4().hex[:10]
+    _psql(owner_url, login_role_script(name))
+    try:
+        yield with_user(owner_url, name)
+    finally:
+        _psql(owner_url, f"DROP ROLE IF EXISTS {name}")
+
+
+@contextlib.contextmanager
+def least_privilege_database(server_url: str = MACHINE_PG) -> Iterator[tuple[str, str]]:
+    """A fresh database and a least-privilege login for it, as deployed: yields
+    ``(owner_url, login_url)`` for ``DATABASE_MIGRATE_URL`` and ``DATABASE_URL``."""
+    with temporary_database(server_url) as owner_url, least_privilege_login(owner_url) as login:
+        yield owner_url, login
+
+
 def redis_prefix() -> str:
     return "beachtest:" + uuid.uuid4().hex[:12] + ":"
 

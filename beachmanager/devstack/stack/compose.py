@@ -115,13 +115,35 @@ def service(target: Target, s: topo.Service) -> dict[str, Any]:
         out["healthcheck"] = health
     if s.depends_on:
         out["depends_on"] = {name: {"condition": cond} for name, cond in s.depends_on.items()}
+    if s.init_sql:  # the image runs /docker-entrypoint-initdb.d/*.sql once, on the new database
+        out["configs"] = [{"source": f"{s.name}-init", "target": INITDB_TARGET}]
     return out
 
 
+#: Where the postgres image looks for its first-start SQL (inline ``configs``: Compose 2.23+).
+INITDB_TARGET = "/docker-entrypoint-initdb.d/10-least-privilege-login.sql"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the first-start SQL) as literal blocks."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def render(target: Target) -> str:
-    doc = {"name": target.project,
-           "services": {s.name: service(target, s) for s in target.topology.services}}
-    body = yaml.safe_dump(doc, sort_keys=False, width=100, default_flow_style=False)
+    doc: dict[str, Any] = {"name": target.project,
+                           "services": {s.name: service(target, s) for s in target.topology.services}}
+    configs = {f"{s.name}-init": {"content": _escape(s.init_sql)}
+               for s in target.topology.services if s.init_sql}
+    if configs:
+        doc["configs"] = configs
+    body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=100, default_flow_style=False)
     return target.header + GENERATED + body
 
 

@@ -154,15 +154,26 @@ def prepare_postgres(work: Path) -> None:
         hba.write("host all all 0.0.0.0/0 scram-sha-256\n")
 
 
-def create_database(st: Stack) -> None:
+def create_database(st: Stack, init_sql: str = "") -> None:
+    """The compose image's database, then *init_sql* on it as the owner (as the image runs
+    ``/docker-entrypoint-initdb.d``): the managers' least-privilege login."""
     user, _, db = topo.DATABASE
     sock = st.state_dir / "postgres-socket"
-    done = subprocess.run(["ip", "netns", "exec", net.namespace("postgres"), "runuser", "-u",
-                           "postgres", "--", _pg_bin("psql"), "-h", str(sock), "-p",
-                           str(topo.POSTGRES_PORT), "-U", user, "-d", "postgres", "-qc",
-                           f"CREATE DATABASE {db}"], capture_output=True, text=True)
+
+    def psql(database: str, *args: str, sql: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", net.namespace("postgres"), "runuser", "-u",
+                               "postgres", "--", _pg_bin("psql"), "-h", str(sock), "-p",
+                               str(topo.POSTGRES_PORT), "-U", user, "-d", database, "-q",
+                               "-v", "ON_ERROR_STOP=1", *args], input=sql,
+                              capture_output=True, text=True)
+
+    done = psql("postgres", "-c", f"CREATE DATABASE {db}")
     if done.returncode != 0:
         raise StackError(f"creating database {db} failed: {done.stderr.strip()}")
+    if init_sql:
+        done = psql(db, "-f", "-", sql=init_sql)
+        if done.returncode != 0:
+            raise StackError(f"the first-start SQL of {db} failed: {done.stderr.strip()}")
 
 
 # -- probes ---------------------------------------------------------------------------------
@@ -320,7 +331,7 @@ def _start(st: Stack, t: topo.Topology, s: topo.Service) -> None:
     if s.name == "postgres":
         assert s.health is not None
         _wait_healthy(st, s.name, s.health, entry["address"], "postgres healthy")
-        create_database(st)
+        create_database(st, s.init_sql)
     if s.oneshot:
         wait_until(f"{s.name} to finish", lambda: _exit_status(pid) is not None, ONESHOT_TIMEOUT)
         code = _exit_status(pid)

@@ -32,7 +32,10 @@ ASSOCIATION_SEED = b"smoke-stack-association-key-32by"
 ASSOCIATION_KEY = base64.b64encode(ASSOCIATION_SEED).decode()
 PRIVATE_BEACH = "stack"
 ROAD_PORT, MANAGER_PORT, REDIS_PORT, POSTGRES_PORT = 4132, 8081, 6379, 5432
-DATABASE = ("beach", "beach", "beach_manager")  # user, password, database
+DATABASE = ("beach", "beach", "beach_manager")  # owner (superuser), password, database
+#: The managers' least-privilege login (DATABASE_URL): no superuser, owns nothing, may only
+#: SET ROLE to the app role (beachmanager/registry/roles.py); the owner migrates.
+APP_LOGIN = ("beach_manager_login", "beach-login")
 REWRITE_SERVICE = "beach-manager-rewrite"
 SMOKE_HEARTBEAT = 5  # seconds between the smoke hosts' Heartbeat frames
 
@@ -78,6 +81,7 @@ class Service:
     oneshot: bool = False            # runs to completion (compose restart: "no")
     entrypoint: tuple[str, ...] = ()  # ours: replaces the image's ``twist`` entry point
     aliases: tuple[str, ...] = ()     # more names for it on the network
+    init_sql: str = ""               # postgres: run once on the new database as its owner
 
     @property
     def is_ours(self) -> bool:
@@ -144,18 +148,26 @@ def _redis() -> Service:
                    image="redis:7")
 
 
+def login_sql() -> str:
+    from ...registry.roles import login_role_script
+
+    return login_role_script(*APP_LOGIN)
+
+
 def _postgres() -> Service:
     user, password, db = DATABASE
     return Service("postgres", 12, (), ports=(POSTGRES_PORT,),
                    environment={"POSTGRES_USER": user, "POSTGRES_PASSWORD": password,
                                 "POSTGRES_DB": db},
-                   health=Health("postgres", POSTGRES_PORT), image="postgres:15")
+                   health=Health("postgres", POSTGRES_PORT), image="postgres:15",
+                   init_sql=login_sql())
 
 
 def _manager(name: str, octet: int, instance: str, published: int | None,
              extra: Mapping[str, str], depends: Mapping[str, str],
              aliases: tuple[str, ...] = ()) -> Service:
     user, password, db = DATABASE
+    login, login_password = APP_LOGIN
     env = {
         "BEACH_MANAGER_INSTANCE_ID": instance,
         "BEACH_MANAGER_IMPL": "rewrite",
@@ -164,7 +176,8 @@ def _manager(name: str, octet: int, instance: str, published: int | None,
         "BEACH_MANAGER_PUBLIC_URL": f"http://{name}:{MANAGER_PORT}",  # what it advertises
         "BEACH_MANAGER_HTTP_ENDPOINT": f"tcp:{MANAGER_PORT}:interface=0.0.0.0",
         "REDIS_URL": f"redis://redis:{REDIS_PORT}/0",
-        "DATABASE_URL": f"postgresql://{user}:{password}@postgres:{POSTGRES_PORT}/{db}",
+        "DATABASE_URL": f"postgresql://{login}:{login_password}@postgres:{POSTGRES_PORT}/{db}",
+        "DATABASE_MIGRATE_URL": f"postgresql://{user}:{password}@postgres:{POSTGRES_PORT}/{db}",
         **extra,
     }
     return Service(name, octet, ("beach-manager",), env, ports=(MANAGER_PORT,),

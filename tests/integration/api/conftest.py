@@ -11,6 +11,8 @@ from tests.support.auth_fixtures import auth_settings
 
 @pytest.fixture
 def manager(jwks):
-    running = pytest_twisted.blockon(ensureDeferred(start_manager(**auth_settings(jwks))))
+    # acct-1 (the test issuer's default account) owns pb-guard, the beach test_guard names
+    running = pytest_twisted.blockon(ensureDeferred(start_manager(owners={"pb-guard": "acct-1"},
+                                                                  **auth_settings(jwks))))
     yield running
     pytest_twisted.blockon(ensureDeferred(running.stop()))

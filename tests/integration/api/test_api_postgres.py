@@ -10,24 +10,20 @@ import pytest
 import pytest_twisted
 
 from beachmanager.registry.join_codes import parse_keys
-from beachmanager.registry.migrate import APP_ROLE, apply_migrations
+from beachmanager.service import FatalStartupError
 from tests.support.api_client import start_manager
 from tests.support.auth_fixtures import auth_settings
-from tests.support.servers import temporary_database
+from tests.support.servers import (
+    least_privilege_database,
+    least_privilege_login,
+    temporary_database,
+)
 
 
 @pytest.fixture
 def urls():
-    with temporary_database() as owner_url:
-        apply_migrations(owner_url)  # the role exists before the login role joins it
-        name = "beach_svc_" + uuid.uuid4().hex[:10]
-        with psycopg.connect(owner_url, autocommit=True) as conn:
-            conn.execute(f"CREATE ROLE {name} LOGIN NOSUPERUSER IN ROLE {APP_ROLE}")
-        try:
-            yield owner_url, owner_url.replace("postgres@", f"{name}@", 1)
-        finally:
-            with psycopg.connect(owner_url, autocommit=True) as conn:
-                conn.execute(f"DROP ROLE {name}")
+    with least_privilege_database() as (owner_url, login_url):
+        yield owner_url, login_url
 
 
 def key():
@@ -70,9 +66,31 @@ async def test_api_on_postgres_with_a_login_role(urls, jwks, gate):
 
 
 @pytest_twisted.ensureDeferred
-async def test_production_refuses_a_superuser_session_and_a_missing_key(urls):
-    owner_url, _ = urls
-    with pytest.raises(Exception, match="superuser"):
-        await start_manager(database_url=owner_url, join_code_key=key(), beach_env="production")
+async def test_production_refuses_a_superuser_or_a_table_owner_in_one_line(urls):
+    owner_url, app_url = urls
+    for settings in ({"database_url": owner_url}, {"database_url": owner_url, "database_migrate_url": owner_url}):
+        with pytest.raises(FatalStartupError) as refused:
+            await start_manager(join_code_key=key(), beach_env="production", **settings)
+        line = str(refused.value)
+        assert "\n" not in line and line.startswith("DATABASE_URL logs in as 'postgres', which is a superuser")
+        assert "DATABASE_MIGRATE_URL" in line
     with pytest.raises(Exception, match="BEACH_MANAGER_JOIN_CODE_KEY is required"):
-        await start_manager(database_url=owner_url, beach_env="production")
+        await start_manager(database_url=app_url, database_migrate_url=owner_url, beach_env="production")
+    # a login that owns a table (here one of the schema's) is refused too
+    with least_privilege_login(owner_url) as owning_url:
+        login = owning_url.split("//", 1)[1].split("@", 1)[0]
+        with psycopg.connect(owner_url, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE beach_manager.action_log OWNER TO {login}")
+        try:
+            with pytest.raises(FatalStartupError, match=r"owns 1 table\(s\) \(e\.g\. beach_manager\.action_log\)"):
+                await start_manager(database_url=owning_url, database_migrate_url=owner_url,
+                                    join_code_key=key(), beach_env="production")
+        finally:
+            with psycopg.connect(owner_url, autocommit=True) as conn:
+                conn.execute("ALTER TABLE beach_manager.action_log OWNER TO postgres")
+    # outside production the same login only warns, and a least-privilege one cannot migrate
+    m = await start_manager(database_url=owner_url, join_code_key=key())
+    await m.stop()
+    with temporary_database() as fresh, least_privilege_login(fresh) as login_url:
+        with pytest.raises(Exception, match="schema migrations need the schema owner"):
+            await start_manager(database_url=login_url, join_code_key=key())

@@ -8,12 +8,17 @@ from twisted.internet import reactor
 
 from beachmanager.api.road_verify import RoadError, RoadTimeout, RoadVerifier
 from beachmanager.registry.store import Tenant
-from tests.support.api_client import start_manager
+from tests.support.api_client import start_manager as start_bare
 from tests.support.auth_fixtures import auth_settings
 from tests.support.eventually import eventually
 from tests.support.servers import free_port
 
 URL = "/private-beaches/pb-1/sessions/attach-by-code"
+
+
+async def start_manager(**settings):
+    """A manager where acct-1 (the test issuer's default account) owns private beach pb-1."""
+    return await start_bare(owners={"pb-1": "acct-1"}, **settings)
 
 
 async def host_session(road, session_id, passphrase):

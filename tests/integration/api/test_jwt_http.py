@@ -8,11 +8,16 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from beachmanager.auth.verifier import LEEWAY
-from tests.support.api_client import start_manager
+from tests.support.api_client import start_manager as start_bare
 from tests.support.auth_fixtures import auth_settings
 from tests.support.auth_issuer import GATE_AUDIENCE, GATE_ISSUER, Issuer
 
 ROUTE = ("GET", "/private-beaches/pb-1/sessions")  # needs pb:sessions.read
+
+
+async def start_manager(**settings):
+    """A manager where acct-1 (the test issuer's default account) owns private beach pb-1."""
+    return await start_bare(owners={"pb-1": "acct-1"}, **settings)
 
 
 def cases(gate, clerk):

@@ -10,7 +10,7 @@ from twisted.internet.threads import deferToThread
 
 from tests.support.api_client import start_manager
 from tests.support.eventually import eventually
-from tests.support.servers import throwaway_postgres
+from tests.support.servers import least_privilege_login, throwaway_postgres
 
 
 async def register(m, i):
@@ -33,8 +33,8 @@ def counts(url):
 
 @pytest_twisted.ensureDeferred
 async def test_restart_mid_run_retries_or_503_and_loses_nothing():
-    with throwaway_postgres() as pg:
-        m = await start_manager(database_url=pg.url, auth_bypass=True)
+    with throwaway_postgres() as pg, least_privilege_login(pg.url) as login_url:
+        m = await start_manager(database_url=login_url, database_migrate_url=pg.url, auth_bypass=True)
         try:
             # phase 1: a short restart while requests are in flight: they are retried through it
             replies = []

@@ -13,6 +13,16 @@ REG = {"session_id": "host-a", "private_beach_id": "pb-1", "harness_type": "term
        "capabilities": ["pty"], "version": "1.2", "metadata": {"k": "v"}, "viewer_passcode": "SECRET1"}
 
 
+@pytest.fixture(autouse=True)
+def _acct_1_owns_pb_1_and_pb_2(request):
+    """acct-1, the test issuer's default account, owns the beaches these tests act in."""
+    if "manager" not in request.fixturenames:
+        return
+    m = request.getfixturevalue("manager")
+    for pb in ("pb-1", "pb-2"):
+        pytest_twisted.blockon(m.parts.registry.store.create_beach(Tenant(pb, "acct-1"), None, 0))
+
+
 async def register(m, token, **overrides):
     r = await m.call("POST", "/sessions/register", token=token, body={**REG, **overrides})
     assert r.status == 200, r.body

@@ -11,9 +11,10 @@ import pytest_twisted
 import treq
 
 from beachmanager.assign.rendezvous import rank
+from beachmanager.registry.store import Op, SessionRegistration, Tenant
 from tests.support.api_client import start_manager
 from tests.support.eventually import eventually
-from tests.support.servers import temporary_database, throwaway_redis
+from tests.support.servers import least_privilege_database, throwaway_redis
 
 IDS = ["mgr-a", "mgr-b"]
 HOSTS = [f"host-{n}" for n in range(20)]
@@ -27,8 +28,9 @@ def redis_url():
 
 @pytest.fixture
 def database():
-    with temporary_database() as url:
-        yield url
+    """(owner URL, least-privilege login URL): the owner migrates, the managers log in."""
+    with least_privilege_database() as urls:
+        yield urls
 
 
 async def pair(redis_url, **extra):
@@ -87,28 +89,33 @@ async def test_debug_view_redirects_and_actions_answered_anywhere(redis_url):
         assert (one.status, one.body["manager_instance_id"], one.body["endpoint"]) == (200, "mgr-b", b.base)
         assert (await a.call("GET", "/debug/assignments/nobody")).status == 404
 
-        # A read about B's host: 307 to B, Location and JSON naming it ...
+        # A read about B's host: 307 to B, Location and JSON naming it (after A's guard has
+        # checked the caller in the session's private beach: the registry is shared in a
+        # cluster; here each instance's in-memory twin is told of the session) ...
+        for m in (a, b):
+            await m.parts.registry.store.register_session(
+                Tenant("pb-1", "acct-1"), SessionRegistration(elsewhere), Op.new(), 0)
         path = f"/sessions/{elsewhere}/state?private_beach_id=pb-1"
         raw = await treq.get(a.base + path, allow_redirects=False)
         body = json.loads(await raw.content())
         assert raw.code == 307 and body["error_code"] == "owned_elsewhere"
         assert raw.headers.getRawHeaders("location") == [b.base + path]
         assert (body["manager_instance_id"], body["endpoint"]) == ("mgr-b", b.base)
-        # ... which a client following redirects ends at B (B answers: it has no such session).
+        # ... which a client following redirects ends at B (B answers: no state yet).
         followed = await a.call("GET", path)
-        assert (followed.status, followed.error_code) == (404, "session_not_found")
+        assert (followed.status, followed.body) == (200, None)
         assert followed.body == (await b.call("GET", path)).body
         # Our own host is answered here.
         assert (await a.call("GET", f"/sessions/{here}/state")).status != 307
 
         # An action for B's host sent to A is answered by A itself (actions go into the
         # host's shared queue stream; the end-to-end test shows B delivering one): here
-        # neither knows the session, and both say so alike.
+        # no lease was taken, and both say so alike.
         body = {"controller_token": "00000000-0000-0000-0000-000000000000",
                 "actions": [{"id": "x1", "action_type": "terminal_write", "payload": {"bytes": "hi"}}]}
         via_a = await a.call("POST", f"/sessions/{elsewhere}/actions", body=body)
         direct = await b.call("POST", f"/sessions/{elsewhere}/actions", body=body)
-        assert (via_a.status, via_a.error_code) == (404, "session_not_found")
+        assert (via_a.status, via_a.error_code) == (409, "missing_lease")
         assert (via_a.status, via_a.body) == (direct.status, direct.body)
         assert by_id[owner(here)] is a
     finally:
@@ -118,7 +125,8 @@ async def test_debug_view_redirects_and_actions_answered_anywhere(redis_url):
 
 @pytest_twisted.ensureDeferred
 async def test_drain_hands_every_host_over_and_the_audit_tables_agree(redis_url, database):
-    a, b = await pair(redis_url, database_url=database)
+    owner_url, login_url = database
+    a, b = await pair(redis_url, database_url=login_url, database_migrate_url=owner_url)
     know_codes(a, b)
     try:
         for h in HOSTS:
@@ -135,7 +143,7 @@ async def test_drain_hands_every_host_over_and_the_audit_tables_agree(redis_url,
         await a.parts.assign.audit.flush()
 
         def rows(sql):
-            with psycopg.connect(database) as conn:
+            with psycopg.connect(owner_url) as conn:
                 return conn.execute(sql).fetchall()
 
         async def audited():

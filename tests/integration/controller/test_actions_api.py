@@ -17,7 +17,7 @@ from beachmanager.registry.store import Op, SessionRegistration, Tenant
 from beachmanager.transport.events import SessionState
 from tests.support.api_client import start_manager
 from tests.support.eventually import eventually
-from tests.support.servers import MACHINE_REDIS, temporary_database
+from tests.support.servers import MACHINE_REDIS, least_privilege_database
 
 
 class FakeHostBus:
@@ -52,8 +52,9 @@ def stores(request):
     if request.param == "memory":
         yield {}
     else:
-        with temporary_database() as db:
-            yield {"redis_url": MACHINE_REDIS, "database_url": db}
+        with least_privilege_database() as (owner_url, login_url):
+            yield {"redis_url": MACHINE_REDIS, "database_url": login_url,
+                   "database_migrate_url": owner_url}
 
 
 async def setup(stores, **overrides):

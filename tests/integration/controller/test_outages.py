@@ -10,7 +10,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from tests.support.eventually import eventually
-from tests.support.servers import throwaway_postgres
+from tests.support.servers import least_privilege_login, throwaway_postgres
 
 from .test_actions_api import FakeHostBus, ack, cmd, session_with_lease
 
@@ -19,9 +19,10 @@ from .test_actions_api import FakeHostBus, ack, cmd, session_with_lease
 async def test_postgres_outage_loses_no_ack():
     from tests.support.api_client import start_manager
 
-    with throwaway_postgres() as pg:
+    with throwaway_postgres() as pg, least_privilege_login(pg.url) as login_url:
         bus = FakeHostBus()
-        mgr = await start_manager(auth_bypass=True, database_url=pg.url, publisher=bus)
+        mgr = await start_manager(auth_bypass=True, database_url=login_url,
+                                  database_migrate_url=pg.url, publisher=bus)
         bus.events = mgr.parts.events
         try:
             controller = mgr.parts.controller

@@ -230,3 +230,15 @@ async def test_record_actions_is_one_idempotent_batch_per_tenant(store):
         await store.record_actions(A, [rec("host-1", f"z{i}") for i in range(MAX_ACTION_BATCH + 1)])
     big = await store.record_actions(A, [rec("host-2", f"y{i}") for i in range(MAX_ACTION_BATCH)])
     assert big == [ActionLogged.STORED] * MAX_ACTION_BATCH
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_reason_and_an_empty_reason_are_one_lease(store):
+    """Found by schemathesis: the unique index coalesces NULL to '', so must the lookup."""
+    await store.register_session(A, REG, Op.new(), NOW)
+    one = await store.acquire_lease(A, "host-1", "acct-a", None, 5_000, Op.new(), NOW)
+    two = await store.acquire_lease(A, "host-1", "acct-a", "", 5_000, Op.new(), NOW + 1)
+    three = await store.acquire_lease(A, "host-1", "", None, 5_000, Op.new(), NOW + 2)
+    four = await store.acquire_lease(A, "host-1", None, "", 5_000, Op.new(), NOW + 3)
+    assert one.token == two.token and two.expires_at_ms == NOW + 1 + 5_000
+    assert three.token == four.token != one.token

@@ -13,7 +13,8 @@ from beachmanager.registry.migrate import APP_ROLE, SCHEMA, apply_migrations
 from beachmanager.registry.postgres import PostgresStore
 from beachmanager.registry.store import ActionRecord, Op, SessionRegistration, Tenant
 
-TENANT_TABLES = ("private_beach", "host_session", "controller_lease", "controller_event", "action_log")
+TENANT_TABLES = ("private_beach", "host_session", "controller_lease", "controller_event", "action_log",
+                 "private_beach_membership")
 NOW = 1_700_000_000_000
 
 
@@ -89,6 +90,7 @@ async def seed(pg) -> PostgresStore:
         outcome = await store.record_actions(tenant, [ActionRecord(host, "act-2", "t", None, NOW),
                                                       ActionRecord(other, "act-3", "t", None, NOW)])
         assert [str(o) for o in outcome] == ["stored", "no_session"]
+        await store.put_member(tenant, "acct-m", "viewer", "active", NOW)
     return store
 
 
@@ -169,7 +171,23 @@ async def test_the_service_role_is_checked_at_start(pg):
     from beachmanager.registry.service import _role_of
 
     role = await as_deferred(_role_of(pg.pool))
-    assert role == (APP_ROLE, False, False, "postgres", True)
+    assert role[:3] == (APP_ROLE, False, False) and role[3].startswith("beach_login_")
+    assert role[4] is False  # the fixtures log in with least privilege, as deployed
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_login_is_judged_least_privilege_or_not(pg, database):
+    from beachmanager._aio import as_deferred
+    from beachmanager.registry.roles import LOGIN_QUERY, login_problems
+    from beachmanager.registry.service import _login_of
+
+    name, problems = login_problems(await as_deferred(_login_of(pg.pool)))
+    assert name.startswith("beach_login_") and problems == []
+    with psycopg.connect(database) as conn:  # the owner's URL: the machine's superuser
+        row = conn.execute(LOGIN_QUERY, {"app": APP_ROLE}).fetchone()
+    name, problems = login_problems(row)
+    assert name == "postgres" and problems[0] == "is a superuser"
+    assert any(p.startswith("owns ") and "beach_manager." in p for p in problems)
 
 
 @pytest_twisted.ensureDeferred

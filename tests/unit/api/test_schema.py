@@ -101,3 +101,19 @@ def test_any_json_validates_or_raises_400(value, schema):
         validate(schema, value)
     except ApiError as e:
         assert e.status == 400 and e.message
+
+
+@pytest.mark.parametrize("body", [b'{"reason": "a\\u0000b"}', b'{"a\\u0000": 1}',
+                                  b'{"reason": "\\ud800"}', b'{"x": [{"y": ["\\udfff"]}]}'])
+def test_text_no_field_can_store_is_a_clear_400(body):
+    """Found by schemathesis: NUL and unpaired surrogates reached PostgreSQL (a 500)."""
+    e = refused(body)
+    assert (e.status, e.error_code) == (400, "malformed_json") and "NUL" in e.message
+
+
+def test_whole_floats_are_integers_as_json_schema_says():
+    """Found by schemathesis: ttl_ms 8055.0 is an integer to JSON Schema."""
+    body = read_json(FakeRequest(b'{"ttl_ms": 8055.0}'), m.LEASE_REQUEST)
+    assert body == {"ttl_ms": 8055} and type(body["ttl_ms"]) is int
+    assert refused(b'{"ttl_ms": 8055.5}').error_code == "invalid_body"
+    assert refused(b'{"ttl_ms": 1e300}').error_code == "invalid_body"  # past the maximum

@@ -213,3 +213,64 @@ def test_an_id_sent_again_after_its_action_finished_gets_that_ack_from_the_store
     r.gw.target_ack("target", hj.ActionAck(id="x3", status=hj.AckStatus.OK,
                                            applied_at=hj.Timestamp(1, 0)))
     assert [p["payload"]["ack"]["id"] for h, t, p in r.sent if t == ag.TOPIC_ACKS] == ["x1", "x3"]
+
+
+def test_an_agent_acts_only_where_its_account_is_a_contributor():
+    """The bus takes the REST path's membership check (api/access.py), not a fake."""
+    from prometheus_client import CollectorRegistry
+
+    from beachmanager import config
+    from beachmanager.api.access import BeachAccess, MemberRoles
+    from beachmanager.api.tenancy import SessionBeaches
+    from beachmanager.auth.service import AuthService
+    from beachmanager.registry.join_codes import JoinCodeCipher, JoinCodeKeys
+    from beachmanager.registry.memory import MemoryStore
+    from beachmanager.registry.store import Op, SessionRegistration
+    from beachmanager.telemetry.metrics import Metrics
+
+    r = Rig()
+    store = MemoryStore(JoinCodeCipher(JoinCodeKeys.generate()))
+    store.create_beach(Tenant("pb-1", "acct-owner"), None, 0)
+    store.register_session(Tenant("pb-1", "acct-owner"), SessionRegistration("target"), Op.new(), 0)
+    metrics = Metrics(CollectorRegistry())
+    auth = AuthService(config.defaults(), None, r.clock, metrics, fetch=lambda url: None)
+    access = BeachAccess(auth, SessionBeaches(store, r.clock), MemberRoles(store, r.clock))
+    r.gw._tenant_of = lambda p, s, w: access.in_session(p, s, w, "contributor", "bus:agent")
+
+    def refused(reason):
+        return metrics.registry.get_sample_value("auth_failure_total", {"reason": reason})
+
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-stranger"))
+    assert (r.errors()[-1]["code"], r.errors()[-1]["request_id"]) == ("not_a_member", "l-stranger")
+    assert refused("not_a_member") == 1 and not r.leases.acquired
+    store.put_member(Tenant("pb-1", "acct-owner"), "acct-1", "viewer", "active", 1)
+    access.roles.forget("pb-1", "acct-1")
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-viewer"))
+    assert r.errors()[-1]["code"] == "insufficient_role" and refused("insufficient_role") == 1
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["v1"]))
+    assert r.errors()[-1]["code"] == "insufficient_role" and not r.submitted
+    store.put_member(Tenant("pb-1", "acct-owner"), "acct-1", "contributor", "active", 2)
+    access.roles.forget("pb-1", "acct-1")
+    errors = len(r.errors())
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l-member"))
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["c1"]))
+    assert len(r.errors()) == errors and [c["id"] for c in r.submitted[0][1]] == ["c1"]
+    assert r.leases.acquired[0][0] == Tenant("pb-1", "acct-1")
+
+
+def test_agent_messages_spend_the_accounts_write_budget():
+    from beachmanager import config
+    from beachmanager.ratelimit import RateLimits
+
+    r = Rig()
+    r.gw.limits = RateLimits(r.clock, config.defaults(rate_limit_account=1.0,
+                                                     rate_limit_account_burst=2))
+    r.hear("agent-1", ag.TOPIC_LEASE, lease_req(rid="l1"))
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["z1"]))
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["z2"], rid="a-over"))
+    error = r.errors()[-1]
+    assert (error["code"], error["request_id"]) == ("rate_limited", "a-over")
+    assert error["retry_after_seconds"] == 1 and len(r.submitted) == 1
+    r.clock.advance(1)
+    r.hear("agent-1", ag.TOPIC_ACTIONS, actions(["z3"]))
+    assert len(r.submitted) == 2

@@ -109,3 +109,21 @@ def test_attach_gives_up_at_once_on_an_answer_retrying_cannot_change(manager, ca
 def test_attach_refuses_a_target_without_a_code():
     with pytest.raises(SystemExit, match="SESSION_ID:JOIN_CODE"):
         attach.main(["--manager", "http://127.0.0.1:9", "--beach", "pb", "s-1"])
+
+
+def test_managers_log_in_with_least_privilege_and_the_owner_migrates():
+    from urllib.parse import urlsplit
+
+    from beachmanager.devstack.stack import topology as topo
+
+    for t in (topo.smoke(), topo.main_stack()):
+        pg = t.service("postgres")
+        assert f"CREATE ROLE {topo.APP_LOGIN[0]} LOGIN NOSUPERUSER" in pg.init_sql
+        assert "GRANT beach_manager_app TO " + topo.APP_LOGIN[0] in pg.init_sql
+        managers = [s for s in t.services if "DATABASE_URL" in s.environment]
+        assert managers
+        for s in managers:
+            login = urlsplit(s.environment["DATABASE_URL"])
+            owner = urlsplit(s.environment["DATABASE_MIGRATE_URL"])
+            assert (login.username, owner.username) == (topo.APP_LOGIN[0], topo.DATABASE[0])
+            assert login.path == owner.path == "/" + topo.DATABASE[2]
