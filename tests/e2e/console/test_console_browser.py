@@ -59,7 +59,8 @@ async def shot(b, tmp_path, name):
 @pytest_twisted.ensureDeferred
 async def test_the_console_follows_an_attach_an_action_and_a_dropped_host(road, jwks, gate, tmp_path):
     br.require()
-    token = gate.token(scope="pb:manager.debug pb:sessions.write pb:control.write pb:control.read")
+    token = gate.token(scope="pb:manager.debug pb:sessions.write pb:control.write pb:control.read "
+                             "pb:beaches.write")
     hosts = []
     mgr = b = None
     try:
@@ -67,6 +68,8 @@ async def test_the_console_follows_an_attach_an_action_and_a_dropped_host(road, 
         second = await spawn_host(road.url, command="/bin/sh")
         hosts += [first, second]
         mgr = await start_manager(road_url=road.url, webrtc_disable_stun=True, **auth_settings(jwks))
+        r = await mgr.call("POST", "/private-beaches", token=token, body={"id": BEACH})
+        assert r.status == 201, r.body  # the operator owns the beach its hosts join
         first_id = await attach_by_code(mgr, token, first)
         await mgr.parts.events.wait_for(ready_of(first_id)).addTimeout(30, reactor)
 
