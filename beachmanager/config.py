@@ -371,10 +371,9 @@ SETTINGS += (
     Setting("action_claim_timeout", "BEACH_ACTION_CLAIM_TIMEOUT", "30",
             "Seconds an action may stay pending with another manager before this one claims it.",
             positive_float(86_400)),
-    Setting("action_admission_target", "BEACH_ACTION_ADMISSION_TARGET", "0",
+    Setting("action_admission_target", "BEACH_ACTION_ADMISSION_TARGET", "0.25",
             "Load shedding: seconds of backlog (at the measured finishing rate) this instance "
-            "accepts before new actions get 429 with Retry-After (0.25 is a sensible value); 0, "
-            "the default, turns it off (issue 16: not yet shown to help on this rig).",
+            "accepts before new actions get 429 with Retry-After; 0 turns it off.",
             non_negative_float(60)),
     Setting("action_admission_floor", "BEACH_ACTION_ADMISSION_FLOOR", "100",
             "Load shedding: actions in progress always accepted, whatever the rate.",

@@ -192,13 +192,15 @@ class ControllerService(ReadyService):
         return self.link.transport_state(host)
 
     def _held(self) -> int:
-        """Actions this instance holds: waiting, in flight, or finished and not yet stored
-        (summed at most every BACKLOG_REFRESH seconds; admissions in between add up)."""
+        """Actions this instance is working on: waiting or in flight for a host whose transport
+        is up, or finished and not yet stored (summed at most every BACKLOG_REFRESH seconds;
+        admissions in between add up).  Actions waiting for a host that is down cost nothing
+        until it is back; the host's queue bound governs those."""
         now = self.ctx.clock.seconds()
         if now - self._backlog_at >= BACKLOG_REFRESH and self.engine is not None:
             engine, writer = self.engine, self.writer
-            self._backlog = sum(len(x.waiting) + len(x.inflight) for x in engine.lanes.values()) \
-                + (len(writer._held) if writer is not None else 0)
+            self._backlog = sum(len(x.waiting) + len(x.inflight) for x in engine.lanes.values()
+                                if x.ready) + (len(writer._held) if writer is not None else 0)
             self._backlog_at = now
         return self._backlog
 
@@ -209,7 +211,9 @@ class ControllerService(ReadyService):
     def admit(self, host: str, adding: int) -> None:
         """Refuse (``Overloaded``) new actions for a host delivered from here when this
         instance is over its admission target; before anything is parsed or written."""
-        if self.admission is None or self.link is None or not self.link.delivers(host):
+        lane = self.engine.lanes.get(host) if self.engine is not None else None
+        if self.admission is None or self.link is None or not self.link.delivers(host) \
+                or lane is None or not lane.ready:
             return
         refusal = self.admission.check(adding)
         if refusal is not None:

@@ -304,3 +304,33 @@ async def test_over_its_admission_target_the_instance_refuses_before_queueing(st
         await eventually(admitted, timeout=10, what="actions accepted again")
     finally:
         await mgr.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_actions_waiting_for_a_host_that_is_down_are_not_load(stores):
+    """A host whose transport is down costs nothing until it is back: the actions waiting for
+    it do not count as this instance's backlog, so other hosts' actions are not shed for them
+    (its queue bound governs that host)."""
+    mgr, controller, bus = await setup(stores, action_admission_target=0.05,
+                                       action_admission_floor=4)
+    try:
+        down, busy = ("host-" + uuid.uuid4().hex[:8] for _ in "ab")
+        down_token = (await session_with_lease(mgr, down))[1]
+        busy_token = (await session_with_lease(mgr, busy))[1]
+        bus.up(down)
+        bus.up(busy)
+        r = await mgr.call("POST", f"/sessions/{down}/actions", body={
+            "controller_token": down_token, "actions": [cmd(i) for i in range(1, 11)]})
+        assert r.status == 200, r.body
+        bus.down(down)  # ten actions now wait for it
+        started, i = reactor.seconds(), 100
+        while reactor.seconds() - started < 1.2:  # over two of admission's 0.5 s windows
+            i += 1
+            r = await mgr.call("POST", f"/sessions/{busy}/actions",
+                               body={"controller_token": busy_token, "actions": [cmd(i)]})
+            assert r.status == 200, (i, r.body)  # never "overloaded"
+            controller.ingest.ack_value(busy, ack(i))
+            await deferLater(reactor, 0.02, lambda: None)
+        assert await controller.queue.depth(down) == 10
+    finally:
+        await mgr.stop()
