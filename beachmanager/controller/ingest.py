@@ -228,6 +228,11 @@ class AckWriter:
                           **fields(host_session_id=final.host))
 
 
+    @property
+    def pending(self) -> int:
+        """Final acks buffered or being written (not yet stored)."""
+        return len(self._held)
+
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"buffered": len(self._held), "written": self.written,
                                "overflowed": self.overflowed}

@@ -200,7 +200,7 @@ class ControllerService(ReadyService):
         if now - self._backlog_at >= BACKLOG_REFRESH and self.engine is not None:
             engine, writer = self.engine, self.writer
             self._backlog = sum(len(x.waiting) + len(x.inflight) for x in engine.lanes.values()
-                                if x.ready) + (len(writer._held) if writer is not None else 0)
+                                if x.ready) + (writer.pending if writer is not None else 0)
             self._backlog_at = now
         return self._backlog
 

@@ -14,8 +14,6 @@ start) deletes it, and :func:`sweep` deletes what a crashed run left behind.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from dataclasses import dataclass, field
 
@@ -28,17 +26,10 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def unavailable() -> str | None:
-    """Why namespaces cannot be used here (one line), or None."""
-    if shutil.which("ip") is None:
-        return "iproute2's `ip` is not installed (Debian: apt-get install iproute2)"
-    if os.geteuid() != 0:
-        return "network namespaces need root (these tests create ip netns, veth pairs)"
-    probe = f"{TAG_PREFIX}probe{os.getpid() % 100000}"
-    made = _ip("netns", "add", probe, check=False)
-    if made.returncode != 0:
-        return f"cannot create a network namespace: {made.stderr.strip()}"
-    _ip("netns", "del", probe, check=False)
-    return None
+    """Why namespaces cannot be used here (one line), or None (the stack's own probe)."""
+    from beachmanager.devstack.stack.network import unavailable as probe
+
+    return probe("these tests")
 
 
 def sweep() -> None:

@@ -59,13 +59,13 @@ def namespace(service: str) -> str:
     return f"{PREFIX}{service}"
 
 
-def unavailable() -> str | None:
-    """Why this machine cannot run the stack (one line), or None."""
+def unavailable(who: str = "the stack") -> str | None:
+    """Why this machine cannot make network namespaces for *who* (one line), or None."""
     if shutil.which("ip") is None:
-        return "the stack needs iproute2's `ip` (Debian: apt-get install iproute2)"
+        return f"{who} needs iproute2's `ip` (Debian: apt-get install iproute2)"
     if os.geteuid() != 0:
-        return "the stack needs root: it creates network namespaces, veth pairs and a bridge"
-    probe = f"{PREFIX}probe"
+        return f"{who} needs root: it creates network namespaces and veth pairs"
+    probe = f"{PREFIX}probe{os.getpid() % 100000}"  # concurrent probes do not collide
     made = ip("netns", "add", probe, check=False)
     if made.returncode != 0:
         return f"cannot create a network namespace here: {made.stderr.strip()}"

@@ -23,6 +23,7 @@ import yaml
 
 from beachmanager.devstack.stack import network
 from beachmanager.devstack.stack import topology as topo
+from tests.support.eventually import eventually_sync
 
 ROOT = Path(__file__).resolve().parents[3]
 PREFIX = "bmx-"
@@ -103,16 +104,9 @@ def get(url: str, timeout: float = 3.0):
 
 
 def wait_for(what: str, check, timeout: float, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except (OSError, ValueError, KeyError):
-            value = None
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    """The shared bounded wait, reading across the bridge (a read may fail while it moves)."""
+    return eventually_sync(check, timeout=timeout, what=what, step=step,
+                           errors=(OSError, ValueError, KeyError))
 
 
 def test_up_and_down_twice_in_a_row_leave_nothing_behind(env):
