@@ -65,11 +65,15 @@ SCTP_RTO_INITIAL = 1.0
 
 
 def tune_sctp(rto_min: float = SCTP_RTO_MIN, rto_initial: float = SCTP_RTO_INITIAL) -> None:
-    """Lower aiortc's SCTP retransmission timeouts (module constants, read at run time)."""
+    """Lower aiortc's SCTP retransmission timeouts (module constants, read at run time) and
+    bundle the DATA chunks of a transmit pass (:mod:`.sctp_bundle`)."""
     import aiortc.rtcsctptransport as sctp
+
+    from . import sctp_bundle
 
     sctp.SCTP_RTO_MIN = rto_min  # type: ignore[assignment]  # declared int
     sctp.SCTP_RTO_INITIAL = rto_initial
+    sctp_bundle.install()
 
 
 class PeerError(Exception):
