@@ -353,7 +353,7 @@ SETTINGS += (
     Setting("reconnect_max_delay", "BEACH_RECONNECT_MAX_DELAY", "30",
             "Cap of the exponential backoff (with jitter) between attach attempts, in seconds.",
             positive_float(3600)),
-    Setting("attach_concurrency", "BEACH_ATTACH_CONCURRENCY", "32",
+    Setting("attach_concurrency", "BEACH_ATTACH_CONCURRENCY", "16",
             "Most hosts negotiating at once; more attaches queue (protects Road and hosts).",
             positive_int(10_000)),
 )
@@ -378,6 +378,9 @@ SETTINGS += (
     Setting("action_admission_floor", "BEACH_ACTION_ADMISSION_FLOOR", "100",
             "Load shedding: actions in progress always accepted, whatever the rate.",
             positive_int(1_000_000)),
+    Setting("action_ack_writers", "BEACH_ACTION_ACK_WRITERS", "2",
+            "Batches of final acks written to the stores at once (each one transaction).",
+            positive_int(8)),
 )
 
 # -- devstack inside the manager (beachmanager/devstack/embedded.py): `make run`, demos

@@ -2,8 +2,8 @@
 
 :class:`AckWriter` takes every :class:`~.delivery.FinalAck` from the delivery engine
 into a bounded buffer and, in batches, (1) appends it to the action log of the
-registry store (idempotent on the action id; one ``record_actions`` call per private
-beach when the store has it), (2) removes it from the queue (XACK + delete) and
+registry store (idempotent on the action id; one ``record_actions_by_beach`` transaction
+for the batch when the store has it, else one ``record_actions`` call per private beach), (2) removes it from the queue (XACK + delete; one ``finish_many`` call for the batch) and
 (3) publishes its view to the runtime cache; then it observes
 ``action_latency_seconds`` (accepted to ack stored).  The queue entry is removed only
 after the log write, so a crash or a store outage never loses an ack: a failed
@@ -186,7 +186,11 @@ class AckWriter:
         for final in batch:
             by_host.setdefault(final.host, []).append(
                 (final.action.action_id, final.action.entry_id, final.status))
-        await _all([self.queue.finish(host, done) for host, done in by_host.items()])
+        finish_many = getattr(self.queue, "finish_many", None)
+        if finish_many is not None:
+            await finish_many(by_host)
+        else:
+            await _all([self.queue.finish(host, done) for host, done in by_host.items()])
         now = self.clock.seconds()  # "stored": logged and dequeued (what the latency measures)
         if self.cache is not None:
             await self.cache.put_acks([(f.host, f.action.action_id, _stored_view(f, now)) for f in batch])
@@ -202,7 +206,9 @@ class AckWriter:
                 self.record(final)
 
     async def _log_batches(self, batch: list[FinalAck]) -> None:
-        """``record_actions(tenant, records)``: one call per beach, a few beaches at once."""
+        """``record_actions_by_beach``: one transaction for the batch, each beach under its own
+        tenant; a store without it gets ``record_actions(tenant, records)`` per beach, a few
+        beaches at once."""
         from ..registry.store import Tenant
 
         by_beach: dict[str, list[FinalAck]] = {}
@@ -216,7 +222,15 @@ class AckWriter:
                 if logged == "no_session":
                     self._no_session(final)
 
-        items = list(by_beach.items())
+        items = sorted(by_beach.items())
+        together = getattr(self.store, "record_actions_by_beach", None)
+        if together is not None and items:  # one transaction for the whole batch
+            outcomes = await together([(Tenant(beach), [_record(f) for f in finals]) for beach, finals in items])
+            for (_, finals), outcome in zip(items, outcomes, strict=True):
+                for final, logged in zip(finals, outcome, strict=True):
+                    if logged == "no_session":
+                        self._no_session(final)
+            return
         for i in range(0, len(items), STORE_CONCURRENCY):
             await _all([one(beach, finals) for beach, finals in items[i:i + STORE_CONCURRENCY]])
 

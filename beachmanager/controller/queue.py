@@ -151,6 +151,9 @@ class ActionQueue(Protocol):
     async def finish(self, host: str, done: list[tuple[str, str, str]]) -> None:
         """``done`` holds ``(action_id, entry_id, final status)``."""
 
+    async def finish_many(self, done_by_host: dict[str, list[tuple[str, str, str]]]) -> None:
+        """:meth:`finish` for several hosts at once (one round trip where the store allows)."""
+
     async def depth(self, host: str) -> int: ...
 
     async def lookup(self, host: str, action_id: str) -> str | None: ...

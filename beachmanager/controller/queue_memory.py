@@ -158,6 +158,10 @@ class MemoryActionQueue:
         seqs = sorted(s for s, p in h.pending.items() if now - p.delivered_at >= min_idle)[:count]
         return self._deliver(h, seqs, consumer)
 
+    async def finish_many(self, done_by_host: dict[str, list[tuple[str, str, str]]]) -> None:
+        for host, done in done_by_host.items():
+            await self.finish(host, done)
+
     async def finish(self, host: str, done: list[tuple[str, str, str]]) -> None:
         h = self._hosts.get(host)
         if h is None:

@@ -11,7 +11,7 @@ Keys per host (``{host}`` is a hash tag, so one host's keys share a cluster slot
   across managers.  XADD carries ``MAXLEN ~ bound`` as a safety net; the script's
   depth check keeps the stream under it, so trimming never drops an accepted entry.
 * Finish is XACK + XDEL (the stream only holds unfinished entries, so XLEN is the
-  depth).
+  depth); ``finish_many`` finishes an ack batch's hosts in one script call.
 * Blocking reads (``read_new_many``) use a dedicated connection: a blocking
   XREADGROUP holds up every other command on its connection.
 * Every key carries a TTL (default a day, renewed on each write) so abandoned hosts
@@ -89,35 +89,53 @@ end
 return out
 """
 
-_FINISH = """
-local stream, ids, done = KEYS[1], KEYS[2], KEYS[3]
-local group, keep, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 4, #ARGV, 3 do
-  local id, eid, status = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local entry = redis.call('XRANGE', stream, eid, eid)
-  if #entry == 1 then
-    local f = entry[1][2]
-    for j = 1, #f, 2 do
-      if f[j] == 'id' and f[j + 1] == id then
-        redis.call('XACK', stream, group, eid)
-        redis.call('XDEL', stream, eid)
+_FINISH_BODY = """
+local function finish(stream, ids, done, group, keep, ttl, first, last)
+  for i = first, last, 3 do
+    local id, eid, status = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local entry = redis.call('XRANGE', stream, eid, eid)
+    if #entry == 1 then
+      local f = entry[1][2]
+      for j = 1, #f, 2 do
+        if f[j] == 'id' and f[j + 1] == id then
+          redis.call('XACK', stream, group, eid)
+          redis.call('XDEL', stream, eid)
+        end
       end
     end
+    local cur = redis.call('HGET', ids, id)
+    if (not cur) or string.sub(cur, 1, 5) ~= 'done:' then
+      redis.call('HSET', ids, id, 'done:' .. status)
+      redis.call('RPUSH', done, id)
+    end
   end
-  local cur = redis.call('HGET', ids, id)
-  if (not cur) or string.sub(cur, 1, 5) ~= 'done:' then
-    redis.call('HSET', ids, id, 'done:' .. status)
-    redis.call('RPUSH', done, id)
+  local extra = redis.call('LLEN', done) - keep
+  for _ = 1, extra do
+    local old = redis.call('LPOP', done)
+    local cur = redis.call('HGET', ids, old)
+    if cur and string.sub(cur, 1, 5) == 'done:' then redis.call('HDEL', ids, old) end
   end
+  redis.call('EXPIRE', ids, ttl)
+  redis.call('EXPIRE', done, ttl)
 end
-local extra = redis.call('LLEN', done) - keep
-for _ = 1, extra do
-  local old = redis.call('LPOP', done)
-  local cur = redis.call('HGET', ids, old)
-  if cur and string.sub(cur, 1, 5) == 'done:' then redis.call('HDEL', ids, old) end
+"""
+
+#: one host: KEYS stream, ids, done; ARGV group, keep, ttl, then (id, entry id, status)...
+_FINISH = _FINISH_BODY + """
+finish(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), 4, #ARGV)
+return 1
+"""
+
+#: several hosts: KEYS three per host; ARGV group, keep, ttl, then per host its count of
+#: finished actions followed by their (id, entry id, status)
+_FINISH_MANY = _FINISH_BODY + """
+local group, keep, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local at = 4
+for h = 1, #KEYS, 3 do
+  local n = tonumber(ARGV[at])
+  finish(KEYS[h], KEYS[h + 1], KEYS[h + 2], group, keep, ttl, at + 1, at + 3 * n)
+  at = at + 1 + 3 * n
 end
-redis.call('EXPIRE', ids, ttl)
-redis.call('EXPIRE', done, ttl)
 return 1
 """
 
@@ -212,6 +230,24 @@ class RedisActionQueue:
         for action_id, entry_id, status in done:
             args += [action_id, entry_id, status]
         await self._eval(_FINISH, [stream, ids, done_key], args)
+
+    async def finish_many(self, done_by_host: dict[str, list[tuple[str, str, str]]]) -> None:
+        """:meth:`finish` for several hosts in one script call (one round trip for an ack
+        batch).  The keys of different hosts sit in different cluster slots: this needs one
+        Redis server, which is what the manager uses (txredisapi has no cluster client)."""
+        work = [(host, done) for host, done in done_by_host.items() if done]
+        if len(work) <= 1:
+            for host, done in work:
+                await self.finish(host, done)
+            return
+        keys: list[str] = []
+        args: list[Any] = [self.group, self.done_memory, self.ttl]
+        for host, done in work:
+            keys.extend(self._keys(host))
+            args.append(len(done))
+            for action_id, entry_id, status in done:
+                args += [action_id, entry_id, status]
+        await self._eval(_FINISH_MANY, keys, args)
 
     # -- reads ---------------------------------------------------------------------------------
     async def _ensure_group(self, host: str) -> None:

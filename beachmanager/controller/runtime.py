@@ -78,15 +78,20 @@ class RedisRuntimeCache:
     async def put_acks(self, items: list[tuple[str, str, dict[str, Any]]]) -> None:
         if not items:
             return
-        pipe = await self.conn.pipeline()
-        for host, action_id, view in items:
-            pipe.execute_command("SET", self._key(host, "ack", action_id), _dump(view),
-                                 "EX", self.ack_ttl)
-        await pipe.execute_pipeline()
+        # one script call for the batch (a pipeline costs a command and a Deferred per key);
+        # keys of several hosts: one Redis server, as for the queue's ``finish_many``
+        await self.conn.eval(_PUT_ACKS, [self._key(host, "ack", action_id) for host, action_id, _ in items],
+                             [self.ack_ttl, *(_dump(view) for _, _, view in items)])
 
     async def get_ack(self, host: str, action_id: str) -> dict[str, Any] | None:
         raw = await self.conn.execute_command("GET", self._key(host, "ack", action_id))
         return json.loads(raw) if raw is not None else None
+
+
+_PUT_ACKS = """
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1]) end
+return #KEYS
+"""
 
 
 def _dump(value: Any) -> str:

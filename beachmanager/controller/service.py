@@ -137,7 +137,7 @@ class ControllerService(ReadyService):
         ctx = self.ctx
         self.queue, self.cache = self._stores()
         self.writer = AckWriter(self.queue, ctx.clock, store=self.store, cache=self.cache,
-                                metrics=ctx.metrics)
+                                metrics=ctx.metrics, concurrency=ctx.config.action_ack_writers)
         self.engine = DeliveryEngine(
             self.queue, self.publisher, ctx.clock, consumer=self.instance_id,
             window=self.window, ack_timeout=self.ack_timeout, claim_timeout=self.claim_timeout,

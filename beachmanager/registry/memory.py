@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, fail, maybeDeferred
 
 from .join_codes import JoinCodeCipher
 from .members import ACTIVE, OWNER, Beach, BeachExists, Member
@@ -255,6 +255,18 @@ class MemoryStore:
             return sorted(live, key=lambda lease: (-lease.expires_at_ms, lease.token))
 
         return self._run(run)
+
+    def record_actions_by_beach(self, groups: Sequence[tuple[Tenant, Sequence[ActionRecord]]]
+                                ) -> Deferred[list[list[ActionLogged]]]:
+        groups = [(tenant, list(records)) for tenant, records in groups]
+        total = sum(len(records) for _, records in groups)
+        if total > MAX_ACTION_BATCH:
+            return fail(ValueError(f"at most {MAX_ACTION_BATCH} action records per call, got {total}"))
+
+        async def run() -> list[list[ActionLogged]]:
+            return [await self.record_actions(tenant, records) for tenant, records in groups]
+
+        return ensureDeferred(run())
 
     def controller_events(self, tenant: Tenant, host_session_id: str, event_type: str | None = None,
                           since_ms: int | None = None, limit: int = 200) -> Deferred[list[ControllerEvent]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, TypeVar, overload
 
-from twisted.internet.defer import Deferred, ensureDeferred, fail
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -200,6 +200,16 @@ class PostgresStore:
         if len(records) > MAX_ACTION_BATCH:
             return fail(ValueError(f"at most {MAX_ACTION_BATCH} action records per call, got {len(records)}"))
         return self._tx("record_actions", tenant, repo.record_actions, tenant, records, pipelined=True)
+
+    def record_actions_by_beach(self, groups: Sequence[tuple[Tenant, Sequence[ActionRecord]]]
+                                ) -> Deferred[list[list[ActionLogged]]]:
+        listed = [(tenant, list(records)) for tenant, records in groups]
+        total = sum(len(records) for _, records in listed)
+        if total > MAX_ACTION_BATCH:
+            return fail(ValueError(f"at most {MAX_ACTION_BATCH} action records per call, got {total}"))
+        if not listed:
+            return succeed([])
+        return self._tx("record_actions_by_beach", None, repo.record_actions_by_beach, listed, pipelined=True)
 
     # -- membership ----------------------------------------------------------
     def create_beach(self, tenant: Tenant, name: str | None, now_ms: int) -> Deferred[Beach]:

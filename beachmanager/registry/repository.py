@@ -401,6 +401,51 @@ async def record_actions(conn, tenant: Tenant, records: list[ActionRecord]) -> C
     return collect
 
 
+_RECORD_ACTION_GROUPS = f"""
+SELECT o_group, o_inserted, o_host, o_action FROM {S}.record_action_groups(
+    %(pb)s::text[], %(n)s::integer[], %(hs)s::text[], %(aid)s::text[], %(tok)s::uuid[],
+    %(typ)s::text[], %(payload)s::jsonb[], %(status)s::text[], %(enq)s::timestamptz[],
+    %(ack)s::timestamptz[])"""
+
+
+def _unique_rows(records: list[ActionRecord]) -> list[ActionRecord]:
+    """The first record of each key, in key order (the insert's lock order)."""
+    first: dict[tuple[str, str], ActionRecord] = {}
+    for r in records:
+        first.setdefault((r.host_session_id, r.action_id), r)
+    return sorted(first.values(), key=lambda r: (r.host_session_id, r.action_id))
+
+
+async def record_actions_by_beach(conn, groups: list[tuple[Tenant, list[ActionRecord]]]
+                                  ) -> Collect[list[list[ActionLogged]]]:
+    """All groups in one statement (``record_action_groups``, migration 0004), each written
+    under its own tenant setting: row security sees every insert with the beach it is for.
+    Pipelined (see :meth:`PostgresStore._tx`)."""
+    from psycopg.types.json import Jsonb
+
+    rows_of = [_unique_rows(records) for _, records in groups]
+    rows = [r for group in rows_of for r in group]
+    cur = await conn.execute(_RECORD_ACTION_GROUPS, {
+        "pb": [tenant.private_beach_id for tenant, _ in groups], "n": [len(g) for g in rows_of],
+        "hs": [r.host_session_id for r in rows], "aid": [r.action_id for r in rows],
+        "tok": [parse_token(r.controller_token) if r.controller_token else None for r in rows],
+        "typ": [r.action_type for r in rows], "payload": [Jsonb(r.payload) for r in rows],
+        "status": [r.status for r in rows], "enq": [ts(r.enqueued_at_ms) for r in rows],
+        "ack": [ts(r.acked_at_ms) if r.acked_at_ms is not None else None for r in rows]})
+
+    async def collect() -> list[list[ActionLogged]]:
+        inserted: list[set[tuple[str, str]]] = [set() for _ in groups]
+        known: list[set[str]] = [set() for _ in groups]
+        for group, was_inserted, hs, aid in await cur.fetchall():
+            if was_inserted:
+                inserted[group - 1].add((hs, aid))
+            else:
+                known[group - 1].add(hs)
+        return [outcomes(records, known[i], inserted[i]) for i, (_, records) in enumerate(groups)]
+
+    return collect
+
+
 def outcomes(records: list[ActionRecord], known: set[str],
              inserted: set[tuple[str, str]]) -> list[ActionLogged]:
     """One outcome per record: the first of a key that was inserted is STORED, later ones

@@ -264,6 +264,12 @@ class RegistryStore(Protocol):
         and written nowhere, so one such record cannot make the batch fail for ever.
         More than :data:`MAX_ACTION_BATCH` records fail with :class:`ValueError`."""
 
+    def record_actions_by_beach(self, groups: Sequence[tuple[Tenant, Sequence[ActionRecord]]]
+                                ) -> Deferred[list[list[ActionLogged]]]:
+        """:meth:`record_actions` for several private beaches in one transaction: one list of
+        outcomes per group (same order), each group written under its own tenant (row security
+        applies to each as if it were alone).  At most :data:`MAX_ACTION_BATCH` records in all."""
+
     # -- membership (registry/members.py) -------------------------------------
     def create_beach(self, tenant: Tenant, name: str | None, now_ms: int) -> Deferred[Beach]:
         """Create the tenant's private beach owned by ``tenant.account_id``; raises

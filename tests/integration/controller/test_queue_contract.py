@@ -122,6 +122,21 @@ async def test_finish_checks_the_entry_belongs_to_the_action(q):
 
 
 @pytest_twisted.ensureDeferred
+async def test_finish_many_finishes_each_host_as_finish_would(q):
+    r1 = await q.enqueue("h1", [action(1), action(2)])
+    r2 = await q.enqueue("h2", [action(1)])
+    await q.enqueue("h3", [action(1)])
+    await q.finish_many({"h1": [("a-1", r1.entries["a-1"], "ok"), ("a-2", r1.entries["a-1"], "late")],
+                         "h2": [("a-1", r2.entries["a-1"], "rejected")], "h3": []})
+    assert await q.depth("h1") == 1 and await q.depth("h2") == 0 and await q.depth("h3") == 1
+    # a-2's entry id was a-1's: marked done, its entry left (as finish checks)
+    assert [await q.lookup("h1", a) for a in ("a-1", "a-2")] == ["done:ok", "done:late"]
+    assert await q.lookup("h2", "a-1") == "done:rejected" and await q.lookup("h3", "a-1") == "queued"
+    assert [a.action_id for a in await q.read_new("h1", "m1", 10)] == ["a-2"]
+    await q.finish_many({})
+
+
+@pytest_twisted.ensureDeferred
 async def test_blocking_read_wakes_on_enqueue_and_times_out(q):
     t0 = reactor.seconds()
     assert await q.read_new_many(["h1", "h2"], "m1", 10, 0.2) == {}

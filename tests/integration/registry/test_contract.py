@@ -233,6 +233,27 @@ async def test_record_actions_is_one_idempotent_batch_per_tenant(store):
 
 
 @pytest_twisted.ensureDeferred
+async def test_record_actions_by_beach_writes_each_group_as_its_own_tenant(store):
+    await store.register_session(A, REG, Op.new(), NOW)
+    await store.register_session(B, SessionRegistration("host-b"), Op.new(), NOW)
+    assert await store.record_actions_by_beach([]) == []
+    out = await store.record_actions_by_beach([
+        (A, [rec("host-1", "m1"), rec("host-b", "m2"), rec("host-1", "m1")]),
+        (B, [rec("host-b", "m2"), rec("host-1", "m3")]),
+        (A, [rec("host-1", "m1")])])
+    # each group sees only its own tenant's sessions (row security per group, not per call)
+    assert out == [[ActionLogged.STORED, ActionLogged.NO_SESSION, ActionLogged.DUPLICATE],
+                   [ActionLogged.STORED, ActionLogged.NO_SESSION],
+                   [ActionLogged.DUPLICATE]]
+    assert await store.record_action(A, rec("host-1", "m1")) is False
+    assert await store.record_action(B, rec("host-b", "m2")) is False
+    assert await store.record_action(A, rec("host-1", "m3")) is True  # B's group wrote nothing of A's
+    with pytest.raises(ValueError, match="at most"):
+        await store.record_actions_by_beach([(A, [rec("host-1", f"z{i}") for i in range(MAX_ACTION_BATCH)]),
+                                             (B, [rec("host-b", "z")])])
+
+
+@pytest_twisted.ensureDeferred
 async def test_no_reason_and_an_empty_reason_are_one_lease(store):
     """Found by schemathesis: the unique index coalesces NULL to '', so must the lookup."""
     await store.register_session(A, REG, Op.new(), NOW)

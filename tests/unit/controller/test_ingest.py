@@ -195,6 +195,38 @@ def test_batches_per_beach_skip_vanished_sessions_and_confirm_each_stored_ack():
     assert all(ensureDeferred(queue.depth(h)).result == 0 for h in ("h1", "gone", "h2"))
 
 
+class TogetherStore(BatchStore):
+    """Has ``record_actions_by_beach``: the writer sends a batch's beaches in one call."""
+
+    def __init__(self):
+        super().__init__()
+        self.together = []
+
+    def record_actions_by_beach(self, groups):
+        self.together.append([tenant.private_beach_id for tenant, _ in groups])
+        return succeed([self.record_actions(tenant, records).result for tenant, records in groups])
+
+
+def test_a_store_that_takes_several_beaches_gets_one_call_per_batch():
+    clock = Clock()
+    clock.advance(1000)
+    queue = MemoryActionQueue(clock)
+    store = TogetherStore()
+    writer = AckWriter(queue, clock, store=store, metrics=Metrics(CollectorRegistry()))
+    finals = []
+    for host, beach in (("h2", "pb-2"), ("gone", "pb-1"), ("h1", "pb-1")):
+        ensureDeferred(queue.enqueue(host, [NewAction(f"{host}-a", {"id": f"{host}-a"}, "tok",
+                                                      clock.seconds(), beach)]))
+        for a in ensureDeferred(queue.read_new(host, "m1", 1)).result:
+            finals.append(FinalAck(host, a, "ok", clock.seconds(), 1, clock.seconds()))
+    for f in finals:
+        writer.submit(f)
+    writer.start()
+    assert store.together == [["pb-1", "pb-2"]]  # one call, beaches in a fixed order
+    assert writer.orphans == 1 and writer.written == 3
+    assert all(ensureDeferred(queue.depth(h)).result == 0 for h in ("h1", "gone", "h2"))
+
+
 def test_a_failed_beach_retries_the_whole_batch_without_duplicates():
     clock = Clock()
     clock.advance(1000)
