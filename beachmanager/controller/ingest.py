@@ -3,7 +3,8 @@
 :class:`AckWriter` takes every :class:`~.delivery.FinalAck` from the delivery engine
 into a bounded buffer and, in batches, (1) appends it to the action log of the
 registry store (idempotent on the action id; one ``record_actions_by_beach`` transaction
-for the batch when the store has it, else one ``record_actions`` call per private beach), (2) removes it from the queue (XACK + delete; one ``finish_many`` call for the batch) and
+for the batch when the store has it, else one ``record_actions`` call per private beach),
+(2) removes it from the queue (XACK + delete; one ``finish_many`` call for the batch) and
 (3) publishes its view to the runtime cache; then it observes
 ``action_latency_seconds`` (accepted to ack stored).  The queue entry is removed only
 after the log write, so a crash or a store outage never loses an ack: a failed
