@@ -10,40 +10,57 @@ must also be the thread's current loop.  Twisted does not call
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from typing import Any
 
 REACTOR_HINT = "--reactor=beach-asyncio"
 
 
 def install():
     """Create a new asyncio loop, make it current, install the asyncio reactor on it."""
-    from twisted.internet import asyncioreactor
+    from twisted.internet.main import installReactor
 
     loop = new_loop()
     asyncio.set_event_loop(loop)
-    asyncioreactor.install(loop)
-    from twisted.internet import reactor
-
-    if not isinstance(loop, asyncio.SelectorEventLoop):  # uvloop
-        reactor.addSystemEventTrigger("after", "startup", reap_children_on, loop)
+    reactor = _reactor_class()(loop)
+    installReactor(reactor)
     return reactor
 
 
-def reap_children_on(loop: asyncio.AbstractEventLoop) -> None:
-    """Reap child processes when SIGCHLD arrives, under a loop that owns the wakeup fd.
-
-    Twisted learns of SIGCHLD through the signal wakeup fd (its SIGCHLD handler does
-    nothing by itself); uvloop takes that fd for itself while it runs, so a PTY program's
-    exit would never be reported.  uvloop still runs Python-level handlers when a signal
-    wakes it: this one, installed once Twisted has installed its own, has the reactor reap
-    on the loop's next turn (reaping is idempotent)."""
-    import signal
-
+def _reactor_class():
     from twisted.internet import process
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
-    if hasattr(signal, "SIGCHLD"):
-        signal.signal(signal.SIGCHLD, lambda signum, frame: loop.call_soon_threadsafe(process.reapAllProcesses))
-        process.reapAllProcesses()  # any that ended before this handler was in place
+    class BeachAsyncioReactor(AsyncioSelectorReactor):
+        """Twisted's asyncio reactor, told of a child's exit by a pidfd under any loop.
+
+        Twisted learns of SIGCHLD through the signal wakeup fd; uvloop takes that fd while
+        it runs, and libuv takes SIGCHLD itself once anything spawns through the loop
+        (Playwright does), so neither a handler nor the wakeup fd can be relied on.  A
+        pidfd (Linux 5.3+) becomes readable when its process exits, whoever holds the
+        signal: the reactor reaps then (reaping is idempotent; Twisted's own waker, where
+        it still fires, does no harm)."""
+
+        def spawnProcess(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+            proc = super().spawnProcess(*args, **kwargs)
+            pid = getattr(proc, "pid", None)
+            if pid is not None and hasattr(os, "pidfd_open"):
+                try:
+                    fd = os.pidfd_open(pid)
+                except OSError:  # already reaped
+                    return proc
+                loop = self._asyncioEventloop
+
+                def exited() -> None:
+                    loop.remove_reader(fd)
+                    os.close(fd)
+                    process.reapAllProcesses()
+
+                loop.add_reader(fd, exited)
+            return proc
+
+    return BeachAsyncioReactor
 
 
 def new_loop(kind: str | None = None) -> asyncio.AbstractEventLoop:
@@ -51,8 +68,6 @@ def new_loop(kind: str | None = None) -> asyncio.AbstractEventLoop:
     library's (``BEACH_EVENT_LOOP=asyncio``).  uvloop runs the same code with a cheaper loop:
     measured with ``bench/actions.py`` (50 hosts, Redis + PostgreSQL), 12 % less manager CPU
     per action and the sustained rate up from ~1,800 to ~2,000 stored actions/s."""
-    import os
-
     kind = kind if kind is not None else os.environ.get("BEACH_EVENT_LOOP", "uvloop")
     if kind == "uvloop":
         import uvloop
