@@ -3,8 +3,8 @@
 :class:`AckWriter` takes every :class:`~.delivery.FinalAck` from the delivery engine
 into a bounded buffer and, in batches, (1) appends it to the action log of the
 registry store (idempotent on the action id; one ``record_actions_by_beach`` transaction
-for the batch when the store has it, else one ``record_actions`` call per private beach),
-(2) removes it from the queue (XACK + delete; one ``finish_many`` call for the batch) and
+for the batch, each private beach under its own tenant), (2) removes it from the queue
+(XACK + delete; one ``finish_many`` call for the batch) and
 (3) publishes its view to the runtime cache; then it observes
 ``action_latency_seconds`` (accepted to ack stored).  The queue entry is removed only
 after the log write, so a crash or a store outage never loses an ack: a failed
@@ -29,7 +29,6 @@ from typing import Any
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
-    DeferredList,
     ensureDeferred,
 )
 from twisted.internet.defer import TimeoutError as DeferredTimeout
@@ -43,9 +42,8 @@ from .delivery import FinalAck, final_view
 
 DEFAULT_BUFFER = 20_000
 BATCH = 256
-#: Action-log writes in flight at once per batch, and batches written at once: at most
-#: 2 x 4 of the registry pool's 10 connections, so request-path look-ups still get one.
-STORE_CONCURRENCY = 4
+#: Batches written at once, each one transaction: 2 of the registry pool's 10 connections,
+#: so request-path look-ups still get one.
 WRITERS = 2
 
 
@@ -187,11 +185,7 @@ class AckWriter:
         for final in batch:
             by_host.setdefault(final.host, []).append(
                 (final.action.action_id, final.action.entry_id, final.status))
-        finish_many = getattr(self.queue, "finish_many", None)
-        if finish_many is not None:
-            await finish_many(by_host)
-        else:
-            await _all([self.queue.finish(host, done) for host, done in by_host.items()])
+        await self.queue.finish_many(by_host)
         now = self.clock.seconds()  # "stored": logged and dequeued (what the latency measures)
         if self.cache is not None:
             await self.cache.put_acks([(f.host, f.action.action_id, _stored_view(f, now)) for f in batch])
@@ -208,32 +202,22 @@ class AckWriter:
 
     async def _log_batches(self, batch: list[FinalAck]) -> None:
         """``record_actions_by_beach``: one transaction for the batch, each beach under its own
-        tenant; a store without it gets ``record_actions(tenant, records)`` per beach, a few
-        beaches at once."""
+        tenant, beaches in a fixed order."""
         from ..registry.store import Tenant
 
         by_beach: dict[str, list[FinalAck]] = {}
         for final in batch:
             if final.action.beach:
                 by_beach.setdefault(final.action.beach, []).append(final)
-
-        async def one(beach: str, finals: list[FinalAck]) -> None:
-            outcome = await self.store.record_actions(Tenant(beach), [_record(f) for f in finals])
+        if not by_beach:
+            return
+        items = sorted(by_beach.items())
+        outcomes = await self.store.record_actions_by_beach(
+            [(Tenant(beach), [_record(f) for f in finals]) for beach, finals in items])
+        for (_, finals), outcome in zip(items, outcomes, strict=True):
             for final, logged in zip(finals, outcome, strict=True):
                 if logged == "no_session":
                     self._no_session(final)
-
-        items = sorted(by_beach.items())
-        together = getattr(self.store, "record_actions_by_beach", None)
-        if together is not None and items:  # one transaction for the whole batch
-            outcomes = await together([(Tenant(beach), [_record(f) for f in finals]) for beach, finals in items])
-            for (_, finals), outcome in zip(items, outcomes, strict=True):
-                for final, logged in zip(finals, outcome, strict=True):
-                    if logged == "no_session":
-                        self._no_session(final)
-            return
-        for i in range(0, len(items), STORE_CONCURRENCY):
-            await _all([one(beach, finals) for beach, finals in items[i:i + STORE_CONCURRENCY]])
 
     def _no_session(self, final: FinalAck) -> None:
         self.orphans += 1
@@ -254,17 +238,6 @@ class AckWriter:
         if self.last_error:
             out["error"] = self.last_error
         return out
-
-
-async def _all(awaitables: list) -> None:
-    """Await them together; once all have settled, the first failure is raised."""
-    if len(awaitables) == 1:
-        await awaitables[0]
-        return
-    results = await DeferredList([ensureDeferred(a) for a in awaitables], consumeErrors=True)
-    for ok, value in results:
-        if not ok:
-            value.raiseException()
 
 
 def _record(final: FinalAck):

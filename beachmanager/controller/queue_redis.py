@@ -89,7 +89,9 @@ end
 return out
 """
 
-_FINISH_BODY = """
+#: KEYS three per host (stream, ids, done); ARGV group, keep, ttl, then per host its count
+#: of finished actions followed by their (id, entry id, status)
+_FINISH = """
 local function finish(stream, ids, done, group, keep, ttl, first, last)
   for i = first, last, 3 do
     local id, eid, status = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -118,17 +120,7 @@ local function finish(stream, ids, done, group, keep, ttl, first, last)
   redis.call('EXPIRE', ids, ttl)
   redis.call('EXPIRE', done, ttl)
 end
-"""
 
-#: one host: KEYS stream, ids, done; ARGV group, keep, ttl, then (id, entry id, status)...
-_FINISH = _FINISH_BODY + """
-finish(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), 4, #ARGV)
-return 1
-"""
-
-#: several hosts: KEYS three per host; ARGV group, keep, ttl, then per host its count of
-#: finished actions followed by their (id, entry id, status)
-_FINISH_MANY = _FINISH_BODY + """
 local group, keep, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local at = 4
 for h = 1, #KEYS, 3 do
@@ -223,31 +215,23 @@ class RedisActionQueue:
         return result
 
     async def finish(self, host: str, done: list[tuple[str, str, str]]) -> None:
-        if not done:
-            return
-        stream, ids, done_key = self._keys(host)
-        args: list[Any] = [self.group, self.done_memory, self.ttl]
-        for action_id, entry_id, status in done:
-            args += [action_id, entry_id, status]
-        await self._eval(_FINISH, [stream, ids, done_key], args)
+        await self.finish_many({host: done})
 
     async def finish_many(self, done_by_host: dict[str, list[tuple[str, str, str]]]) -> None:
         """:meth:`finish` for several hosts in one script call (one round trip for an ack
         batch).  The keys of different hosts sit in different cluster slots: this needs one
         Redis server, which is what the manager uses (txredisapi has no cluster client)."""
-        work = [(host, done) for host, done in done_by_host.items() if done]
-        if len(work) <= 1:
-            for host, done in work:
-                await self.finish(host, done)
-            return
         keys: list[str] = []
         args: list[Any] = [self.group, self.done_memory, self.ttl]
-        for host, done in work:
+        for host, done in done_by_host.items():
+            if not done:
+                continue
             keys.extend(self._keys(host))
             args.append(len(done))
             for action_id, entry_id, status in done:
                 args += [action_id, entry_id, status]
-        await self._eval(_FINISH_MANY, keys, args)
+        if keys:
+            await self._eval(_FINISH, keys, args)
 
     # -- reads ---------------------------------------------------------------------------------
     async def _ensure_group(self, host: str) -> None:

@@ -34,6 +34,7 @@ from .store import (
     SessionNotFound,
     SessionRegistration,
     Tenant,
+    action_groups,
     parse_token,
 )
 
@@ -258,13 +259,13 @@ class MemoryStore:
 
     def record_actions_by_beach(self, groups: Sequence[tuple[Tenant, Sequence[ActionRecord]]]
                                 ) -> Deferred[list[list[ActionLogged]]]:
-        groups = [(tenant, list(records)) for tenant, records in groups]
-        total = sum(len(records) for _, records in groups)
-        if total > MAX_ACTION_BATCH:
-            return fail(ValueError(f"at most {MAX_ACTION_BATCH} action records per call, got {total}"))
+        try:
+            listed = action_groups(groups)
+        except ValueError as e:
+            return fail(e)
 
         async def run() -> list[list[ActionLogged]]:
-            return [await self.record_actions(tenant, records) for tenant, records in groups]
+            return [await self.record_actions(tenant, records) for tenant, records in listed]
 
         return ensureDeferred(run())
 

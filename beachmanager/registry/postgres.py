@@ -40,6 +40,7 @@ from .store import (
     SessionRegistration,
     StoreUnavailable,
     Tenant,
+    action_groups,
 )
 
 T = TypeVar("T")
@@ -203,10 +204,10 @@ class PostgresStore:
 
     def record_actions_by_beach(self, groups: Sequence[tuple[Tenant, Sequence[ActionRecord]]]
                                 ) -> Deferred[list[list[ActionLogged]]]:
-        listed = [(tenant, list(records)) for tenant, records in groups]
-        total = sum(len(records) for _, records in listed)
-        if total > MAX_ACTION_BATCH:
-            return fail(ValueError(f"at most {MAX_ACTION_BATCH} action records per call, got {total}"))
+        try:
+            listed = action_groups(groups)
+        except ValueError as e:
+            return fail(e)
         if not listed:
             return succeed([])
         return self._tx("record_actions_by_beach", None, repo.record_actions_by_beach, listed, pipelined=True)

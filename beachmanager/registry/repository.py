@@ -371,22 +371,12 @@ UNION ALL SELECT false, host_session_id, NULL FROM known"""
 async def record_actions(conn, tenant: Tenant, records: list[ActionRecord]) -> Collect[list[ActionLogged]]:
     """One statement for the whole batch: sessions the tenant holds, the rows inserted.
     Pipelined (see :meth:`PostgresStore._tx`)."""
-    from psycopg.types.json import Jsonb
-
-    first: dict[tuple[str, str], ActionRecord] = {}
-    for r in records:
-        first.setdefault((r.host_session_id, r.action_id), r)
-    if not first:
+    rows = _unique_rows(records)
+    if not rows:
         return lambda: _answer([])
-    rows = sorted(first.values(), key=lambda r: (r.host_session_id, r.action_id))
     cur = await conn.execute(_RECORD_ACTIONS, {
-        "pb": tenant.private_beach_id,
-        "hosts": sorted({r.host_session_id for r in rows}),
-        "hs": [r.host_session_id for r in rows], "aid": [r.action_id for r in rows],
-        "tok": [parse_token(r.controller_token) if r.controller_token else None for r in rows],
-        "typ": [r.action_type for r in rows], "payload": [Jsonb(r.payload) for r in rows],
-        "status": [r.status for r in rows], "enq": [ts(r.enqueued_at_ms) for r in rows],
-        "ack": [ts(r.acked_at_ms) if r.acked_at_ms is not None else None for r in rows]})
+        "pb": tenant.private_beach_id, "hosts": sorted({r.host_session_id for r in rows}),
+        **_columns(rows)})
 
     async def collect() -> list[ActionLogged]:
         inserted: set[tuple[str, str]] = set()
@@ -416,22 +406,27 @@ def _unique_rows(records: list[ActionRecord]) -> list[ActionRecord]:
     return sorted(first.values(), key=lambda r: (r.host_session_id, r.action_id))
 
 
+def _columns(rows: list[ActionRecord]) -> dict[str, list[Any]]:
+    """The action-log columns of *rows*, one array each (the statements unnest them)."""
+    from psycopg.types.json import Jsonb
+
+    return {
+        "hs": [r.host_session_id for r in rows], "aid": [r.action_id for r in rows],
+        "tok": [parse_token(r.controller_token) if r.controller_token else None for r in rows],
+        "typ": [r.action_type for r in rows], "payload": [Jsonb(r.payload) for r in rows],
+        "status": [r.status for r in rows], "enq": [ts(r.enqueued_at_ms) for r in rows],
+        "ack": [ts(r.acked_at_ms) if r.acked_at_ms is not None else None for r in rows]}
+
+
 async def record_actions_by_beach(conn, groups: list[tuple[Tenant, list[ActionRecord]]]
                                   ) -> Collect[list[list[ActionLogged]]]:
     """All groups in one statement (``record_action_groups``, migration 0004), each written
     under its own tenant setting: row security sees every insert with the beach it is for.
     Pipelined (see :meth:`PostgresStore._tx`)."""
-    from psycopg.types.json import Jsonb
-
     rows_of = [_unique_rows(records) for _, records in groups]
-    rows = [r for group in rows_of for r in group]
     cur = await conn.execute(_RECORD_ACTION_GROUPS, {
         "pb": [tenant.private_beach_id for tenant, _ in groups], "n": [len(g) for g in rows_of],
-        "hs": [r.host_session_id for r in rows], "aid": [r.action_id for r in rows],
-        "tok": [parse_token(r.controller_token) if r.controller_token else None for r in rows],
-        "typ": [r.action_type for r in rows], "payload": [Jsonb(r.payload) for r in rows],
-        "status": [r.status for r in rows], "enq": [ts(r.enqueued_at_ms) for r in rows],
-        "ack": [ts(r.acked_at_ms) if r.acked_at_ms is not None else None for r in rows]})
+        **_columns([r for group in rows_of for r in group])})
 
     async def collect() -> list[list[ActionLogged]]:
         inserted: list[set[tuple[str, str]]] = [set() for _ in groups]

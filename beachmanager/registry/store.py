@@ -189,6 +189,17 @@ class ActionRecord:
     acked_at_ms: int | None = None
 
 
+def action_groups(groups: Sequence[tuple[Tenant, Sequence[ActionRecord]]]
+                  ) -> list[tuple[Tenant, list[ActionRecord]]]:
+    """The groups of a ``record_actions_by_beach`` call, as lists; :class:`ValueError` past
+    :data:`MAX_ACTION_BATCH` records in all."""
+    listed = [(tenant, list(records)) for tenant, records in groups]
+    total = sum(len(records) for _, records in listed)
+    if total > MAX_ACTION_BATCH:
+        raise ValueError(f"at most {MAX_ACTION_BATCH} action records per call, got {total}")
+    return listed
+
+
 def parse_token(token: str) -> uuid.UUID | None:
     """A lease token as a UUID, or None when it cannot name any lease."""
     try:

@@ -19,6 +19,16 @@ class FlakyStore:
     def __init__(self, failures=0):
         self.failures = failures
         self.records = {}
+        self.together = []  # the beaches of each record_actions_by_beach call
+
+    def record_actions_by_beach(self, groups):
+        """The ack writer's call: each group through ``record_actions``, in order."""
+        self.together.append([tenant.private_beach_id for tenant, _ in groups])
+
+        async def run():
+            return [await self.record_actions(tenant, records) for tenant, records in groups]
+
+        return ensureDeferred(run())
 
     def record_actions(self, tenant, records):
         """The registry store's batch call; fails the first *failures* calls."""
@@ -55,6 +65,17 @@ def enqueue_and_read(clock, queue, n):
 
 def final(action, clock, status="ok", repeat=False):
     return FinalAck("h1", action, status, clock.seconds(), 1, clock.seconds(), repeat=repeat)
+
+
+def one_final_each(clock, queue, *hosts):
+    """One action queued, read and finished ("ok") per ``(host, beach)``: their final acks."""
+    finals = []
+    for host, beach in hosts:
+        ensureDeferred(queue.enqueue(host, [NewAction(f"{host}-a", {"id": f"{host}-a"}, "tok",
+                                                      clock.seconds(), beach)]))
+        for a in ensureDeferred(queue.read_new(host, "m1", 1)).result:
+            finals.append(FinalAck(host, a, "ok", clock.seconds(), 1, clock.seconds()))
+    return finals
 
 
 def latency_count(metrics):
@@ -157,7 +178,7 @@ class BatchStore(FlakyStore):
         return succeed(out)
 
 
-def test_a_store_with_record_actions_gets_one_call_per_beach_and_batch():
+def test_a_batch_of_one_beach_is_one_group():
     clock = Clock()
     clock.advance(1000)
     queue = MemoryActionQueue(clock)
@@ -179,12 +200,7 @@ def test_batches_per_beach_skip_vanished_sessions_and_confirm_each_stored_ack():
     writer = AckWriter(queue, clock, store=store, metrics=Metrics(CollectorRegistry()))
     confirmed = []
     writer.confirm = confirmed.append
-    finals = []
-    for host, beach in (("h1", "pb-1"), ("gone", "pb-1"), ("h2", "pb-2")):
-        ensureDeferred(queue.enqueue(host, [NewAction(f"{host}-a", {"id": f"{host}-a"}, "tok",
-                                                      clock.seconds(), beach)]))
-        for a in ensureDeferred(queue.read_new(host, "m1", 1)).result:
-            finals.append(FinalAck(host, a, "ok", clock.seconds(), 1, clock.seconds()))
+    finals = one_final_each(clock, queue, ("h1", "pb-1"), ("gone", "pb-1"), ("h2", "pb-2"))
     for f in finals:
         writer.submit(f)
     writer.start()
@@ -195,30 +211,13 @@ def test_batches_per_beach_skip_vanished_sessions_and_confirm_each_stored_ack():
     assert all(ensureDeferred(queue.depth(h)).result == 0 for h in ("h1", "gone", "h2"))
 
 
-class TogetherStore(BatchStore):
-    """Has ``record_actions_by_beach``: the writer sends a batch's beaches in one call."""
-
-    def __init__(self):
-        super().__init__()
-        self.together = []
-
-    def record_actions_by_beach(self, groups):
-        self.together.append([tenant.private_beach_id for tenant, _ in groups])
-        return succeed([self.record_actions(tenant, records).result for tenant, records in groups])
-
-
 def test_a_store_that_takes_several_beaches_gets_one_call_per_batch():
     clock = Clock()
     clock.advance(1000)
     queue = MemoryActionQueue(clock)
-    store = TogetherStore()
+    store = BatchStore()
     writer = AckWriter(queue, clock, store=store, metrics=Metrics(CollectorRegistry()))
-    finals = []
-    for host, beach in (("h2", "pb-2"), ("gone", "pb-1"), ("h1", "pb-1")):
-        ensureDeferred(queue.enqueue(host, [NewAction(f"{host}-a", {"id": f"{host}-a"}, "tok",
-                                                      clock.seconds(), beach)]))
-        for a in ensureDeferred(queue.read_new(host, "m1", 1)).result:
-            finals.append(FinalAck(host, a, "ok", clock.seconds(), 1, clock.seconds()))
+    finals = one_final_each(clock, queue, ("h2", "pb-2"), ("gone", "pb-1"), ("h1", "pb-1"))
     for f in finals:
         writer.submit(f)
     writer.start()
@@ -243,11 +242,8 @@ def test_a_failed_beach_retries_the_whole_batch_without_duplicates():
 
     store.record_actions = record_actions
     writer = AckWriter(queue, clock, store=store, metrics=Metrics(CollectorRegistry()))
-    for host, beach in (("h1", "pb-1"), ("h2", "pb-2")):
-        ensureDeferred(queue.enqueue(host, [NewAction(f"{host}-a", {"id": f"{host}-a"}, "tok",
-                                                      clock.seconds(), beach)]))
-        for a in ensureDeferred(queue.read_new(host, "m1", 1)).result:
-            writer.submit(FinalAck(host, a, "ok", clock.seconds(), 1, clock.seconds()))
+    for f in one_final_each(clock, queue, ("h1", "pb-1"), ("h2", "pb-2")):
+        writer.submit(f)
     writer.start()
     assert writer.failures == 1 and writer.written == 0
     assert ensureDeferred(queue.depth("h1")).result == 1  # nothing dequeued before the whole batch is logged
